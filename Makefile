@@ -1,0 +1,37 @@
+# edgeface: every target creates/reuses the venv and installs from pyproject.toml.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+EF     := $(VENV)/bin/edgeface
+STAMP  := $(VENV)/.edgeface-installed
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup demo test check bench clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[all]"
+	touch $(STAMP)
+
+# The main job on its built-in default: detect, align, embed and verify with the shipped model.
+demo: $(STAMP)
+	$(PY) -m edgeface.demo
+
+# The test suite CI runs (well inside CI's 90 minutes; full-LFW runs are in `make bench`).
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+# Size-regression check of the shipped artifacts against the recorded baseline (CI runs it).
+check: $(STAMP)
+	$(EF) bench --check benchmarks/baseline.json models/*.tflite
+
+# The full benchmark report (full LFW, latency, expression accuracy): see benchmarks/README.md.
+bench: $(STAMP)
+	bash benchmarks/run_all.sh
+
+clean-venv:
+	rm -rf $(VENV)

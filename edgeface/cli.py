@@ -1,0 +1,101 @@
+"""`edgeface`: one CLI grammar for every stage.
+
+    edgeface align SRC DST            detect + 5-point align a folder of images
+    edgeface train face|expression    train an embedder / an expression classifier
+    edgeface convert MODEL            float32 / float16 / int8 .tflite (+ C array) with model cards
+    edgeface bench MODEL.tflite...    size, latency, LFW verification / expression accuracy
+    edgeface verify A B               same person? (TF-free runtime)
+    edgeface enroll / identify        a gallery of people (TF-free runtime)
+    edgeface info MODEL.tflite        print a model card
+
+Subcommands live in their stage's package and are imported only when called, so `--help` is
+instant and the runtime commands never import TensorFlow.
+Exit codes: 0 ok, 1 a check failed (budget, regression), 2 bad usage or bad input.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+import edgeface
+from edgeface.errors import EdgefaceError
+
+# name -> (module, attribute, one-line help shown by `edgeface --help` without importing the module)
+COMMANDS = {
+    "align": ("edgeface.align.cli", "align", "Detect faces and align them onto the 5-point template."),
+    "train": ("edgeface.train.cli", "train", "Train a face embedder or an expression classifier."),
+    "convert": ("edgeface.convert.cli", "convert", "Convert a Keras model to float32/float16/int8 TFLite."),
+    "bench": ("edgeface.bench.cli", "bench", "Benchmark .tflite models: size, latency, accuracy."),
+    "verify": ("edgeface.runtime.cli", "verify", "Are two face images the same person? (no TensorFlow)"),
+    "enroll": ("edgeface.runtime.cli", "enroll", "Add a person's face images to a gallery. (no TensorFlow)"),
+    "identify": ("edgeface.runtime.cli", "identify", "Name the faces in an image, video or camera. (no TensorFlow)"),
+    "info": ("edgeface.convert.cli", "info", "Print the model card of a .tflite artifact."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(edgeface.__version__, prog_name="edgeface")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx, debug):
+    """edgeface: face images to a verified, sub-1 MB face model for phones, Raspberry Pi and MCUs."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main(argv=None) -> int:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="edgeface", standalone_mode=False)
+        return 0
+    except EdgefaceError as e:
+        if debug:
+            raise
+        click.echo(f"edgeface: error: {e}", err=True)
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:  # bad usage: click's own message, one line, exit 2
+        if debug:
+            raise
+        click.echo(f"edgeface: error: {e.format_message()}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("edgeface: aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("edgeface: interrupted", err=True)
+        return 130
+    except Exception as e:  # an unexpected failure: still one line unless --debug
+        if debug:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        click.echo(f"edgeface: error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", err=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

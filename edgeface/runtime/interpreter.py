@@ -1,0 +1,152 @@
+"""Load and run .tflite models without TensorFlow.
+
+Interpreter order: ai_edge_litert (the maintained LiteRT wheel, fast int8 kernels), then
+tflite_runtime (old; slow int8, breaks with numpy 2), then tf.lite when TensorFlow happens to be
+installed. Quantisation is handled here once: callers feed float inputs in the model's
+normalised range and always get dequantised float outputs back.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgeface.errors import EdgefaceError
+
+TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8 of every .tflite
+
+
+def interpreter_class():
+    """(Interpreter class, backend name): the first TFLite interpreter importable here."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        return Interpreter, "ai_edge_litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+        return Interpreter, "tflite_runtime"
+    except ImportError:
+        pass
+    try:
+        import edgeface  # noqa: F401  (legacy keras flag before TF loads)
+        import tensorflow as tf
+        return tf.lite.Interpreter, "tf.lite"
+    except ImportError:
+        raise EdgefaceError("no TFLite interpreter found: pip install ai-edge-litert "
+                            "(or: pip install 'edgeface[runtime]')") from None
+
+
+def check_tflite_file(path: str | os.PathLike) -> bytes:
+    """Read a .tflite file, or raise one clear line if it is missing, empty or not a TFLite model."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgefaceError(f"model not found: {path}")
+    if path.is_dir():
+        raise EdgefaceError(f"expected a .tflite file, got a directory: {path}")
+    data = path.read_bytes()
+    if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
+        raise EdgefaceError(f"not a TFLite model (no TFL3 identifier): {path}")
+    return data
+
+
+def card_path(model_path: str | os.PathLike) -> Path:
+    """The model card sits beside the artifact: NAME.tflite -> NAME.json."""
+    return Path(model_path).with_suffix(".json")
+
+
+def load_card(model_path: str | os.PathLike) -> dict:
+    """The model card of an artifact, or {} when it has none (cards are optional for foreign models)."""
+    p = card_path(model_path)
+    if not p.exists():
+        return {}
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EdgefaceError(f"model card {p} is not valid JSON: {e}") from None
+
+
+class TFLiteModel:
+    """One .tflite model with a single input and a single output, run on float arrays."""
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1):
+        self.path = Path(path)
+        data = check_tflite_file(self.path)
+        cls, self.backend = interpreter_class()
+        try:
+            self.interpreter = cls(model_content=data, num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise EdgefaceError(f"cannot load {self.path} with {self.backend}: {msg}") from None
+        self.num_threads = num_threads
+        self.card = load_card(self.path)
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(int(v) for v in self.input["shape"])
+
+    @property
+    def input_dtype(self):
+        return self.input["dtype"]
+
+    @property
+    def output_dtype(self):
+        return self.output["dtype"]
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        dtype = self.input["dtype"]
+        if dtype in (np.int8, np.uint8):
+            scale, zp = self.input["quantization"]
+            info = np.iinfo(dtype)
+            return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dtype)
+        return x.astype(dtype)
+
+    def dequantize_output(self, y: np.ndarray) -> np.ndarray:
+        if self.output["dtype"] in (np.int8, np.uint8):
+            scale, zp = self.output["quantization"]
+            return (y.astype(np.float32) - zp) * scale
+        return y.astype(np.float32)
+
+    def _resize(self, batch: int) -> None:
+        if self.input_shape[0] != batch:
+            self.interpreter.resize_tensor_input(self.input["index"], [batch, *self.input_shape[1:]])
+            self.interpreter.allocate_tensors()
+            self.input = self.interpreter.get_input_details()[0]
+            self.output = self.interpreter.get_output_details()[0]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """x: float32 (N, *input_shape[1:]) in the model's normalised range -> float32 outputs."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.shape[1:] != self.input_shape[1:]:
+            raise EdgefaceError(f"{self.path.name} expects input {list(self.input_shape[1:])}, got {list(x.shape[1:])}")
+        self._resize(x.shape[0])
+        self.interpreter.set_tensor(self.input["index"], self.quantize_input(x))
+        self.interpreter.invoke()
+        return self.dequantize_output(self.interpreter.get_tensor(self.output["index"]))
+
+    def run_one(self, x: np.ndarray) -> np.ndarray:
+        """Single example without resizing (the latency path)."""
+        self._resize(1)
+        self.interpreter.set_tensor(self.input["index"], self.quantize_input(np.asarray(x, np.float32)[None]))
+        self.interpreter.invoke()
+        return self.dequantize_output(self.interpreter.get_tensor(self.output["index"]))[0]
+
+
+def l2_normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-10) -> np.ndarray:
+    """Host-side L2 normalisation (int8 L2_NORMALIZATION in TFLite is too coarse, scale 1/128)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), eps)
+
+
+# The fixed standardisation every edgeface face model uses: RGB uint8 -> [-1, 1].
+PIXEL_MEAN = 127.5
+PIXEL_STD = 127.5
+
+
+def normalize_pixels(rgb_uint8: np.ndarray, mean: float = PIXEL_MEAN, std: float = PIXEL_STD) -> np.ndarray:
+    return (np.asarray(rgb_uint8, dtype=np.float32) - mean) / std

@@ -1,0 +1,62 @@
+"""Shared fixtures. Tests that need ../shared/data skip with a clear reason when it is absent."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import edgeface  # noqa: F401  (TF_USE_LEGACY_KERAS before anything imports TensorFlow)
+from edgeface.utils.paths import shared_data, shared_root
+
+os.environ.setdefault("EDGEFACE_NO_PROGRESS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = shared_data()
+    if root is None:
+        pytest.skip("shared data not found: set EDGEFACE_DATA or place it at ../shared/data")
+    return root
+
+
+@pytest.fixture(scope="session")
+def lfw_root(data_root) -> Path:
+    p = data_root / "lfw" / "lfw-deepfunneled"
+    if not p.is_dir():
+        pytest.skip(f"LFW not found at {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def lfw_pairs(data_root) -> Path:
+    p = data_root / "lfw" / "pairs.txt"
+    if not p.is_file():
+        pytest.skip(f"LFW pairs.txt not found at {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def celeba_root(data_root) -> Path:
+    p = data_root / "faces" / "celeba"
+    if not p.is_dir():
+        pytest.skip(f"CelebA training faces not found at {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def expressions_root(data_root) -> Path:
+    p = data_root / "expressions"
+    if not p.is_dir():
+        pytest.skip(f"expression datasets not found at {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def teachers_root() -> Path:
+    root = shared_root()
+    if root is None or not (root / "teachers").is_dir():
+        pytest.skip("teacher models not found: ../shared/teachers")
+    return root / "teachers"
