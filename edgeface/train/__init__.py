@@ -1,0 +1,1 @@
+"""Training: `edgeface train face` (embedder) and `edgeface train expression` (classifier)."""
