@@ -1,0 +1,183 @@
+"""Teacher embedders behind one interface, plus a cache of their embeddings."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgeface.errors import EdgefaceError
+from edgeface.runtime.interpreter import l2_normalize
+from edgeface.utils.images import read_image
+from edgeface.utils.io import atomic_path, sha256_file
+from edgeface.utils.progress import progress
+
+
+class Teacher:
+    """An embedder of aligned 112x112 RGB uint8 faces. Subclasses implement `_embed_raw`."""
+
+    name = "teacher"
+    license = "unknown"
+    input_size = 112
+
+    def __init__(self, path: Path, sha256: str, dim: int):
+        self.path = Path(path)
+        self.sha256 = sha256
+        self.dim = dim
+
+    def _embed_raw(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch)
+        if batch.ndim != 4 or batch.shape[1:] != (self.input_size, self.input_size, 3) or batch.dtype != np.uint8:
+            raise EdgefaceError(f"teacher {self.name} expects uint8 (N, {self.input_size}, {self.input_size}, 3) "
+                                f"aligned RGB crops, got {batch.dtype} {batch.shape}")
+        return l2_normalize(self._embed_raw(batch))
+
+    def describe(self) -> dict:
+        return {"name": self.name, "path": str(self.path), "sha256": self.sha256, "dim": self.dim,
+                "license": self.license}
+
+
+class NcnnTeacher(Teacher):
+    """insightface MobileFaceNet in ncnn format (`mobilefacenet.param` + `.bin`).
+
+    Input blob `data` takes raw 0-255 RGB (the net normalises itself); output blob `fc1` is 128-d.
+    One thread: with two, ncnn runs pathologically slowly on these machines.
+    """
+
+    name = "insightface-mobilefacenet-ncnn"
+    license = "insightface MobileFaceNet weights (trained on MS1M-ArcFace): non-commercial research use only"
+
+    def __init__(self, param: Path, weights: Path, num_threads: int = 1):
+        import ncnn
+
+        self._ncnn = ncnn
+        self.net = ncnn.Net()
+        self.net.opt.num_threads = num_threads
+        if self.net.load_param(str(param)) != 0 or self.net.load_model(str(weights)) != 0:
+            raise EdgefaceError(f"ncnn could not load teacher {param} / {weights}")
+        digest = hashlib.sha256(Path(param).read_bytes() + Path(weights).read_bytes()).hexdigest()
+        super().__init__(Path(param).parent, digest, dim=0)
+        self.dim = int(self._embed_raw(np.zeros((1, 112, 112, 3), np.uint8)).shape[1])
+
+    def _embed_raw(self, batch):
+        out = []
+        for img in batch:
+            ex = self.net.create_extractor()
+            mat = self._ncnn.Mat.from_pixels(np.ascontiguousarray(img), self._ncnn.Mat.PixelType.PIXEL_RGB, 112, 112)
+            ex.input("data", mat)
+            ret, feat = ex.extract("fc1")
+            if ret != 0:
+                raise EdgefaceError(f"ncnn teacher failed to run (code {ret})")
+            out.append(np.array(feat, dtype=np.float32).reshape(-1))
+        return np.stack(out)
+
+
+class TFLiteTeacher(Teacher):
+    """Any edgeface .tflite face embedder (reads normalisation from its card)."""
+
+    def __init__(self, path: Path, num_threads: int = 1):
+        from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, TFLiteModel
+
+        self.model = TFLiteModel(path, num_threads=num_threads)
+        norm = (self.model.card.get("input") or {}).get("normalization") or {}
+        self.mean, self.std = norm.get("mean", PIXEL_MEAN), norm.get("std", PIXEL_STD)
+        self.name = self.model.card.get("name", Path(path).stem)
+        self.license = self.model.card.get("license", self.license)
+        self.input_size = self.model.input_shape[1]
+        super().__init__(path, sha256_file(path), dim=0)
+        self.dim = int(self.model.output["shape"][-1])
+
+    def _embed_raw(self, batch):
+        return self.model.run((batch.astype(np.float32) - self.mean) / self.std)
+
+
+class KerasTeacher(Teacher):
+    """A Keras embedder saved by edgeface (`model.keras`), inputs standardised to [-1, 1]."""
+
+    def __init__(self, path: Path):
+        from edgeface.nets import load_model
+        from edgeface.runtime.interpreter import normalize_pixels
+
+        self._norm = normalize_pixels
+        self.model = load_model(path)
+        self.name = Path(path).parent.name or Path(path).stem
+        self.input_size = int(self.model.input_shape[1])
+        super().__init__(path, sha256_file(path), dim=int(self.model.output_shape[-1]))
+
+    def _embed_raw(self, batch):
+        return np.asarray(self.model(self._norm(batch), training=False))
+
+
+def load_teacher(spec: str | os.PathLike, num_threads: int = 1) -> Teacher:
+    """A teacher from an ncnn folder / .param file, a .tflite, or a .keras/.h5 file."""
+    p = Path(spec)
+    if p.is_dir():
+        params = sorted(p.glob("*.param"))
+        if len(params) == 1:
+            p = params[0]
+        elif (p / "model.keras").exists():
+            p = p / "model.keras"
+        else:
+            raise EdgefaceError(f"teacher folder {p} has no single .param (ncnn) file and no model.keras")
+    if not p.exists():
+        raise EdgefaceError(f"teacher not found: {spec}")
+    if p.suffix == ".param":
+        weights = p.with_suffix(".bin")
+        if not weights.exists():
+            raise EdgefaceError(f"ncnn teacher {p} has no weights file {weights.name} beside it")
+        return NcnnTeacher(p, weights, num_threads=num_threads)
+    if p.suffix == ".tflite":
+        return TFLiteTeacher(p, num_threads=num_threads)
+    if p.suffix in (".keras", ".h5"):
+        return KerasTeacher(p)
+    raise EdgefaceError(f"unsupported teacher {spec}: give an ncnn .param/folder, a .tflite or a .keras file")
+
+
+def _paths_key(paths) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(os.fsencode(os.path.abspath(p)) + b"\0")
+    return h.hexdigest()
+
+
+def teacher_embeddings(teacher: Teacher, paths, cache_file: str | os.PathLike | None = None,
+                       batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings, embeddings of the mirrored images) for aligned crops, cached in an .npz.
+
+    The cache is keyed by the teacher's sha256 and the list of paths, so a changed teacher or
+    data set recomputes instead of silently reusing stale targets.
+    """
+    paths = [str(p) for p in paths]
+    key = _paths_key(paths)
+    if cache_file is not None and Path(cache_file).exists():
+        try:
+            with np.load(cache_file, allow_pickle=False) as z:
+                if str(z["teacher_sha256"]) == teacher.sha256 and str(z["paths_key"]) == key:
+                    return z["emb"], z["emb_mirror"]
+        except (OSError, KeyError, ValueError):
+            pass  # unreadable or old-format cache: recompute
+    emb = np.zeros((len(paths), teacher.dim), np.float32)
+    emb_m = np.zeros_like(emb)
+    for start in progress(range(0, len(paths), batch_size), total=(len(paths) + batch_size - 1) // batch_size,
+                          desc=f"teacher {teacher.name}", unit="batch"):
+        chunk = paths[start:start + batch_size]
+        imgs = np.stack([_crop(read_image(p), teacher.input_size) for p in chunk])
+        emb[start:start + len(chunk)] = teacher.embed(imgs)
+        emb_m[start:start + len(chunk)] = teacher.embed(np.ascontiguousarray(imgs[:, :, ::-1]))
+    if cache_file is not None:
+        with atomic_path(cache_file) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, emb=emb, emb_mirror=emb_m, teacher_sha256=teacher.sha256, paths_key=key,
+                         paths=np.array(paths))
+    return emb, emb_m
+
+
+def _crop(img: np.ndarray, size: int) -> np.ndarray:
+    if img.shape[:2] != (size, size):
+        import cv2
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    return img
