@@ -1,0 +1,270 @@
+"""Align a whole `<identity>/<file>` folder: detect, pick the main face, warp onto the template.
+
+Resumable and crash-safe: each finished image appends one JSON line to DST/manifest.jsonl (flushed),
+so an interrupted run loses at most the images in flight and a rerun skips what is already done.
+Parallel: a 'spawn' pool where every worker builds its own MTCNN once and runs TF single-threaded
+(N single-threaded workers beat one N-threaded TF on the small MTCNN graphs).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgeface.align.transform import align_face, centre_crop, clahe as apply_clahe, get_template
+from edgeface.errors import EdgefaceError
+from edgeface.utils.images import BadImage, is_image_name, read_image, write_image
+from edgeface.utils.io import write_json_atomic
+from edgeface.utils.progress import progress
+
+MANIFEST = "manifest.jsonl"
+SUMMARY = "summary.json"
+OPTIONS = "align_options.json"
+STATUSES = ("ok", "fallback", "no_face", "bad_image")
+FAILED = ("fallback", "no_face", "bad_image")  # everything without a detected face counts as a failure
+# Options that change the pixels of the outputs: a resumed run must use the same ones.
+PIXEL_OPTIONS = ("template", "clahe", "fallback")
+
+
+def align_image(rgb: np.ndarray, detector, template="arcface112", clahe: bool = False, fallback: bool = True):
+    """Align the main face of one RGB image. Returns (crop | None, Face | None, status).
+
+    status: "ok" (face found and warped), "fallback" (no face; a centre crop, flagged) or "no_face".
+    """
+    template = get_template(template) if isinstance(template, str) else template
+    from edgeface.align.detect import pick_main_face
+
+    face = pick_main_face(detector.detect(rgb), rgb.shape)
+    if face is not None:
+        crop, status = align_face(rgb, face.landmarks, template), "ok"
+    elif fallback:
+        crop, status = centre_crop(rgb, template), "fallback"
+    else:
+        return None, None, "no_face"
+    if clahe:
+        crop = apply_clahe(crop)
+    return crop, face, status
+
+
+# ---------------------------------------------------------------- manifest
+
+def _read_manifest_lines(path: Path) -> list[dict]:
+    records: dict[str, dict] = {}
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by an interrupt: that image is simply redone
+            if isinstance(rec, dict) and isinstance(rec.get("source"), str):
+                records[rec["source"]] = rec  # the last record for a source wins
+    return list(records.values())
+
+
+def read_manifest(dst: str | os.PathLike) -> list[dict]:
+    """The deduplicated records of DST/manifest.jsonl (last record per source wins)."""
+    path = Path(dst) / MANIFEST
+    if not path.is_file():
+        raise EdgefaceError(f"no {MANIFEST} in {dst}: is it a folder made by `edgeface align`?")
+    return _read_manifest_lines(path)
+
+
+def _is_done(rec: dict, dst: Path) -> bool:
+    if rec.get("status") not in STATUSES:
+        return False
+    if rec.get("output"):
+        return (dst / rec["output"]).is_file()
+    return rec["status"] in ("no_face", "bad_image")  # nothing to write: the verdict is the result
+
+
+# ---------------------------------------------------------------- discovery
+
+def list_sources(src: Path) -> list[str]:
+    """Every non-hidden file under SRC (relative, sorted); non-images are listed too (as bad_image later)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            out.append(Path(dirpath, name).relative_to(src).as_posix())
+    return out
+
+
+def output_name(source: str) -> str:
+    return str(Path(source).with_suffix(".png").as_posix())
+
+
+# ---------------------------------------------------------------- workers
+
+_DETECTOR = None
+_OPTS: dict = {}
+
+
+def _limit_threads() -> None:
+    # Before TensorFlow starts its thread pools; each worker owns one core's worth of work.
+    for var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ[var] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _init_worker(opts: dict, single_thread: bool = True) -> None:
+    global _DETECTOR, _OPTS
+    import edgeface  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
+    if single_thread:
+        _limit_threads()
+        import cv2
+        import tensorflow as tf
+
+        cv2.setNumThreads(1)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass  # TF already initialised in this process (in-process mode): keep its pools
+    from edgeface.align.detect import MTCNNDetector
+
+    _DETECTOR = MTCNNDetector(min_face_size=opts["min_face_size"], max_side=opts["max_side"])
+    _OPTS = opts
+
+
+def _process(task: tuple[str, str, str]) -> dict:
+    """Align one file and write its crop. Never raises: every outcome is a manifest record."""
+    source, src_path, dst_root = task
+    rec = {"source": source, "output": None, "box": None, "landmarks": None, "score": None,
+           "status": "bad_image", "error": None}
+    if not is_image_name(source):
+        rec["error"] = f"not an image file name: {source}"
+        return rec
+    try:
+        rgb = read_image(src_path)
+    except BadImage as e:
+        rec["error"] = str(e)
+        return rec
+    except Exception as e:  # a decoder crash is still just one bad file
+        rec["error"] = f"{type(e).__name__}: {e}"
+        return rec
+    try:
+        crop, face, status = align_image(rgb, _DETECTOR, _OPTS["template"], _OPTS["clahe"], _OPTS["fallback"])
+    except Exception as e:  # e.g. MTCNN on a 3x3 image: report, don't stop the run
+        rec["error"] = f"detection failed: {type(e).__name__}: {e}"
+        return rec
+    rec["status"] = status
+    if face is not None:
+        rec.update(face.to_json())
+    if crop is not None:
+        out = output_name(source)
+        write_image(Path(dst_root) / out, crop)
+        rec["output"] = out
+    return rec
+
+
+# ---------------------------------------------------------------- folder
+
+def _check_options(dst: Path, opts: dict) -> None:
+    path = dst / OPTIONS
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        diff = [k for k in PIXEL_OPTIONS if k in old and old[k] != opts[k]]
+        if diff:
+            raise EdgefaceError(f"{dst} was aligned with different {', '.join(diff)} "
+                                f"({', '.join(f'{k}={old[k]}' for k in diff)}); use a new DST")
+    write_json_atomic(path, {k: opts[k] for k in (*PIXEL_OPTIONS, "min_face_size", "max_side")})
+
+
+def _count(records: list[dict]) -> dict:
+    counts = {s: 0 for s in STATUSES}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return counts
+
+
+def align_folder(src, dst, template: str = "arcface112", workers: int = 2, clahe: bool = False,
+                 fallback: bool = True, min_face_size: int = 20, max_side: int = 640,
+                 limit: int | None = None) -> dict:
+    """Align every image under SRC into DST (same relative layout, .png). Returns the summary dict."""
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise EdgefaceError(f"source folder not found: {src}")
+    get_template(template)  # fail fast on a bad name
+    if src.resolve() == dst.resolve() or dst.resolve().is_relative_to(src.resolve()):
+        raise EdgefaceError(f"DST must be outside SRC: {dst}")
+    if workers < 0 or min_face_size < 1 or max_side < 32 or (limit is not None and limit < 0):
+        raise EdgefaceError("workers must be >= 0, min_face_size >= 1, max_side >= 32, limit >= 0")
+    opts = {"template": template, "clahe": bool(clahe), "fallback": bool(fallback),
+            "min_face_size": int(min_face_size), "max_side": int(max_side)}
+    dst.mkdir(parents=True, exist_ok=True)
+    _check_options(dst, opts)
+
+    t0 = time.time()
+    sources = list_sources(src)
+    if limit is not None:
+        sources = sources[:limit]
+    manifest = dst / MANIFEST
+    done = {r["source"] for r in _read_manifest_lines(manifest) if _is_done(r, dst)} if manifest.is_file() else set()
+    todo = [s for s in sources if s not in done]
+    tasks = [(s, str(src / s), str(dst)) for s in todo]
+
+    processed, t_work = 0, time.time()
+    with open(manifest, "a", encoding="utf-8") as mf:
+        if mf.tell() > 0 and not manifest.read_bytes().endswith(b"\n"):
+            mf.write("\n")  # an interrupt cut the last line: start clean
+        bar = progress(total=len(tasks), desc="align", unit="img")
+        try:
+            for rec in _run(tasks, opts, workers):
+                mf.write(json.dumps(rec) + "\n")
+                mf.flush()
+                processed += 1
+                bar.update(1)
+        finally:
+            bar.close()
+    work_s = time.time() - t_work
+
+    wanted = set(sources)
+    records = [r for r in _read_manifest_lines(manifest) if r["source"] in wanted]
+    counts = _count(records)
+    total = sum(counts.values())
+    summary = {
+        "src": str(src), "dst": str(dst), "options": opts, "workers": workers,
+        "total": total, "counts": counts,
+        "fail_rate": round(sum(counts[s] for s in FAILED) / total, 6) if total else 0.0,
+        "processed_now": processed, "skipped_done": len(sources) - len(todo),
+        "images_per_s": round(processed / work_s, 3) if processed and work_s > 0 else None,
+        "work_s": round(work_s, 2), "wall_s": round(time.time() - t0, 2),
+    }
+    write_json_atomic(dst / SUMMARY, summary)
+    return summary
+
+
+def _run(tasks, opts: dict, workers: int):
+    """Yield one record per task, in-process (workers <= 1) or from a spawn pool."""
+    if not tasks:
+        return
+    if workers <= 1:
+        _init_worker(opts, single_thread=False)
+        for t in tasks:
+            yield _process(t)
+        return
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # fork after TensorFlow has started is unsafe
+    pool = ctx.Pool(processes=workers, initializer=_init_worker, initargs=(opts,))
+    try:
+        # Small chunks keep the progress bar and the manifest close to real time.
+        yield from pool.imap_unordered(_process, tasks, chunksize=4)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
