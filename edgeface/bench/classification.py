@@ -1,0 +1,169 @@
+"""Expression-classifier benchmark: accuracy, per-class recall, confusion matrix (+ PNG), latency.
+
+Runs the .tflite artifact itself through `TFLiteModel` (the on-device path, int8 handled there),
+rebuilding the exact split and preprocessing the model card records. No TensorFlow needed.
+
+    from edgeface.bench.classification import evaluate
+    r = evaluate("models/edgeface_expr_cnn_int8.tflite", "../shared/data/expressions/ckplus48")
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgeface.data import expressions as xdata
+from edgeface.errors import EdgefaceError
+from edgeface.runtime.interpreter import TFLiteModel
+from edgeface.utils.io import atomic_path
+from edgeface.utils.progress import progress
+
+
+def _card_spec(card: dict) -> tuple[dict, dict]:
+    """(split spec, preprocessing) recorded on the card, with defaults for foreign models."""
+    notes = card.get("notes") or {}
+    config = (card.get("source") or {}).get("config") or {}
+    split = dict(card.get("data_split") or notes.get("data_split") or {})
+    if not split and config:  # a card written from run.json without the split: rebuild it from the config
+        split = {k: config[k] for k in ("seed", "val_fraction", "test_fraction", "split_by") if k in config}
+        if config.get("dataset") not in (None, "auto"):
+            split["kind"] = config["dataset"]
+    pre = dict(card.get("preprocessing") or notes.get("preprocessing") or {})
+    return split, pre
+
+
+def class_names_of(card: dict) -> list[str] | None:
+    names = (card.get("output") or {}).get("class_names") or card.get("class_names")
+    return list(names) if names else None
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:
+    cm = np.zeros((n, n), np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def plot_confusion(cm: np.ndarray, class_names: list[str], title: str, path: str | os.PathLike) -> Path:
+    """Row-normalised confusion matrix (recall per true class) with counts, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = cm.sum(1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(class_names), 0.8 + 0.7 * len(class_names)))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, f"{cm[i, j]}", ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.6 else "black")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def latency_ms(model: TFLiteModel, x: np.ndarray, runs: int = 50, warmup: int = 5) -> float:
+    """Median single-image invoke time in milliseconds."""
+    for _ in range(warmup):
+        model.run_one(x)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        model.run_one(x)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(statistics.median(times))
+
+
+def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: str = "test", *,
+             out_dir: str | os.PathLike | None = None, num_threads: int = 1, batch_size: int = 64,
+             latency_runs: int = 50, limit: int | None = None, dataset: str | None = None,
+             seed: int | None = None, clahe: bool | None = None) -> dict:
+    """Accuracy of an expression .tflite on a split of `data_dir`.
+
+    The split (kind, seed, fractions, split_by) and the preprocessing (CLAHE, gray->RGB, pixel
+    normalisation) come from the model card, so the test split is exactly the one the training run
+    held out; `dataset`, `seed`, `clahe` override them. `limit` takes the first N images per class
+    (quick checks). `out_dir` gets `<model>_<split>_confusion.png`.
+    """
+    if split not in xdata.SPLITS:
+        raise EdgefaceError(f"split must be one of {', '.join(xdata.SPLITS)}, got {split!r}")
+    model = TFLiteModel(model_path, num_threads=num_threads)
+    card = model.card
+    if card.get("task") not in (None, "expression_classification"):
+        raise EdgefaceError(f"{model_path} is a {card.get('task')} model, not an expression classifier")
+    spec, pre = _card_spec(card)
+    kind = dataset or "auto"
+    if kind == "auto" and spec.get("kind") and xdata.detect_kind(Path(data_dir)) in (spec["kind"], "folder"):
+        kind = spec["kind"]
+    data = xdata.load_dataset(data_dir, kind=kind, seed=spec.get("seed", 0) if seed is None else seed,
+                              val_fraction=spec.get("val_fraction", 0.1), test_fraction=spec.get("test_fraction", 0.1),
+                              split_by=spec.get("split_by") if spec.get("split_by") in ("subject", "stratified") else None)
+    names = class_names_of(card)
+    if names is not None and names != data.class_names:
+        raise EdgefaceError(f"{Path(model_path).name} predicts {names}, but {data_dir} has classes {data.class_names}")
+    n_out = int(model.output["shape"][-1])
+    if n_out != len(data.class_names):
+        raise EdgefaceError(f"{Path(model_path).name} has {n_out} outputs; {data_dir} has {len(data.class_names)} classes")
+    samples = data.splits[split]
+    if limit is not None:
+        taken: dict[int, int] = {}
+        kept = []
+        for s in samples:
+            if taken.get(s.label, 0) < limit:
+                taken[s.label] = taken.get(s.label, 0) + 1
+                kept.append(s)
+        samples = kept
+    if not samples:
+        raise EdgefaceError(f"the {split} split of {data_dir} is empty")
+
+    _, h, w, c = model.input_shape
+    if h != w:
+        raise EdgefaceError(f"expected a square input, {Path(model_path).name} takes {h}x{w}")
+    use_clahe = bool(pre.get("clahe", True)) if clahe is None else clahe
+    norm = (card.get("input") or {}).get("normalization") or {"mean": 127.5, "std": 127.5}
+    x, y = xdata.load_images(samples, h, c, use_clahe, desc=f"{split} images")
+    xf = (x.astype(np.float32) - float(norm["mean"])) / float(norm["std"])
+    probs = []
+    for i in progress(range(0, len(xf), batch_size), total=-(-len(xf) // batch_size), desc="tflite", unit="batch"):
+        probs.append(model.run(xf[i:i + batch_size]))
+    probs = np.concatenate(probs)
+    pred = probs.argmax(1)
+    n = len(data.class_names)
+    cm = confusion_matrix(y, pred, n)
+    support = cm.sum(1)
+    recall = {name: (float(cm[i, i] / support[i]) if support[i] else None) for i, name in enumerate(data.class_names)}
+    valid = [r for r in recall.values() if r is not None]
+    result = {
+        "model": str(model_path),
+        "dtype": card.get("dtype"),
+        "bytes": Path(model_path).stat().st_size,
+        "data_dir": str(data_dir),
+        "split": split,
+        "split_spec": data.split_spec,
+        "clahe": use_clahe,
+        "n": int(len(y)),
+        "accuracy": float((pred == y).mean()),
+        "balanced_accuracy": float(np.mean(valid)) if valid else None,
+        "per_class_recall": recall,
+        "class_names": data.class_names,
+        "confusion": cm.tolist(),
+        "latency_ms_median": latency_ms(model, xf[0], runs=latency_runs) if latency_runs > 0 else None,
+        "num_threads": num_threads,
+        "interpreter": model.backend,
+    }
+    if out_dir is not None:
+        png = Path(out_dir) / f"{Path(model_path).stem}_{split}_confusion.png"
+        plot_confusion(cm, data.class_names, f"{Path(model_path).name} on {Path(data_dir).name}/{split}: "
+                                             f"acc {result['accuracy']:.3f} (n={len(y)})", png)
+        result["confusion_png"] = str(png)
+    return result

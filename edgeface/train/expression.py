@@ -1,0 +1,430 @@
+"""Train a facial-expression classifier: transfer learning (frozen base + new head, then optional
+fine-tuning of the top blocks at a lower learning rate) or a small CNN from scratch.
+
+With a frozen base the base's pooled features are computed ONCE (for the original training images
+plus `augment_copies` augmented views of each) and only the head trains on them: on a 2-core CPU
+that is minutes instead of hours, and mathematically the same as training the head behind a
+frozen base on those views (BatchNorm layers of a frozen base run in inference mode).
+
+RUN_DIR gets: run.json, model.keras (the best float model by val accuracy), checkpoints/, log.csv, tb/.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+import edgeface  # noqa: F401  (tf-keras before TensorFlow)
+from edgeface.data import expressions as xdata
+from edgeface.errors import EdgefaceError
+from edgeface.utils.io import atomic_path, write_json_atomic, write_text_atomic
+from edgeface.utils.progress import progress
+
+BACKBONES = ("mobilenetv2", "resnet50", "vgg16", "densenet121", "cnn")
+DEFAULT_INPUT = {"cnn": 48, "mobilenetv2": 96, "resnet50": 64, "vgg16": 64, "densenet121": 64}
+TASK = "expression_classification"
+PIXEL_NORMALIZATION = {"mean": 127.5, "std": 127.5}
+
+
+@dataclass
+class ExpressionConfig:
+    backbone: str = "cnn"
+    weights: str | None = None  # "imagenet" | FILE (.h5 base weights, or a face model .keras / RUN_DIR) | None
+    input_size: int | None = None  # None: the backbone default, or the face model's input size
+    channels: int | None = None  # None: 1 for the CNN, 3 for backbones
+    head_units: int = 100
+    dropout: float = 0.5
+    clahe: bool = True
+    dataset: str = "auto"
+    split_by: str | None = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+    batch_size: int = 32
+    epochs: int = 30  # head epochs (frozen base) or end-to-end epochs (from scratch)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 8  # early stop after this many epochs without a better val accuracy
+    fine_tune_blocks: int = 0  # unfreeze the top K base blocks after the head stage
+    fine_tune_epochs: int = 10
+    fine_tune_lr: float = 1e-4
+    augment_copies: int = 4  # augmented views per image when precomputing frozen-base features
+    rotation: float = 10.0
+    translate: float = 0.1
+    flip: bool = True
+    class_weight: bool = False  # weight the loss by inverse class frequency
+    max_steps: int | None = None  # cap optimizer steps per stage (smoke tests)
+
+    def model_name(self) -> str:
+        return f"expr_{self.backbone}"
+
+
+def load_config(path: str | os.PathLike | None, overrides: dict) -> ExpressionConfig:
+    """A TOML config (flat keys of ExpressionConfig) with non-None CLI overrides on top."""
+    values: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise EdgefaceError(f"config not found: {p}")
+        try:
+            values = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise EdgefaceError(f"config {p} is not valid TOML: {e}") from None
+    known = {f.name for f in fields(ExpressionConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise EdgefaceError(f"unknown config keys in {path}: {', '.join(unknown)}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = ExpressionConfig(**values)
+    if isinstance(cfg.weights, str) and cfg.weights.lower() in ("none", ""):
+        cfg.weights = None
+    if cfg.backbone not in BACKBONES:
+        raise EdgefaceError(f"unknown backbone {cfg.backbone!r}; choose from {', '.join(BACKBONES)}")
+    if cfg.batch_size < 1 or cfg.epochs < 0 or cfg.fine_tune_blocks < 0 or cfg.augment_copies < 0:
+        raise EdgefaceError("batch_size must be >= 1 and epochs / fine_tune_blocks / augment_copies >= 0")
+    if cfg.max_steps is not None and cfg.max_steps < 1:
+        raise EdgefaceError(f"max_steps must be >= 1, got {cfg.max_steps}")
+    return cfg
+
+
+def build_model(cfg: ExpressionConfig, num_classes: int):
+    from edgeface.nets import get_model
+    kwargs = model_kwargs(cfg, num_classes)
+    return get_model(cfg.model_name(), **kwargs), kwargs
+
+
+def model_kwargs(cfg: ExpressionConfig, num_classes: int) -> dict:
+    from edgeface.nets.expression import is_face_model_path
+    channels = cfg.channels or (1 if cfg.backbone == "cnn" else 3)
+    size = cfg.input_size
+    if size is None and not is_face_model_path(cfg.weights):
+        size = DEFAULT_INPUT[cfg.backbone]
+    return {"num_classes": num_classes, "input_size": size, "weights": cfg.weights,
+            "head_units": cfg.head_units, "dropout": cfg.dropout, "channels": channels}
+
+
+# ---- logging ------------------------------------------------------------------------------
+
+class RunLog:
+    """log.csv (rewritten atomically each epoch) across all stages, + a TensorBoard writer."""
+
+    COLUMNS = ["stage", "epoch", "step", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+
+    def __init__(self, run_dir: Path):
+        import importlib.util
+
+        import tensorflow as tf
+        self.path = run_dir / "log.csv"
+        self.rows: list[dict] = []
+        # tf.summary.scalar needs the tensorboard package; without it the CSV is the log.
+        self.tb = tf.summary.create_file_writer(str(run_dir / "tb")) if importlib.util.find_spec("tensorboard") else None
+
+    def add(self, row: dict) -> None:
+        import tensorflow as tf
+        self.rows.append(row)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=self.COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(self.rows)
+        write_text_atomic(self.path, buf.getvalue())
+        if self.tb is None:
+            return
+        with self.tb.as_default():
+            for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+                if row.get(k) is not None:
+                    tf.summary.scalar(f"{row['stage']}/{k}", row[k], step=row["step"])
+        self.tb.flush()
+
+
+def _epoch_callback(keras, log: RunLog, stage: str, ckpt_dir: Path, max_steps: int | None, state: dict):
+    """Log each epoch, keep the best weights by val accuracy (in memory + a checkpoint), cap steps."""
+
+    class _CB(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.time()
+
+        def on_train_batch_end(self, batch, logs=None):
+            state["step"] += 1
+            if max_steps is not None and state["step"] - state["stage_start"] >= max_steps:
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            lr = float(keras.backend.get_value(self.model.optimizer.learning_rate))
+            row = {"stage": stage, "epoch": epoch + 1, "step": state["step"], "lr": lr,
+                   "seconds": round(time.time() - self.t0, 2),
+                   **{k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs}}
+            log.add(row)
+            acc = row.get("val_accuracy", -1.0)
+            if acc > state["best"]:
+                state.update(best=acc, best_stage=stage, best_epoch=epoch + 1, weights=state["model"].get_weights())
+                with atomic_path(ckpt_dir / f"{stage}_best.weights.h5") as tmp:
+                    state["model"].save_weights(str(tmp) + ".weights.h5")
+                    os.replace(str(tmp) + ".weights.h5", tmp)
+            state["since_best"] = 0 if acc >= state["best"] else state["since_best"] + 1
+
+    return _CB()
+
+
+def _images_sequence(keras, x, y, batch_size, cfg: ExpressionConfig, rng):
+    """Shuffled, augmented, normalised image batches for end-to-end training."""
+
+    class _Seq(keras.utils.Sequence):
+        def __init__(self):
+            super().__init__()
+            self.order = rng.permutation(len(x))
+
+        def __len__(self):
+            return math.ceil(len(x) / batch_size)
+
+        def __getitem__(self, i):
+            idx = self.order[i * batch_size:(i + 1) * batch_size]
+            xb = xdata.augment(x[idx], rng, cfg.rotation, cfg.translate, cfg.flip)
+            return xdata.normalize(xb), y[idx]
+
+        def on_epoch_end(self):
+            self.order = rng.permutation(len(x))
+
+    return _Seq()
+
+
+def _optimizer(keras, lr: float, weight_decay: float):
+    if weight_decay > 0:
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay)
+    return keras.optimizers.Adam(learning_rate=lr)
+
+
+def _class_weights(y: np.ndarray, n: int) -> dict:
+    counts = np.bincount(y, minlength=n).astype(np.float64)
+    return {i: float(len(y) / (n * max(c, 1))) for i, c in enumerate(counts)}
+
+
+def predict_images(model, x_uint8: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities of a Keras model on uint8 images (normalised here)."""
+    out = [model.predict_on_batch(xdata.normalize(x_uint8[i:i + batch_size])) for i in range(0, len(x_uint8), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def _features(extractor, x_uint8, batch_size, desc):
+    out = []
+    for i in progress(range(0, len(x_uint8), batch_size), total=math.ceil(len(x_uint8) / batch_size), desc=desc, unit="batch"):
+        out.append(extractor.predict_on_batch(xdata.normalize(x_uint8[i:i + batch_size])))
+    return np.concatenate(out).astype(np.float32)
+
+
+def _stage_epochs(epochs: int, n: int, batch_size: int, max_steps: int | None) -> int:
+    if max_steps is None:
+        return epochs
+    return max(1, min(epochs, math.ceil(max_steps / math.ceil(n / batch_size))))
+
+
+def train_expression(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: ExpressionConfig) -> dict:
+    """Train, keep the best model by val accuracy, write RUN_DIR. Returns run.json's content."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from edgeface.nets import expression as xnets
+
+    t_start = time.time()
+    run_dir = Path(run_dir)
+    if (run_dir / "model.keras").exists():
+        raise EdgefaceError(f"{run_dir} already holds a trained model.keras: choose a new --out")
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+
+    data = xdata.load_dataset(data_dir, cfg.dataset, cfg.seed, cfg.val_fraction, cfg.test_fraction, cfg.split_by)
+    n_cls = len(data.class_names)
+    model, kwargs = build_model(cfg, n_cls)
+    size, channels = int(model.input_shape[1]), int(model.input_shape[3])
+    x_tr, y_tr = xdata.load_images(data.splits["train"], size, channels, cfg.clahe, "train images")
+    x_va, y_va = xdata.load_images(data.splits["val"], size, channels, cfg.clahe, "val images")
+
+    log = RunLog(run_dir)
+    state = {"step": 0, "stage_start": 0, "best": -1.0, "best_stage": None, "best_epoch": 0,
+             "weights": None, "since_best": 0, "model": model}
+    cw = _class_weights(y_tr, n_cls) if cfg.class_weight else None
+    stages = []
+    pretrained = cfg.weights is not None
+
+    def fit(stage, fit_model, train_data, val_data, epochs, lr, n_train, y=None):
+        state["stage_start"] = state["step"]
+        state["since_best"] = 0
+        fit_model.compile(optimizer=_optimizer(keras, lr, cfg.weight_decay),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.patience)
+        cb = _epoch_callback(keras, log, stage, run_dir / "checkpoints", cfg.max_steps, state)
+        t0 = time.time()
+        epochs = _stage_epochs(epochs, n_train, cfg.batch_size, cfg.max_steps)
+        if y is None:  # a Sequence
+            fit_model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=0,
+                          callbacks=[cb, stop, _bar(keras, stage, epochs)], class_weight=cw)
+        else:
+            fit_model.fit(train_data, y, batch_size=cfg.batch_size, validation_data=val_data, epochs=epochs,
+                          shuffle=True, verbose=0, callbacks=[cb, stop, _bar(keras, stage, epochs)], class_weight=cw)
+        stages.append({"stage": stage, "epochs_run": len([r for r in log.rows if r["stage"] == stage]),
+                       "steps": state["step"] - state["stage_start"], "lr": lr, "seconds": round(time.time() - t0, 1),
+                       "best_val_accuracy": max((r.get("val_accuracy", 0) for r in log.rows if r["stage"] == stage), default=None)})
+
+    if pretrained:
+        # Stage 1: frozen base, head only, on precomputed features (+ augmented views).
+        xnets.set_base_trainable(model, 0)
+        extractor = xnets.feature_extractor(model)
+        views = [x_tr] + [xdata.augment(x_tr, rng, cfg.rotation, cfg.translate, cfg.flip) for _ in range(cfg.augment_copies)]
+        f_tr = _features(extractor, np.concatenate(views), 64, "base features (train)")
+        y_rep = np.tile(y_tr, len(views))
+        f_va = _features(extractor, x_va, 64, "base features (val)")
+        head = xnets.head_model(model)
+        fit("head", head, f_tr, (f_va, y_va), cfg.epochs, cfg.lr, len(f_tr), y=y_rep)
+        if cfg.fine_tune_blocks > 0:
+            model.set_weights(state["weights"])  # fine-tune from the best head
+            n = xnets.set_base_trainable(model, cfg.fine_tune_blocks)
+            print(f"fine-tuning the top {cfg.fine_tune_blocks} base blocks ({n} layers) at lr {cfg.fine_tune_lr}", flush=True)
+            seq = _images_sequence(keras, x_tr, y_tr, cfg.batch_size, cfg, rng)
+            fit("finetune", model, seq, (xdata.normalize(x_va), y_va), cfg.fine_tune_epochs, cfg.fine_tune_lr, len(x_tr))
+    else:
+        xnets.set_base_trainable(model, None)
+        seq = _images_sequence(keras, x_tr, y_tr, cfg.batch_size, cfg, rng)
+        fit("scratch", model, seq, (xdata.normalize(x_va), y_va), cfg.epochs, cfg.lr, len(x_tr))
+
+    model.set_weights(state["weights"])
+    for layer in model.layers:  # the saved model is a plain inference graph; trainability is a training detail
+        layer.trainable = True
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with atomic_path(run_dir / "model.keras") as tmp:
+        keras_path = str(tmp) + ".keras"  # Keras insists on the suffix
+        model.save(keras_path)
+        os.replace(keras_path, tmp)
+
+    val_acc = float((predict_images(model, x_va).argmax(1) == y_va).mean())
+    test = None
+    if data.splits["test"]:
+        x_te, y_te = xdata.load_images(data.splits["test"], size, channels, cfg.clahe, "test images")
+        test = float((predict_images(model, x_te).argmax(1) == y_te).mean())
+    info = {
+        "task": TASK,
+        "model": {"name": cfg.model_name(), "kwargs": kwargs, "params": int(model.count_params())},
+        "config": asdict(cfg),
+        "data": {"dir": str(Path(data_dir).resolve()), "split": data.split_spec, "counts": data.counts()},
+        "class_names": data.class_names,
+        "input": {"shape": [1, size, size, channels], "color": "GRAY" if channels == 1 else "GRAY->RGB",
+                  "normalization": PIXEL_NORMALIZATION},
+        "preprocessing": preprocessing_card(cfg.clahe, channels),
+        "transfer": transfer_note(cfg.weights),
+        "best_val_accuracy": state["best"],
+        "best": {"stage": state["best_stage"], "epoch": state["best_epoch"]},
+        "val_accuracy": val_acc,
+        "test_accuracy_float_keras": test,
+        "stages": stages,
+        "wall_time_s": round(time.time() - t_start, 1),
+        "teacher": None,
+        "versions": {"tensorflow": tf.__version__, "tf_keras": keras.__version__, "edgeface": edgeface.__version__},
+    }
+    write_json_atomic(run_dir / "run.json", info)
+    return info
+
+
+def _bar(keras, stage: str, epochs: int):
+    """A per-epoch progress bar (counts, rate, ETA) on stderr."""
+
+    class _Bar(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = progress(total=epochs, desc=stage, unit="epoch")
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            self.bar.set_postfix(acc=f"{logs.get('accuracy', 0):.3f}", val=f"{logs.get('val_accuracy', 0):.3f}")
+            self.bar.update(1)
+
+        def on_train_end(self, logs=None):
+            self.bar.close()
+
+    return _Bar()
+
+
+def preprocessing_card(use_clahe: bool, channels: int) -> dict:
+    """How a host turns a face image into the model input (recorded on the card and in run.json)."""
+    return {"grayscale": True, "clahe": {"clip_limit": 2.0, "grid": 8} if use_clahe else None,
+            "resize": "INTER_AREA down / INTER_LINEAR up", "replicate_gray_to_rgb": channels == 3,
+            "normalization": PIXEL_NORMALIZATION}
+
+
+def transfer_note(weights) -> str:
+    from edgeface.nets.expression import is_face_model_path
+    if weights is None:
+        return "none: trained from scratch (random init)"
+    if weights == "imagenet":
+        return "ImageNet (keras.applications)"
+    if is_face_model_path(weights):
+        return f"edgeface face embedder backbone {weights} (transfer from face identity features)"
+    return f"base weights file {weights}"
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[dict, object]:
+    """(run.json, the float Keras model) of an expression run."""
+    from edgeface.utils.io import read_json
+    run_dir = Path(run_dir)
+    info = read_json(run_dir / "run.json", "run.json")
+    if info.get("task") != TASK:
+        raise EdgefaceError(f"{run_dir} is not an expression run (task {info.get('task')!r})")
+    p = run_dir / "model.keras"
+    if not p.is_file():
+        raise EdgefaceError(f"model not found: {p}")
+    try:
+        from edgeface.nets import load_model
+    except ImportError:
+        import tf_keras as keras
+        return info, keras.models.load_model(p)
+    return info, load_model(p)
+
+
+# ---- export: TFLite artifacts with cards ----------------------------------------------------
+
+CALIBRATION_COUNT = 300
+
+
+def calibration_inputs(info: dict, input_shape, count: int = CALIBRATION_COUNT, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Normalised inputs from the run's TRAIN split only (never val/test), preprocessed as in training."""
+    spec = info["data"]["split"]
+    data = xdata.load_dataset(info["data"]["dir"], spec["kind"], spec["seed"], spec["val_fraction"],
+                              spec["test_fraction"], spec["split_by"] if spec["split_by"] in ("subject", "stratified") else None)
+    train = data.splits["train"]
+    pick = [train[i] for i in sorted(np.random.default_rng(seed).permutation(len(train))[:count])]
+    h, _, c = (int(v) for v in input_shape)
+    x, _ = xdata.load_images(pick, h, c, bool(info["preprocessing"].get("clahe")), "calibration")
+    return xdata.normalize(x), {"dir": info["data"]["dir"], "split": "train", "count": len(pick), "seed": seed}
+
+
+def convert_run(run_dir: str | os.PathLike, dtypes, out_dir: str | os.PathLike | None = None,
+                name: str | None = None, model=None, budget: int | None = None) -> list[dict]:
+    """RUN_DIR's model -> OUT/NAME_{dtype}.tflite + cards (class names, preprocessing, split, calibration).
+
+    Card fields come from the shared converter's reading of run.json; int8 is calibrated on the
+    run's own training split so no val/test image shapes the quantisation ranges.
+    """
+    from edgeface.convert.source import load_source
+    from edgeface.convert.tflite import convert_keras
+
+    run_dir = Path(run_dir)
+    src = load_source(run_dir)
+    info = src.run
+    model = model if model is not None else src.model
+    extra = src.card_extra()
+    reps, calib = (None, None)
+    if "int8" in dtypes:
+        reps, calib = calibration_inputs(info, tuple(model.input_shape[1:]))
+        extra["calibration"] = calib
+    notes = dict(extra.get("notes") or {})
+    notes.update({"preprocessing": info.get("preprocessing"), "data_split": info["data"]["split"],
+                  "transfer": info.get("transfer")})
+    extra["notes"] = notes
+    name = name or f"edgeface_{info['model']['name']}"
+    return convert_keras(model, out_dir or run_dir / "tflite", name, dtypes, representative=reps,
+                         card_extra=extra, budget=budget)

@@ -1,0 +1,64 @@
+"""`edgeface train expression`: transfer-learn (or train from scratch) a facial-expression classifier."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgeface.errors import EdgefaceError
+
+BACKBONES = ("mobilenetv2", "resnet50", "vgg16", "densenet121", "cnn")
+DTYPES = ("float32", "float16", "int8")
+
+
+@click.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+              help="Dataset folder: <class>/* (CK+, JAFFE) or train/ + test/ (FER2013).")
+@click.option("--backbone", type=click.Choice(BACKBONES), default=None, help="Base network (default: cnn).")
+@click.option("--out", "run_dir", required=True, type=click.Path(path_type=Path), help="New run directory.")
+@click.option("--weights", default=None,
+              help="imagenet (needs internet) | FILE: an .h5 of base weights, or a face model .keras / RUN_DIR "
+                   "(transfer from edgeface's face backbone) | none (from scratch).")
+@click.option("--input-size", type=int, default=None, help="Input side in pixels (default per backbone, 48-96).")
+@click.option("--epochs", type=int, default=None, help="Head epochs (frozen base) or end-to-end epochs.")
+@click.option("--max-steps", type=int, default=None, help="Cap optimizer steps per stage (smoke runs).")
+@click.option("--fine-tune-blocks", type=int, default=None, help="Then unfreeze the top K base blocks.")
+@click.option("--fine-tune-epochs", type=int, default=None)
+@click.option("--lr", type=float, default=None)
+@click.option("--fine-tune-lr", type=float, default=None, help="Lower learning rate for fine-tuning.")
+@click.option("--batch-size", type=int, default=None)
+@click.option("--clahe/--no-clahe", default=None, help="CLAHE contrast equalisation (default on).")
+@click.option("--split-by", type=click.Choice(["stratified", "subject"]), default=None,
+              help="CK+/folder split (default stratified; JAFFE is always by subject).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="TOML config file.")
+@click.option("--seed", type=int, default=None)
+@click.option("--convert", "dtypes", default="", help="After training, write RUN_DIR/tflite/*.tflite for these "
+              "dtypes (comma list of float32,float16,int8) with model cards.")
+@click.option("--prune-head", is_flag=True, help="Also prune the head's hidden units by distinctiveness "
+              "(merge < 15 deg, remove > 165 deg) and record accuracy before/after.")
+def expression(data_dir, backbone, run_dir, weights, input_size, epochs, max_steps, fine_tune_blocks, fine_tune_epochs,
+               lr, fine_tune_lr, batch_size, clahe, split_by, config_path, seed, dtypes, prune_head):
+    """Train a facial-expression classifier (frozen base + new head, optional fine-tuning)."""
+    from edgeface.train import expression as tr
+
+    dtype_list = [d.strip() for d in dtypes.split(",") if d.strip()]
+    bad = [d for d in dtype_list if d not in DTYPES]
+    if bad:
+        raise EdgefaceError(f"unknown dtype(s) {', '.join(bad)} for --convert; choose from {', '.join(DTYPES)}")
+    cfg = tr.load_config(config_path, {
+        "backbone": backbone, "weights": weights, "input_size": input_size, "epochs": epochs, "max_steps": max_steps,
+        "fine_tune_blocks": fine_tune_blocks, "fine_tune_epochs": fine_tune_epochs, "lr": lr,
+        "fine_tune_lr": fine_tune_lr, "batch_size": batch_size, "clahe": clahe, "split_by": split_by, "seed": seed})
+    info = tr.train_expression(data_dir, run_dir, cfg)
+    click.echo(f"{run_dir}: best val accuracy {info['best_val_accuracy']:.4f}, "
+               f"float test accuracy {info['test_accuracy_float_keras']}, {info['wall_time_s']} s")
+    if prune_head:
+        from edgeface.train.expression import prune_run_head
+        report = prune_run_head(run_dir)
+        click.echo("prune: " + json.dumps({k: report[k] for k in ("units_before", "units_after", "val_accuracy_before",
+                                                                    "val_accuracy_after")}))
+    if dtype_list:
+        from edgeface.train.expression import convert_run
+        for card in convert_run(run_dir, dtype_list):
+            click.echo(f"wrote {card['file']} ({card['bytes']} bytes, {card['dtype']})")
