@@ -43,6 +43,8 @@ _APPLICATIONS = {
     "densenet121": ("DenseNet121", "torch"),
 }
 _MIN_SIZE = 32  # keras.applications refuse smaller inputs
+# Small inputs on purpose: CK+/FER are 48x48 and the CPUs are tiny. A face model sets its own size.
+DEFAULT_INPUT = {"mobilenetv2": 96, "resnet50": 64, "vgg16": 64, "densenet121": 64, "cnn": 48}
 
 
 def _keras():
@@ -164,12 +166,13 @@ def _from_face_model(backbone, weights, num_classes, input_size, head_units, dro
     return keras.Model(face.input, out, name=f"expr_{backbone}_face")
 
 
-def _application(backbone: str, num_classes=7, input_size=64, weights=None, head_units=100, dropout=0.5, channels=3):
+def _application(backbone: str, num_classes=7, input_size=None, weights=None, head_units=100, dropout=0.5, channels=3):
     keras = _keras()
     if isinstance(weights, str) and weights.lower() in ("none", ""):
         weights = None
     if is_face_model_path(weights):
         return _from_face_model(backbone, weights, num_classes, input_size, head_units, dropout, channels)
+    input_size = DEFAULT_INPUT[backbone] if input_size is None else int(input_size)
     _check_common(num_classes, input_size, channels, head_units, dropout)
     ctor_name, mode = _APPLICATIONS[backbone]
     if weights not in (None, "imagenet"):
@@ -194,22 +197,22 @@ def _application(backbone: str, num_classes=7, input_size=64, weights=None, head
 
 
 @register_model("expr_mobilenetv2")
-def expr_mobilenetv2(num_classes=7, input_size=96, weights=None, head_units=100, dropout=0.5, channels=3):
+def expr_mobilenetv2(num_classes=7, input_size=None, weights=None, head_units=100, dropout=0.5, channels=3):
     return _application("mobilenetv2", num_classes, input_size, weights, head_units, dropout, channels)
 
 
 @register_model("expr_resnet50")
-def expr_resnet50(num_classes=7, input_size=64, weights=None, head_units=100, dropout=0.5, channels=3):
+def expr_resnet50(num_classes=7, input_size=None, weights=None, head_units=100, dropout=0.5, channels=3):
     return _application("resnet50", num_classes, input_size, weights, head_units, dropout, channels)
 
 
 @register_model("expr_vgg16")
-def expr_vgg16(num_classes=7, input_size=64, weights=None, head_units=100, dropout=0.5, channels=3):
+def expr_vgg16(num_classes=7, input_size=None, weights=None, head_units=100, dropout=0.5, channels=3):
     return _application("vgg16", num_classes, input_size, weights, head_units, dropout, channels)
 
 
 @register_model("expr_densenet121")
-def expr_densenet121(num_classes=7, input_size=64, weights=None, head_units=100, dropout=0.5, channels=3):
+def expr_densenet121(num_classes=7, input_size=None, weights=None, head_units=100, dropout=0.5, channels=3):
     return _application("densenet121", num_classes, input_size, weights, head_units, dropout, channels)
 
 

@@ -28,7 +28,6 @@ from edgeface.utils.io import atomic_path, write_json_atomic, write_text_atomic
 from edgeface.utils.progress import progress
 
 BACKBONES = ("mobilenetv2", "resnet50", "vgg16", "densenet121", "cnn")
-DEFAULT_INPUT = {"cnn": 48, "mobilenetv2": 96, "resnet50": 64, "vgg16": 64, "densenet121": 64}
 TASK = "expression_classification"
 PIXEL_NORMALIZATION = {"mean": 127.5, "std": 127.5}
 
@@ -101,7 +100,7 @@ def build_model(cfg: ExpressionConfig, num_classes: int):
 
 
 def model_kwargs(cfg: ExpressionConfig, num_classes: int) -> dict:
-    from edgeface.nets.expression import is_face_model_path
+    from edgeface.nets.expression import DEFAULT_INPUT, is_face_model_path
     channels = cfg.channels or (1 if cfg.backbone == "cnn" else 3)
     size = cfg.input_size
     if size is None and not is_face_model_path(cfg.weights):

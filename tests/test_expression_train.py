@@ -1,0 +1,112 @@
+"""Train a tiny expression model on real CK+ images, convert it to float32/float16/int8 and check the
+TFLite interpreter agrees with Keras; evaluate() on a tiny set; a frozen base stays frozen."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import edgeface  # noqa: F401
+from edgeface.bench.classification import evaluate
+from edgeface.cli import main as cli_main
+from edgeface.data import expressions as xdata
+from edgeface.runtime.interpreter import TFLiteModel
+from edgeface.train import expression as tr
+
+
+@pytest.fixture(scope="module")
+def cnn_run(expressions_root, tmp_path_factory):
+    run = tmp_path_factory.mktemp("expr") / "cnn"
+    cfg = tr.load_config(None, {"backbone": "cnn", "epochs": 4, "max_steps": 80, "seed": 0})
+    info = tr.train_expression(expressions_root / "ckplus48", run, cfg)
+    return run, info
+
+
+def test_run_dir_holds_the_agreed_files(cnn_run):
+    run, info = cnn_run
+    for name in ("run.json", "model.keras", "log.csv"):
+        assert (run / name).is_file()
+    assert list((run / "checkpoints").glob("*.weights.h5"))
+    saved = json.loads((run / "run.json").read_text())
+    assert saved["task"] == "expression_classification"
+    assert saved["class_names"] == ["anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise"]
+    assert saved["model"]["name"] == "expr_cnn" and saved["model"]["kwargs"]["num_classes"] == 7
+    assert saved["data"]["counts"] == {"train": 783, "val": 99, "test": 99}
+    assert saved["wall_time_s"] > 0 and saved["stages"][0]["steps"] <= 80
+    # 80 steps of a LeNet on CK+ already beats the majority class (surprise: 25% of val)
+    assert saved["best_val_accuracy"] > 0.35
+    rows = (run / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("stage,epoch,step") and len(rows) >= 2
+
+
+def test_tflite_float32_float16_int8_agree_with_keras(cnn_run, expressions_root):
+    run, info = cnn_run
+    _, model = tr.load_run(run)
+    cards = tr.convert_run(run, ["float32", "float16", "int8"])
+    assert [c["dtype"] for c in cards] == ["float32", "float16", "int8"]
+    data = xdata.load_dataset(expressions_root / "ckplus48")
+    x, y = xdata.load_images(data.splits["test"], 48, 1)
+    keras_probs = tr.predict_images(model, x)
+    sizes = {}
+    for card in cards:
+        assert card["task"] == "expression_classification"
+        assert card["output"]["class_names"] == info["class_names"]
+        assert card["notes"]["data_split"]["kind"] == "ckplus48"
+        m = TFLiteModel(run / "tflite" / card["file"])
+        probs = m.run(xdata.normalize(x))
+        agree = (probs.argmax(1) == keras_probs.argmax(1)).mean()
+        sizes[card["dtype"]] = card["bytes"]
+        if card["dtype"] == "float32":
+            np.testing.assert_allclose(probs, keras_probs, atol=1e-4)
+        assert agree >= (0.97 if card["dtype"] != "int8" else 0.85), (card["dtype"], agree)
+    assert cards[2]["calibration"]["split"] == "train"
+    assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+
+
+def test_evaluate_on_a_tiny_set(cnn_run, expressions_root, tmp_path):
+    run, _ = cnn_run
+    path = run / "tflite" / "edgeface_expr_cnn_int8.tflite"
+    if not path.exists():
+        tr.convert_run(run, ["int8"])
+    r = evaluate(path, expressions_root / "ckplus48", split="test", limit=3, out_dir=tmp_path, latency_runs=5)
+    assert r["n"] == 21 and len(r["confusion"]) == 7
+    cm = np.array(r["confusion"])
+    assert cm.sum() == 21 and (cm.sum(1) == 3).all()
+    assert r["accuracy"] == pytest.approx(np.trace(cm) / 21)
+    # the same numbers by hand through the interpreter
+    data = xdata.load_dataset(expressions_root / "ckplus48")
+    picked = [s for c in range(7) for s in [t for t in data.splits["test"] if t.label == c][:3]]
+    x, y = xdata.load_images(picked, 48, 1)
+    pred = TFLiteModel(path).run(xdata.normalize(x)).argmax(1)
+    assert r["accuracy"] == pytest.approx((pred == y).mean())
+    assert r["latency_ms_median"] > 0
+    assert (tmp_path / "edgeface_expr_cnn_int8_test_confusion.png").stat().st_size > 1000
+
+
+def test_evaluate_refuses_a_dataset_with_other_classes(cnn_run, expressions_root):
+    from edgeface.errors import EdgefaceError
+    run, _ = cnn_run
+    with pytest.raises(EdgefaceError, match="classes"):
+        evaluate(run / "tflite" / "edgeface_expr_cnn_float32.tflite", expressions_root / "jaffe", latency_runs=0)
+
+
+def test_frozen_face_base_stays_frozen_while_the_head_learns(expressions_root, tmp_path):
+    from edgeface.nets import get_model
+    face = get_model("mobilenetv2", input_size=48, alpha=0.35, embedding_dim=32, last_channels=64)
+    face.save(tmp_path / "face.keras")
+    cfg = tr.load_config(None, {"backbone": "mobilenetv2", "weights": str(tmp_path / "face.keras"), "epochs": 2,
+                                "max_steps": 30, "augment_copies": 1})
+    info = tr.train_expression(expressions_root / "ckplus48", tmp_path / "run", cfg)
+    _, model = tr.load_run(tmp_path / "run")
+    for name in ("stem_conv", "block8_expand", "last_conv"):
+        np.testing.assert_array_equal(model.get_layer(name).get_weights()[0], face.get_layer(name).get_weights()[0])
+    assert info["stages"][0]["stage"] == "head" and "face embedder" in info["transfer"]
+
+
+def test_cli_bad_input_is_one_line(tmp_path, capsys):
+    rc = cli_main(["train", "expression", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("edgeface: error:") and "not found" in err[0]
+    rc = cli_main(["train", "expression", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--convert", "int4"])
+    assert rc == 2
