@@ -7,8 +7,10 @@ normalised range and always get dequantised float outputs back.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,42 @@ def interpreter_class():
     except ImportError:
         raise EdgefaceError("no TFLite interpreter found: pip install ai-edge-litert "
                             "(or: pip install 'edgeface[runtime]')") from None
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence C++ log lines written straight to fd 2 while an interpreter is built.
+
+    LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on every start, which
+    would break the CLI's one-line-per-outcome output. Python-level errors still surface as
+    exceptions. Only the file descriptor is swapped, so nothing else changes.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def make_interpreter(data: bytes, num_threads: int = 1):
+    """(interpreter, backend name) for a model's bytes, tensors not yet allocated."""
+    cls, backend = interpreter_class()
+    with quiet_native_stderr():
+        return cls(model_content=data, num_threads=num_threads), backend
+
+
+def allocate(interpreter) -> None:
+    """allocate_tensors() without the delegate's INFO line (it is printed here, not at construction)."""
+    with quiet_native_stderr():
+        interpreter.allocate_tensors()
 
 
 def check_tflite_file(path: str | os.PathLike) -> bytes:
@@ -74,10 +112,9 @@ class TFLiteModel:
     def __init__(self, path: str | os.PathLike, num_threads: int = 1):
         self.path = Path(path)
         data = check_tflite_file(self.path)
-        cls, self.backend = interpreter_class()
         try:
-            self.interpreter = cls(model_content=data, num_threads=num_threads)
-            self.interpreter.allocate_tensors()
+            self.interpreter, self.backend = make_interpreter(data, num_threads)
+            allocate(self.interpreter)
         except (ValueError, RuntimeError) as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise EdgefaceError(f"cannot load {self.path} with {self.backend}: {msg}") from None
@@ -115,7 +152,7 @@ class TFLiteModel:
     def _resize(self, batch: int) -> None:
         if self.input_shape[0] != batch:
             self.interpreter.resize_tensor_input(self.input["index"], [batch, *self.input_shape[1:]])
-            self.interpreter.allocate_tensors()
+            allocate(self.interpreter)
             self.input = self.interpreter.get_input_details()[0]
             self.output = self.interpreter.get_output_details()[0]
 

@@ -1,0 +1,94 @@
+"""Aligned face crops -> L2-normalised embeddings with a .tflite face model (no TensorFlow).
+
+Everything the host must do around the graph comes from the model card (input size, colour,
+normalisation, alignment template); a model without a card gets the edgeface defaults: RGB,
+(x - 127.5) / 127.5, the ArcFace template matching its input size.
+"""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from edgeface.align.transform import Template, get_template, template_for_size
+from edgeface.errors import EdgefaceError
+from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, TFLiteModel, l2_normalize
+from edgeface.utils.io import sha256_file
+
+
+class FaceEmbedder:
+    def __init__(self, model_path: str | os.PathLike, num_threads: int = 1):
+        self.model = TFLiteModel(model_path, num_threads=num_threads)
+        self.path = self.model.path
+        card = self.model.card or {}
+        if card.get("task", "face_embedding") != "face_embedding":
+            raise EdgefaceError(f"{self.path.name} is a {card['task']} model, not a face embedder")
+        shape = self.model.input_shape
+        if len(shape) != 4 or shape[3] not in (1, 3):
+            raise EdgefaceError(f"{self.path.name}: expected an image input (N, H, W, 1|3), got {list(shape)}")
+        self.height, self.width, self.channels = shape[1], shape[2], shape[3]
+        inp = card.get("input") or {}
+        norm = inp.get("normalization") or {}
+        # scalars or per-channel lists
+        self.mean = np.asarray(norm.get("mean", PIXEL_MEAN), dtype=np.float32)
+        self.std = np.asarray(norm.get("std", PIXEL_STD), dtype=np.float32)
+        self.color = inp.get("color") or ("GRAY" if self.channels == 1 else "RGB")
+        self.template: Template = (get_template(inp["alignment"]) if inp.get("alignment")
+                                   else template_for_size(self.width, self.height))
+        if (self.template.width, self.template.height) != (self.width, self.height):
+            raise EdgefaceError(f"{self.path.name}: alignment template {self.template.name} is "
+                                f"{self.template.width}x{self.template.height} but the model input is {self.width}x{self.height}")
+        self.card = card
+        self.name = card.get("name", self.path.stem)
+        self._sha256 = None
+
+    @property
+    def sha256(self) -> str:
+        """The model file's hash (galleries are bound to it: embeddings of two models never mix)."""
+        if self._sha256 is None:
+            self._sha256 = sha256_file(self.path)
+        return self._sha256
+
+    @property
+    def threshold(self) -> float | None:
+        """Cosine threshold written by `edgeface bench` into the card, or None."""
+        v = (self.card.get("verification") or {}).get("threshold")
+        return float(v) if v is not None else None
+
+    def preprocess(self, crops: np.ndarray) -> np.ndarray:
+        crops = np.asarray(crops)
+        if crops.ndim == 3:
+            crops = crops[None]
+        if crops.ndim != 4 or crops.shape[1:3] != (self.height, self.width) or crops.shape[3] != 3:
+            raise EdgefaceError(f"{self.path.name} expects aligned RGB crops (N, {self.height}, {self.width}, 3), "
+                                f"got {list(crops.shape)}")
+        if self.color == "GRAY":
+            crops = np.stack([cv2.cvtColor(c, cv2.COLOR_RGB2GRAY) for c in crops])[..., None]
+        return (crops.astype(np.float32) - self.mean) / self.std
+
+    def raw(self, crops: np.ndarray) -> np.ndarray:
+        """Dequantised, un-normalised model outputs for uint8 crops."""
+        x = self.preprocess(crops)
+        return self.model.run(x).reshape(len(x), -1)
+
+    def embed(self, crops: np.ndarray, flip: bool = True) -> np.ndarray:
+        """(N, H, W, 3) uint8 aligned crops (or one crop) -> (N, D) unit-length float32 embeddings.
+
+        flip: test-time augmentation, the sum of the image's and its mirror's embeddings.
+        """
+        crops = np.asarray(crops)
+        if crops.ndim == 3:
+            crops = crops[None]
+        if len(crops) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        if flip:
+            both = self.raw(np.concatenate([crops, crops[:, :, ::-1]]))
+            out = both[:len(crops)] + both[len(crops):]
+        else:
+            out = self.raw(crops)
+        return l2_normalize(out)
+
+    @property
+    def dim(self) -> int:
+        return int(np.prod(self.model.output["shape"][1:]))

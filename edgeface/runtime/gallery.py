@@ -1,0 +1,175 @@
+"""A gallery of enrolled people in one .npz file, bound to the model that made its embeddings.
+
+File (numpy .npz, loaded with allow_pickle=False):
+    meta        JSON string: format, version, model_sha256, model_name, embedding_dim,
+                people [{name, count}], sources (one per embedding), updated
+    embeddings  (M, D) float32 unit vectors, every enrolled image
+    labels      (M,) int32 index into meta.people
+    means       (P, D) float32 per-person mean embedding, re-normalised (what identify matches)
+
+Safety: writers take an exclusive fcntl lock on FILE.lock around read-modify-write (two enrol
+processes never lose each other's people), and the file is replaced atomically (an interrupted
+write leaves the previous gallery intact). Embeddings of different models are meaningless to
+compare, so a gallery made with another model (by file sha256) is refused.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeface.errors import EdgefaceError
+from edgeface.runtime.interpreter import l2_normalize
+from edgeface.utils.io import write_bytes_atomic
+
+FORMAT = "edgeface-gallery"
+VERSION = 1
+UNKNOWN = "unknown"
+
+
+@dataclass
+class Match:
+    name: str      # best person, or "unknown" when its score is below the threshold
+    score: float   # cosine similarity to that person's mean embedding
+    candidates: list  # top-k [(name, score)] best first, whatever the threshold
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "score": round(self.score, 5),
+                "top_k": [{"name": n, "score": round(s, 5)} for n, s in self.candidates]}
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike):
+    """Exclusive advisory lock on PATH.lock (released by the kernel if the holder dies)."""
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+class Gallery:
+    def __init__(self, path: str | os.PathLike, model_sha256: str, model_name: str = "", dim: int | None = None):
+        self.path = Path(path)
+        self.model_sha256 = model_sha256
+        self.model_name = model_name
+        self.dim = dim
+        self.names: list[str] = []
+        self.embeddings = np.zeros((0, dim or 0), np.float32)
+        self.labels = np.zeros((0,), np.int32)
+        self.sources: list[str] = []
+
+    # ---- reading -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike, model_sha256: str | None = None, model_name: str = "",
+             missing_ok: bool = False) -> "Gallery":
+        """Read a gallery; refuse one made with a different model than `model_sha256`.
+
+        missing_ok: a path that does not exist yet gives an empty gallery for that model.
+        """
+        path = Path(path)
+        if not path.exists():
+            if missing_ok and model_sha256:
+                return cls(path, model_sha256, model_name)
+            raise EdgefaceError(f"gallery not found: {path} (create it with `edgeface enroll NAME IMG... --gallery {path}`)")
+        if path.is_dir():
+            raise EdgefaceError(f"expected a gallery file, got a directory: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                embeddings = np.asarray(z["embeddings"], np.float32)
+                labels = np.asarray(z["labels"], np.int32)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as e:
+            raise EdgefaceError(f"not a valid edgeface gallery: {path} ({type(e).__name__})") from None
+        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+            raise EdgefaceError(f"not an edgeface gallery v{VERSION}: {path}")
+        g = cls(path, meta["model_sha256"], meta.get("model_name", ""), int(meta["embedding_dim"]))
+        g.names = [p["name"] for p in meta["people"]]
+        g.sources = list(meta.get("sources", [""] * len(labels)))
+        g.embeddings, g.labels = embeddings.reshape(-1, g.dim), labels
+        if len(g.labels) != len(g.embeddings) or (len(labels) and labels.max() >= len(g.names)):
+            raise EdgefaceError(f"corrupt gallery (labels do not match embeddings): {path}")
+        if model_sha256 and g.model_sha256 != model_sha256:
+            raise EdgefaceError(
+                f"gallery {path} was made with another model ({g.model_name or '?'}, sha256 {g.model_sha256[:12]}) "
+                f"than {model_name or 'this model'} (sha256 {model_sha256[:12]}): embeddings of different models "
+                f"cannot be compared; enroll again into a new gallery file")
+        return g
+
+    # ---- writing -------------------------------------------------------------------------
+    def add(self, name: str, embeddings: np.ndarray, sources: list[str] | None = None) -> None:
+        name = str(name).strip()
+        if not name or name == UNKNOWN or "\n" in name:
+            raise EdgefaceError(f"invalid person name {name!r}")
+        embeddings = l2_normalize(np.atleast_2d(np.asarray(embeddings, np.float32)))
+        if self.dim is None:  # a new gallery takes the size of its first embeddings
+            self.dim = embeddings.shape[1]
+            self.embeddings = self.embeddings.reshape(0, self.dim)
+        if embeddings.shape[1] != self.dim:
+            raise EdgefaceError(f"embedding size {embeddings.shape[1]} does not match the gallery's {self.dim}")
+        if name not in self.names:
+            self.names.append(name)
+        label = self.names.index(name)
+        self.embeddings = np.concatenate([self.embeddings, embeddings])
+        self.labels = np.concatenate([self.labels, np.full(len(embeddings), label, np.int32)])
+        self.sources += list(sources) if sources is not None else [""] * len(embeddings)
+
+    def means(self) -> np.ndarray:
+        """(P, D) unit-length mean embedding per person."""
+        if not self.names:
+            return np.zeros((0, self.dim or 0), np.float32)
+        sums = np.zeros((len(self.names), self.dim), np.float32)
+        np.add.at(sums, self.labels, self.embeddings)
+        return l2_normalize(sums)
+
+    def counts(self) -> list[int]:
+        return np.bincount(self.labels, minlength=len(self.names)).tolist()
+
+    def to_bytes(self) -> bytes:
+        meta = {"format": FORMAT, "version": VERSION, "model_sha256": self.model_sha256, "model_name": self.model_name,
+                "embedding_dim": self.dim, "people": [{"name": n, "count": c} for n, c in zip(self.names, self.counts())],
+                "sources": self.sources, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        buf = io.BytesIO()
+        np.savez(buf, meta=np.array(json.dumps(meta)), embeddings=self.embeddings.astype(np.float32),
+                 labels=self.labels.astype(np.int32), means=self.means())
+        return buf.getvalue()
+
+    def save(self) -> Path:
+        """Atomic replace (call under `locked(path)` when others may write the same file)."""
+        return write_bytes_atomic(self.path, self.to_bytes())
+
+    # ---- matching ------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, top_k: int = 3, threshold: float | None = None) -> list[Match]:
+        """For each unit query embedding: the best people by cosine to their mean embedding."""
+        queries = np.atleast_2d(np.asarray(queries, np.float32))
+        if not self.names:
+            return [Match(UNKNOWN, float("-inf"), []) for _ in queries]
+        sims = queries @ self.means().T
+        order = np.argsort(-sims, axis=1)[:, :max(1, top_k)]
+        out = []
+        for q, idx in enumerate(order):
+            cands = [(self.names[i], float(sims[q, i])) for i in idx]
+            best, score = cands[0]
+            out.append(Match(best if threshold is None or score >= threshold else UNKNOWN, score, cands))
+        return out
+
+
+def enroll(path: str | os.PathLike, name: str, embeddings: np.ndarray, sources: list[str], model_sha256: str,
+           model_name: str = "") -> Gallery:
+    """Add a person's embeddings to the gallery at `path` (created if absent): locked, atomic."""
+    with locked(path):
+        g = Gallery.load(path, model_sha256=model_sha256, model_name=model_name, missing_ok=True)
+        g.add(name, embeddings, sources)
+        g.save()
+    return g
