@@ -52,7 +52,8 @@ def make_dataset(paths: Sequence[str], labels=None, image_size: int | tuple[int,
                  batch_size: int = 64, training: bool = False, augment=None, seed: int = 0,
                  extra: Mapping[str, np.ndarray] | None = None, flip_flag: bool = False, channels: int = 3,
                  shuffle: bool | None = None, drop_remainder: bool | None = None):
-    """A batched tf.data.Dataset over image files (PNG/JPEG/BMP/GIF, colour or grayscale).
+    """A batched tf.data.Dataset over image files (PNG/JPEG/BMP/GIF, colour or grayscale), resized to
+    `image_size` (an int or (height, width)) when they differ.
 
     Elements are `(images, labels)` with images float32 (B, H, W, channels) in [-1, 1] and labels
     int64 (B,) (-1 when `labels` is None). When `extra` or `flip_flag` is given, elements are a dict
@@ -118,7 +119,11 @@ def decode(data, channels: int = 3):
     """Encoded bytes -> float32 (H, W, channels) in [0, 255]; gray, alpha and 16-bit handled."""
     import tensorflow as tf
 
-    img = tf.io.decode_image(data, channels=channels, dtype=tf.uint8, expand_animations=False)
+    # JPEGs with the accurate IDCT: the same pixels as OpenCV (read_image), so training sees what
+    # evaluation and the on-device runtime see (TF's default fast IDCT differs by a few grey levels).
+    img = tf.cond(tf.io.is_jpeg(data),
+                  lambda: tf.io.decode_jpeg(data, channels=channels, dct_method="INTEGER_ACCURATE"),
+                  lambda: tf.io.decode_image(data, channels=channels, dtype=tf.uint8, expand_animations=False))
     return tf.cast(img, tf.float32)
 
 
@@ -158,7 +163,7 @@ def augment_image(img, key, aug: Augment):
 
 def load_images(paths: Sequence[str], size: int | tuple[int, int] = 112, channels: int = 3,
                 desc: str = "load images") -> np.ndarray:
-    """Read images (TF-free) into a uint8 array (N, H, W, channels), resized when needed.
+    """Read images (TF-free) into a uint8 array (N, H, W, channels); `size` is an int or (height, width).
 
     For calibration and evaluation sets; unreadable files raise one-line BadImage errors.
     """
