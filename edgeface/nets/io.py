@@ -1,0 +1,65 @@
+"""Save and load edgeface Keras models (`model.keras`) atomically, with every custom object known."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import edgeface  # noqa: F401  (tf-keras before TensorFlow)
+import tf_keras as keras
+
+from edgeface.errors import EdgefaceError
+
+# Layers defined by edgeface that a saved model may contain (the backbones are plain tf-keras).
+CUSTOM_OBJECTS: dict[str, object] = {}
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Write `model` to `path` (.keras zip or .h5); an interrupted save never replaces the old file."""
+    path = Path(path)
+    if path.suffix not in (".keras", ".h5"):
+        raise EdgefaceError(f"model path must end in .keras or .h5: {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Keras picks the format from the suffix, so the temporary file keeps it.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        # Inference artifact: the optimizer state lives in the training checkpoints instead.
+        if path.suffix == ".h5":
+            model.save(tmp, include_optimizer=False)
+        else:
+            model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _tfmot_scopes() -> contextlib.ExitStack:
+    """QAT- and pruning-wrapped models need TF-MOT's scopes to deserialise."""
+    stack = contextlib.ExitStack()
+    try:
+        import tensorflow_model_optimization as tfmot
+    except ImportError:
+        return stack
+    stack.enter_context(tfmot.quantization.keras.quantize_scope())
+    stack.enter_context(tfmot.sparsity.keras.prune_scope())
+    return stack
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Load a model saved by `save_model` (or any tf-keras .keras/.h5 file) for inference/fine-tuning."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgefaceError(f"model file not found: {path}")
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise EdgefaceError(f"not a Keras model file (not a zip archive): {path}")
+    try:
+        with _tfmot_scopes(), keras.utils.custom_object_scope(CUSTOM_OBJECTS):
+            return keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise EdgefaceError(f"cannot load model {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
