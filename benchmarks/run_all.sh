@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# `make bench`: the full benchmark report, one command per line, in order. Results go to benchmarks/results/.
+# Needs the shared data (EDGEFACE_DATA or ../shared/data). Runs under nice: the machine is shared.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EF="${EF:-.venv/bin/edgeface}"
+DATA="${EDGEFACE_DATA:-../shared/data}"
+OUT=benchmarks/results
+mkdir -p "$OUT"
+
+# LFW crops: the aligned cache made by `edgeface align` when present, else the raw tree (aligned once into cache/).
+LFW=cache/lfw/arcface112
+[ -f "$LFW/manifest.jsonl" ] || LFW="$DATA/lfw/lfw-deepfunneled"
+
+# 1. Shipped models: size, gzip, params, budget, latency (1 and 2 threads), end-to-end, LFW View 2, agreement
+#    between dtypes; expression classifiers on their dataset. Records the LFW threshold in each card.
+nice -n 10 "$EF" bench models/*.tflite --lfw "$LFW" --pairs "$DATA/lfw/pairs.txt" \
+  --expr-data "$DATA/expressions/ckplus48" --expr-data "$DATA/expressions/fer2013" --expr-data "$DATA/expressions/jaffe" \
+  --json "$OUT/bench.json" --markdown "$OUT/bench.md" --plots "$OUT" --update-cards

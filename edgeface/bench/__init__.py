@@ -1,0 +1,1 @@
+"""Benchmarks of .tflite artifacts: size, latency, LFW verification, expression accuracy, size checks."""

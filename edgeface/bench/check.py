@@ -1,0 +1,113 @@
+"""Size-regression check for CI: artifacts must fit their budget and not grow past the baseline.
+
+Needs no dataset and no TensorFlow. Baseline file (benchmarks/baseline.json):
+
+    {"tolerance": 0.02,
+     "models": {"NAME.tflite": {"bytes": 412345, "gzip_bytes": 380000, "budget_bytes": 1000000, "sha256": "..."}},
+     "command": "...", "date": "..."}
+
+Models are matched by file name. A model fails when bytes > budget (card `budget_bytes`, else
+the baseline's) or bytes > baseline bytes * (1 + tolerance), or when it has no baseline entry.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+
+from edgeface.bench.size import gzip_size
+from edgeface.errors import EdgefaceError
+from edgeface.runtime.interpreter import check_tflite_file, load_card
+from edgeface.utils.io import read_json, sha256_file, write_json_atomic
+
+DEFAULT_TOLERANCE = 0.02
+
+
+def load_baseline(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise EdgefaceError(f"baseline not found: {path} (record one with: edgeface bench --write-baseline {path} MODEL...)")
+    base = read_json(path, "baseline")
+    models = base.get("models") if isinstance(base, dict) else None
+    if not isinstance(models, dict):
+        raise EdgefaceError(f"baseline {path} has no 'models' object")
+    tol = base.get("tolerance", DEFAULT_TOLERANCE)
+    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not 0 <= tol < 1:
+        raise EdgefaceError(f"baseline {path}: 'tolerance' must be a fraction in [0, 1), got {tol!r}")
+    for name, entry in models.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("bytes"), int) or entry["bytes"] <= 0:
+            raise EdgefaceError(f"baseline {path}: entry {name!r} needs a positive integer 'bytes'")
+        b = entry.get("budget_bytes")
+        if b is not None and (not isinstance(b, int) or b <= 0):
+            raise EdgefaceError(f"baseline {path}: entry {name!r} has a bad 'budget_bytes' {b!r}")
+    return {"tolerance": float(tol), "models": models}
+
+
+def check_sizes(baseline_path: str | os.PathLike, model_paths: list[Path]) -> tuple[list[dict], bool, list[str]]:
+    """(rows, ok, notes): one row per model; ok is False if any row failed; notes name baseline
+    entries that were not checked."""
+    base = load_baseline(baseline_path)
+    tol = base["tolerance"]
+    rows, ok = [], True
+    for p in model_paths:
+        p = Path(p)
+        size = len(check_tflite_file(p))
+        card = load_card(p)
+        entry = base["models"].get(p.name)
+        budget = card.get("budget_bytes") if isinstance(card.get("budget_bytes"), int) else \
+            (entry or {}).get("budget_bytes")
+        problems = []
+        if budget is not None and size > budget:
+            problems.append(f"over budget by {size - budget} B")
+        if entry is None:
+            problems.append(f"no baseline entry (record it with --write-baseline {baseline_path})")
+            growth = None
+        else:
+            growth = size / entry["bytes"] - 1.0
+            if size > entry["bytes"] * (1.0 + tol):
+                problems.append(f"grew {growth * 100:+.2f}% > {tol * 100:.1f}% tolerance")
+        rows.append({"model": p.name, "bytes": size, "baseline": None if entry is None else entry["bytes"],
+                     "growth": growth, "budget": budget, "ok": not problems, "problems": problems})
+        ok &= not problems
+    given = {Path(p).name for p in model_paths}
+    notes = [f"baseline entry {n} was not checked (not among the models given)" for n in base["models"] if n not in given]
+    return rows, ok, notes
+
+
+def format_check_table(rows: list[dict], tolerance_note: str = "") -> str:
+    head = f"{'model':<36} {'bytes':>10} {'baseline':>10} {'growth':>8} {'budget':>10}  status"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        growth = "-" if r["growth"] is None else f"{r['growth'] * 100:+.2f}%"
+        lines.append(f"{r['model']:<36} {r['bytes']:>10} {r['baseline'] if r['baseline'] is not None else '-':>10} "
+                     f"{growth:>8} {r['budget'] if r['budget'] is not None else '-':>10}  "
+                     f"{'ok' if r['ok'] else 'FAIL: ' + '; '.join(r['problems'])}")
+    if tolerance_note:
+        lines.append(tolerance_note)
+    return "\n".join(lines)
+
+
+def write_baseline(path: str | os.PathLike, model_paths: list[Path], tolerance: float | None = None,
+                   command: str = "") -> dict:
+    """Record the current sizes; keeps an existing file's tolerance unless a new one is given."""
+    path = Path(path)
+    if tolerance is None:
+        tolerance = DEFAULT_TOLERANCE
+        if path.is_file():
+            try:
+                tolerance = load_baseline(path)["tolerance"]
+            except EdgefaceError:
+                pass  # a broken old baseline is being replaced anyway
+    if not 0 <= tolerance < 1:
+        raise EdgefaceError(f"tolerance must be a fraction in [0, 1), got {tolerance}")
+    models = {}
+    for p in model_paths:
+        p = Path(p)
+        data = check_tflite_file(p)
+        card = load_card(p)
+        models[p.name] = {"bytes": len(data), "gzip_bytes": gzip_size(data), "sha256": sha256_file(p),
+                          "budget_bytes": card.get("budget_bytes") if isinstance(card.get("budget_bytes"), int) else None}
+    base = {"tolerance": tolerance, "models": models, "command": command,
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    write_json_atomic(path, base)
+    return base

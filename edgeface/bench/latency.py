@@ -1,0 +1,110 @@
+"""Latency: single-face embed time per thread count, and end-to-end time per image.
+
+Embed: one input (batch 1) through `TFLiteModel.run_one` (quantise + invoke + dequantise, what an
+app pays per face), warm-up runs first, then median and p90 over N timed runs.
+End-to-end: decode JPEG bytes + detect + pick the main face + align + embed (x2 with flip TTA).
+The detector is the TF-free `edgeface.runtime.detector.Detector` when present (what devices run),
+else the TensorFlow MTCNN; the result names which one.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgeface.runtime.interpreter import TFLiteModel
+
+
+def summarise_ms(seconds: list[float]) -> dict:
+    ms = np.asarray(seconds, dtype=np.float64) * 1000.0
+    return {"median": round(float(np.median(ms)), 4), "p90": round(float(np.percentile(ms, 90)), 4),
+            "mean": round(float(ms.mean()), 4), "min": round(float(ms.min()), 4), "runs": int(len(ms))}
+
+
+def sample_input(model: TFLiteModel, face: np.ndarray | None = None) -> np.ndarray:
+    """A real normalised face when we have one (int8 paths can depend on value ranges), else noise."""
+    from edgeface.bench.embed import model_input_spec
+
+    spec = model_input_spec(model)
+    shape = (spec["height"], spec["width"], spec["channels"])
+    if face is not None and face.shape == shape:
+        return (face.astype(np.float32) - spec["mean"]) / spec["std"]
+    return np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+
+
+def embed_latency(model_path: str | os.PathLike, threads=(1, 2), runs: int = 200, warmup: int = 20,
+                  face: np.ndarray | None = None) -> dict:
+    """{"per_thread": {"1": {median, p90, ...}, ...}, "backend": ...}."""
+    per_thread, backend = {}, None
+    for t in threads:
+        model = TFLiteModel(model_path, num_threads=int(t))
+        backend = model.backend
+        x = sample_input(model, face)
+        for _ in range(warmup):
+            model.run_one(x)
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            model.run_one(x)
+            times.append(time.perf_counter() - t0)
+        per_thread[str(t)] = summarise_ms(times)
+    return {"per_thread": per_thread, "backend": backend, "warmup": warmup}
+
+
+def load_detector():
+    """(detector, name): the TF-free runtime detector if it is importable, else the TF MTCNN."""
+    try:
+        from edgeface.runtime.detector import Detector
+
+        return Detector(), "edgeface.runtime.detector.Detector (TFLite MTCNN, TF-free)"
+    except ImportError:
+        from edgeface.align.detect import MTCNNDetector
+
+        return MTCNNDetector(), "edgeface.align.detect.MTCNNDetector (TensorFlow mtcnn)"
+
+
+def end_to_end_latency(model_path: str | os.PathLike, image_paths: list[Path], detector, detector_name: str,
+                       template: str = "arcface112", threads: int = 1, flip: bool = True,
+                       warmup: int = 2) -> dict:
+    """Per-image time of decode + detect + align + embed on real photos (file bytes already in RAM)."""
+    from edgeface.align.detect import pick_main_face
+    from edgeface.align.transform import align_face, centre_crop, get_template
+    from edgeface.bench.embed import model_input_spec
+    from edgeface.utils.images import decode_image
+
+    model = TFLiteModel(model_path, num_threads=threads)
+    spec = model_input_spec(model)
+    tpl = get_template(template)
+    blobs = [Path(p).read_bytes() for p in image_paths]
+    no_face = 0
+
+    def one(data: bytes) -> bool:
+        rgb = decode_image(data)
+        face = pick_main_face(detector.detect(rgb), rgb.shape)
+        crop = align_face(rgb, face.landmarks, tpl) if face is not None else centre_crop(rgb, tpl)
+        if crop.shape[:2] != (spec["height"], spec["width"]):
+            import cv2
+            crop = cv2.resize(crop, (spec["width"], spec["height"]), interpolation=cv2.INTER_AREA)
+        if spec["gray"]:
+            import cv2
+            crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[..., None]
+        x = (crop.astype(np.float32) - spec["mean"]) / spec["std"]
+        e = model.run_one(x)
+        if flip:
+            e = e + model.run_one(x[:, ::-1])
+        return face is not None
+
+    for data in blobs[:warmup]:
+        one(data)
+    times = []
+    for data in blobs:
+        t0 = time.perf_counter()
+        found = one(data)
+        times.append(time.perf_counter() - t0)
+        no_face += not found
+    res = summarise_ms(times)
+    res.update({"images": len(blobs), "no_face": no_face, "detector": detector_name, "threads": threads,
+                "embeds_per_face": 2 if flip else 1, "template": template})
+    return res
