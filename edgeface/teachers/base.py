@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -137,43 +138,54 @@ def load_teacher(spec: str | os.PathLike, num_threads: int = 1) -> Teacher:
     raise EdgefaceError(f"unsupported teacher {spec}: give an ncnn .param/folder, a .tflite or a .keras file")
 
 
-def _paths_key(paths) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(os.fsencode(os.path.abspath(p)) + b"\0")
-    return h.hexdigest()
-
-
 def teacher_embeddings(teacher: Teacher, paths, cache_file: str | os.PathLike | None = None,
-                       batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+                       batch_size: int = 64, save_every: int = 2000) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings, embeddings of the mirrored images) for aligned crops, cached in an .npz.
 
-    The cache is keyed by the teacher's sha256 and the list of paths, so a changed teacher or
-    data set recomputes instead of silently reusing stale targets.
+    The cache is a per-path store for one teacher (its sha256 is checked, so a changed teacher
+    recomputes instead of silently reusing stale targets): any subset or order of paths is served
+    from it, only missing paths are computed, and progress is saved every `save_every` images so
+    an interrupted run resumes.
     """
-    paths = [str(p) for p in paths]
-    key = _paths_key(paths)
+    paths = [os.path.abspath(p) for p in paths]
+    store: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if cache_file is not None and Path(cache_file).exists():
         try:
             with np.load(cache_file, allow_pickle=False) as z:
-                if str(z["teacher_sha256"]) == teacher.sha256 and str(z["paths_key"]) == key:
-                    return z["emb"], z["emb_mirror"]
+                if str(z["teacher_sha256"]) == teacher.sha256:
+                    store = {p: (e, m) for p, e, m in zip(z["paths"].tolist(), z["emb"], z["emb_mirror"])}
         except (OSError, KeyError, ValueError):
-            pass  # unreadable or old-format cache: recompute
-    emb = np.zeros((len(paths), teacher.dim), np.float32)
-    emb_m = np.zeros_like(emb)
-    for start in progress(range(0, len(paths), batch_size), total=(len(paths) + batch_size - 1) // batch_size,
-                          desc=f"teacher {teacher.name}", unit="batch"):
-        chunk = paths[start:start + batch_size]
-        imgs = np.stack([_crop(read_image(p), teacher.input_size) for p in chunk])
-        emb[start:start + len(chunk)] = teacher.embed(imgs)
-        emb_m[start:start + len(chunk)] = teacher.embed(np.ascontiguousarray(imgs[:, :, ::-1]))
-    if cache_file is not None:
+            store = {}  # unreadable or old-format cache: recompute
+
+    def save():
+        if cache_file is None or not store:
+            return
+        keys = sorted(store)
         with atomic_path(cache_file) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, emb=emb, emb_mirror=emb_m, teacher_sha256=teacher.sha256, paths_key=key,
-                         paths=np.array(paths))
-    return emb, emb_m
+                np.savez(f, paths=np.array(keys), emb=np.stack([store[k][0] for k in keys]),
+                         emb_mirror=np.stack([store[k][1] for k in keys]), teacher_sha256=teacher.sha256,
+                         teacher=json.dumps(teacher.describe()))
+
+    missing = [p for p in dict.fromkeys(paths) if p not in store]
+    done_since_save = 0
+    for start in progress(range(0, len(missing), batch_size), total=(len(missing) + batch_size - 1) // batch_size,
+                          desc=f"teacher {teacher.name}", unit="batch"):
+        chunk = missing[start:start + batch_size]
+        imgs = np.stack([_crop(read_image(p), teacher.input_size) for p in chunk])
+        e = teacher.embed(imgs)
+        m = teacher.embed(np.ascontiguousarray(imgs[:, :, ::-1]))
+        for p, ei, mi in zip(chunk, e, m):
+            store[p] = (ei, mi)
+        done_since_save += len(chunk)
+        if done_since_save >= save_every:
+            save()
+            done_since_save = 0
+    if missing:
+        save()
+    emb = np.stack([store[p][0] for p in paths]) if paths else np.zeros((0, teacher.dim), np.float32)
+    emb_m = np.stack([store[p][1] for p in paths]) if paths else np.zeros((0, teacher.dim), np.float32)
+    return emb.astype(np.float32), emb_m.astype(np.float32)
 
 
 def _crop(img: np.ndarray, size: int) -> np.ndarray:
@@ -181,3 +193,24 @@ def _crop(img: np.ndarray, size: int) -> np.ndarray:
         import cv2
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
     return img
+
+
+def main(argv=None) -> int:
+    """Precompute a teacher's embeddings for every image of an aligned folder into a cache file."""
+    import argparse
+
+    from edgeface.utils.images import is_image_name
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("teacher")
+    ap.add_argument("aligned_dir")
+    ap.add_argument("cache_file")
+    a = ap.parse_args(argv)
+    paths = sorted(p for p in Path(a.aligned_dir).rglob("*") if p.is_file() and is_image_name(p))
+    emb, _ = teacher_embeddings(load_teacher(a.teacher), paths, a.cache_file)
+    print(f"{len(paths)} embeddings of dim {emb.shape[1] if len(emb) else 0} in {a.cache_file}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
