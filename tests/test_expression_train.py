@@ -110,3 +110,17 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and err[0].startswith("edgeface: error:") and "not found" in err[0]
     rc = cli_main(["train", "expression", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--convert", "int4"])
     assert rc == 2
+
+
+def test_prune_head_by_distinctiveness_keeps_accuracy(cnn_run):
+    run, _ = cnn_run
+    r = tr.prune_run_head(run)
+    d = r["distinctiveness"]
+    assert r["units_before"] == 100
+    assert r["units_after"] == 100 - len(d["merged"]) - 2 * len(d["removed_pairs"]) - len(d["dead"])
+    assert r["params_after"] <= r["params_before"]
+    assert abs(r["val_accuracy_after"] - r["val_accuracy_before"]) <= 0.05
+    info, pruned = tr.load_run(run / "pruned")
+    assert pruned.get_layer("head_dense").units == r["units_after"] == info["model"]["kwargs"]["head_units"]
+    if r["units_after"] < 100:  # dead units removed exactly: their output never reached the softmax
+        assert all(u not in {m["keep"] for m in d["merged"]} for u in d["dead"])

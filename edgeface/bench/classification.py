@@ -167,3 +167,70 @@ def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: 
                                              f"acc {result['accuracy']:.3f} (n={len(y)})", png)
         result["confusion_png"] = str(png)
     return result
+
+
+def plot_accuracy_bars(rows: list[dict], title: str, path: str | os.PathLike) -> Path:
+    """Accuracy per model (x) and dtype (bars), size in KB on top of each bar."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(r["label"] for r in rows))
+    dtypes = [d for d in ("float32", "float16", "int8", "dynamic") if any(r["dtype"] == d for r in rows)]
+    width = 0.8 / max(1, len(dtypes))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.6 * len(models), 3.6))
+    for k, d in enumerate(dtypes):
+        for i, m in enumerate(models):
+            r = next((r for r in rows if r["label"] == m and r["dtype"] == d), None)
+            if r is None:
+                continue
+            xpos = i + (k - (len(dtypes) - 1) / 2) * width
+            ax.bar(xpos, 100 * r["accuracy"], width, color=f"C{k}", label=d if i == 0 else None)
+            ax.text(xpos, 100 * r["accuracy"] + 0.5, f"{r['bytes'] / 1024:.0f}K", ha="center", fontsize=7, rotation=90)
+    ax.set_xticks(range(len(models)), models)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 110)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def _main():
+    """python -m edgeface.bench.classification MODEL.tflite... --data DIR --out DIR [--split test]"""
+    import click
+
+    from edgeface.utils.io import write_json_atomic
+
+    @click.command()
+    @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
+    @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path))
+    @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
+    @click.option("--split", default="test", type=click.Choice(xdata.SPLITS))
+    @click.option("--name", default="results", help="Base name of the JSON and the bar chart.")
+    @click.option("--threads", default=1, type=int)
+    def cmd(models, data_dir, out_dir, split, name, threads):
+        rows = []
+        for m in models:
+            t0 = time.time()
+            r = evaluate(m, data_dir, split, out_dir=out_dir, num_threads=threads)
+            r["label"] = Path(m).stem.rsplit("_", 1)[0].replace("edgeface_expr_", "")
+            r["seconds"] = round(time.time() - t0, 1)
+            rows.append(r)
+            click.echo(f"{Path(m).name}: acc {r['accuracy']:.4f} (n={r['n']}), {r['bytes']} bytes, "
+                       f"{r['latency_ms_median']:.2f} ms")
+        write_json_atomic(Path(out_dir) / f"{name}.json", rows)
+        plot_accuracy_bars(rows, f"{Path(data_dir).name} / {split}", Path(out_dir) / f"{name}.png")
+
+    try:
+        cmd.main(standalone_mode=False)
+    except EdgefaceError as e:
+        click.echo(f"edgeface: error: {e}", err=True)
+        raise SystemExit(e.exit_code)
+
+
+if __name__ == "__main__":
+    _main()

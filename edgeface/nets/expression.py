@@ -119,14 +119,9 @@ def _load_face_model(weights):
         p = p / "model.keras"
     if not p.is_file():
         raise EdgefaceError(f"face model to transfer from not found: {p}")
+    from edgeface.nets import load_model  # the project loader (knows any custom layers)
     try:
-        from edgeface.nets import load_model  # engineer B's loader (knows any custom layers)
-    except ImportError:
-        load_model = None
-    try:
-        if load_model is not None:
-            return load_model(p)
-        return _keras().models.load_model(p, compile=False)
+        return load_model(p)
     except EdgefaceError:
         raise
     except Exception as e:  # corrupt / foreign file: one line
@@ -192,8 +187,23 @@ def _application(backbone: str, num_classes=7, input_size=None, weights=None, he
             raise EdgefaceError(f"cannot get ImageNet weights for {backbone} (needs internet to download): {first}; "
                                 "use --weights FILE (a face model or an .h5) or --weights none") from None
         raise EdgefaceError(f"cannot build {backbone} with weights {weights}: {first}") from None
+    if weights is None:
+        _set_bn_momentum(base, SCRATCH_BN_MOMENTUM)
     out = add_head(base.output, num_classes, head_units, dropout)
     return keras.Model(inp, out, name=f"expr_{backbone}")
+
+
+# keras.applications use 0.999 (tuned for ImageNet's millions of steps); a from-scratch run on a few
+# hundred faces takes ~25 steps an epoch, and with 0.999 the moving statistics lag the weights for
+# tens of epochs, so validation (inference-mode BN) sits at the majority class.
+SCRATCH_BN_MOMENTUM = 0.9
+
+
+def _set_bn_momentum(model, momentum: float) -> None:
+    keras = _keras()
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
 
 
 @register_model("expr_mobilenetv2")

@@ -235,13 +235,13 @@ def train_expression(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cf
     run_dir = Path(run_dir)
     if (run_dir / "model.keras").exists():
         raise EdgefaceError(f"{run_dir} already holds a trained model.keras: choose a new --out")
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
     data = xdata.load_dataset(data_dir, cfg.dataset, cfg.seed, cfg.val_fraction, cfg.test_fraction, cfg.split_by)
     n_cls = len(data.class_names)
     model, kwargs = build_model(cfg, n_cls)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)  # only once the inputs are known good
     size, channels = int(model.input_shape[1]), int(model.input_shape[3])
     x_tr, y_tr = xdata.load_images(data.splits["train"], size, channels, cfg.clahe, "train images")
     x_va, y_va = xdata.load_images(data.splits["val"], size, channels, cfg.clahe, "val images")
@@ -296,11 +296,8 @@ def train_expression(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cf
     model.set_weights(state["weights"])
     for layer in model.layers:  # the saved model is a plain inference graph; trainability is a training detail
         layer.trainable = True
-    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    with atomic_path(run_dir / "model.keras") as tmp:
-        keras_path = str(tmp) + ".keras"  # Keras insists on the suffix
-        model.save(keras_path)
-        os.replace(keras_path, tmp)
+    from edgeface.nets import save_model
+    save_model(model, run_dir / "model.keras")
 
     val_acc = float((predict_images(model, x_va).argmax(1) == y_va).mean())
     test = None
@@ -376,11 +373,7 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, object]:
     p = run_dir / "model.keras"
     if not p.is_file():
         raise EdgefaceError(f"model not found: {p}")
-    try:
-        from edgeface.nets import load_model
-    except ImportError:
-        import tf_keras as keras
-        return info, keras.models.load_model(p)
+    from edgeface.nets import load_model
     return info, load_model(p)
 
 
@@ -424,6 +417,73 @@ def convert_run(run_dir: str | os.PathLike, dtypes, out_dir: str | os.PathLike |
     notes.update({"preprocessing": info.get("preprocessing"), "data_split": info["data"]["split"],
                   "transfer": info.get("transfer")})
     extra["notes"] = notes
-    name = name or f"edgeface_{info['model']['name']}"
+    name = name or f"edgeface_{info['model']['name']}" + ("_pruned" if info.get("pruned_from") else "")
     return convert_keras(model, out_dir or run_dir / "tflite", name, dtypes, representative=reps,
                          card_extra=extra, budget=budget)
+
+
+# ---- pruning the head by distinctiveness ---------------------------------------------------
+
+def _split_images(info: dict, split: str, size: int, channels: int):
+    spec = info["data"]["split"]
+    data = xdata.load_dataset(info["data"]["dir"], spec["kind"], spec["seed"], spec["val_fraction"],
+                              spec["test_fraction"], spec["split_by"] if spec["split_by"] in ("subject", "stratified") else None)
+    return xdata.load_images(data.splits[split], size, channels, bool(info["preprocessing"].get("clahe")), f"{split} images")
+
+
+def hidden_activations(model, x_norm: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """(N, units) activations of the head's hidden layer: the 'patterns' distinctiveness compares."""
+    import tf_keras as keras
+
+    from edgeface.nets.expression import HIDDEN_LAYER
+    probe = keras.Model(model.input, model.get_layer(HIDDEN_LAYER).output)
+    return np.concatenate([probe.predict_on_batch(x_norm[i:i + batch_size]) for i in range(0, len(x_norm), batch_size)])
+
+
+def prune_run_head(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, merge_deg: float = 15.0,
+                   remove_deg: float = 165.0, max_patterns: int = 2000) -> dict:
+    """Prune the head's hidden units by distinctiveness (Gedeon & Harris): units whose activation
+    vectors over the training patterns are within `merge_deg` of another unit are merged into it,
+    pairs more than `remove_deg` apart (complementary) are both removed. Writes OUT (default
+    RUN_DIR/pruned) as a run directory of its own (model.keras, run.json, prune.json) and returns the
+    report with val/test accuracy before and after (float Keras)."""
+    from edgeface.nets.expression import HIDDEN_LAYER
+    from edgeface.optimize.distinctiveness import prune_dense_by_distinctiveness
+
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir else run_dir / "pruned"
+    info, model = load_run(run_dir)
+    size, channels = int(model.input_shape[1]), int(model.input_shape[3])
+    x_tr, _ = _split_images(info, "train", size, channels)
+    pick = np.random.default_rng(0).permutation(len(x_tr))[:max_patterns]
+    patterns = xdata.normalize(x_tr[np.sort(pick)])
+    t0 = time.time()
+    pruned, report = prune_dense_by_distinctiveness(model, HIDDEN_LAYER, patterns, merge_deg=merge_deg,
+                                                    remove_deg=remove_deg)
+    seconds = time.time() - t0
+
+    def accuracy(m, split):
+        x, y = _split_images(info, split, size, channels)
+        return float((predict_images(m, x).argmax(1) == y).mean()) if len(y) else None
+
+    result = {
+        "run_dir": str(run_dir), "layer": HIDDEN_LAYER, "merge_deg": merge_deg, "remove_deg": remove_deg,
+        "patterns": {"split": "train", "count": int(len(patterns))},
+        "units_before": int(model.get_layer(HIDDEN_LAYER).units),
+        "units_after": int(pruned.get_layer(HIDDEN_LAYER).units),
+        "params_before": int(model.count_params()), "params_after": int(pruned.count_params()),
+        "val_accuracy_before": accuracy(model, "val"), "val_accuracy_after": accuracy(pruned, "val"),
+        "test_accuracy_before": accuracy(model, "test"), "test_accuracy_after": accuracy(pruned, "test"),
+        "seconds": round(seconds, 1), "distinctiveness": report,
+    }
+    from edgeface.nets import save_model
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_model(pruned, out_dir / "model.keras")
+    new_info = dict(info)
+    new_info["model"] = {**info["model"], "kwargs": {**info["model"]["kwargs"], "head_units": result["units_after"]},
+                         "params": result["params_after"]}
+    new_info.update({"pruned_from": str(run_dir), "pruning": {k: v for k, v in result.items() if k != "distinctiveness"},
+                     "val_accuracy": result["val_accuracy_after"], "test_accuracy_float_keras": result["test_accuracy_after"]})
+    write_json_atomic(out_dir / "run.json", new_info)
+    write_json_atomic(out_dir / "prune.json", result)
+    return result

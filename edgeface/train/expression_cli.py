@@ -30,7 +30,7 @@ DTYPES = ("float32", "float16", "int8")
 @click.option("--batch-size", type=int, default=None)
 @click.option("--clahe/--no-clahe", default=None, help="CLAHE contrast equalisation (default on).")
 @click.option("--split-by", type=click.Choice(["stratified", "subject"]), default=None,
-              help="CK+/folder split (default stratified; JAFFE is always by subject).")
+              help="Split of a single-folder dataset (default: stratified for CK+, by subject for JAFFE).")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="TOML config file.")
 @click.option("--seed", type=int, default=None)
 @click.option("--convert", "dtypes", default="", help="After training, write RUN_DIR/tflite/*.tflite for these "
@@ -60,5 +60,6 @@ def expression(data_dir, backbone, run_dir, weights, input_size, epochs, max_ste
                                                                     "val_accuracy_after")}))
     if dtype_list:
         from edgeface.train.expression import convert_run
-        for card in convert_run(run_dir, dtype_list):
-            click.echo(f"wrote {card['file']} ({card['bytes']} bytes, {card['dtype']})")
+        for d in [run_dir] + ([run_dir / "pruned"] if prune_head else []):
+            for card in convert_run(d, dtype_list):
+                click.echo(f"wrote {d / 'tflite' / card['file']} ({card['bytes']} bytes, {card['dtype']})")
