@@ -122,5 +122,7 @@ def test_prune_head_by_distinctiveness_keeps_accuracy(cnn_run):
     assert abs(r["val_accuracy_after"] - r["val_accuracy_before"]) <= 0.05
     info, pruned = tr.load_run(run / "pruned")
     assert pruned.get_layer("head_dense").units == r["units_after"] == info["model"]["kwargs"]["head_units"]
-    if r["units_after"] < 100:  # dead units removed exactly: their output never reached the softmax
-        assert all(u not in {m["keep"] for m in d["merged"]} for u in d["dead"])
+    _, model = tr.load_run(run)
+    x, _ = tr._split_images(info, "val", 48, 1)
+    same = (tr.predict_images(pruned, x).argmax(1) == tr.predict_images(model, x).argmax(1)).mean()
+    assert same >= 0.9
