@@ -1,0 +1,168 @@
+"""`edgeface convert MODEL` and `edgeface info MODEL.tflite`.
+
+convert: a training run directory (run.json + model.keras) or a Keras file -> NAME_DTYPE.tflite +
+NAME_DTYPE.json for each dtype, optionally pruned / QAT fine-tuned first, optionally with a TFLite
+Micro C array. Calibration and fine-tune images are *training* faces (never LFW).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgeface.errors import CheckFailed, EdgefaceError
+
+DEFAULT_FACE_BUDGET = 1_000_000
+MICRO_DTYPES = ("int8", "float32")  # TFLM has no float16 weights and no hybrid (dynamic-range) kernels
+FINETUNE_COUNT = 1000
+
+
+@click.command("convert")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Output folder for NAME_DTYPE.tflite + NAME_DTYPE.json.")
+@click.option("--name", default=None, help="Artifact base name [default: the run folder / model file name].")
+@click.option("--dtypes", default="float32,float16,int8", show_default=True,
+              help="Comma list of float32, float16, int8 (full integer), dynamic (int8 weights).")
+@click.option("--calib", type=click.Path(path_type=Path), default=None,
+              help="Aligned training faces (folder) or a .npy of normalised inputs [default: the run's training data]. Never LFW.")
+@click.option("--calib-count", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Calibration images, sampled with a fixed seed.")
+@click.option("--budget", type=click.IntRange(min=0), default=None,
+              help=f"Max bytes per artifact; exit 1 if over [default: {DEFAULT_FACE_BUDGET} for face embedders, none otherwise; 0 = none].")
+@click.option("--int8-io", is_flag=True, help="int8 input/output tensors (default: float in, float out).")
+@click.option("--c-array", is_flag=True, help="Also write a TFLite Micro C array + ops resolver (int8/float32 artifacts).")
+@click.option("--prune", "prune_sparsity", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
+              help="Magnitude-prune to this sparsity (e.g. 0.5) with a self-distillation fine-tune first.")
+@click.option("--prune-steps", type=click.IntRange(min=1), default=300, show_default=True, help="Fine-tune steps for --prune.")
+@click.option("--qat-finetune", "qat_steps", type=click.IntRange(min=0), default=None,
+              help="Quantisation-aware fine-tune (self-distillation) for STEPS before the int8 convert.")
+@click.option("--finetune-count", type=click.IntRange(min=1), default=FINETUNE_COUNT, show_default=True,
+              help="Training images used by --prune / --qat-finetune.")
+def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, c_array, prune_sparsity,
+            prune_steps, qat_steps, finetune_count):
+    """Convert MODEL (a run directory or a .keras file) to TFLite artifacts with model cards."""
+    from edgeface.convert.calibration import load_calibration, refuse_lfw
+    from edgeface.convert.source import load_source
+    from edgeface.convert.tflite import TASK_EMBEDDING, convert_all, over_budget_message, parse_dtypes
+
+    dtype_list = parse_dtypes(dtypes)
+    if calib is not None:
+        refuse_lfw(calib)  # before loading anything: a fast, clear refusal
+    src = load_source(model)
+    name = name or (src.run_dir.name if src.run_dir else src.path.stem)
+    if budget is None:
+        budget = DEFAULT_FACE_BUDGET if src.task == TASK_EMBEDDING else 0
+    extra = src.card_extra()
+
+    needs_images = "int8" in dtype_list or prune_sparsity or qat_steps
+    images = calib_info = None
+    if needs_images:
+        calib_dir = calib or src.training_dir()
+        if calib_dir is None:
+            raise EdgefaceError("int8 / fine-tuning needs calibration data: pass --calib DIR (aligned training faces)")
+        pre = src.preprocessing()
+        count = max(calib_count, finetune_count) if (prune_sparsity or qat_steps) else calib_count
+        norm = src.normalization()
+        images, calib_info = load_calibration(calib_dir, src.input_shape, count, mean=norm["mean"], std=norm["std"],
+                                              grayscale=pre["grayscale"], clahe=pre["clahe"])
+    reps = images[:calib_count] if images is not None else None
+    if calib_info:
+        extra["calibration"] = {**calib_info, "count": int(len(reps))}
+
+    float_model, optimization = src.model, {}
+    if prune_sparsity:
+        from edgeface.optimize.prune import kernel_sparsity, prune_finetune
+        float_model = prune_finetune(float_model, images, prune_sparsity, prune_steps, task=src.task)
+        optimization["prune"] = {"target_sparsity": prune_sparsity, "steps": prune_steps,
+                                 "kernel_sparsity": round(kernel_sparsity(float_model)["overall"], 4),
+                                 "finetune": "self-distillation to the float model, flip augmentation",
+                                 "images": int(len(images))}
+    extra["optimization"] = optimization or None
+
+    cards, over = [], []
+    float_dtypes = [d for d in dtype_list if not (qat_steps is not None and d == "int8")]
+    if float_dtypes:
+        c, o = convert_all(float_model, out_dir, name, float_dtypes, reps, int8_io, extra, budget)
+        cards += c
+        over += o
+    if qat_steps is not None and "int8" in dtype_list:
+        from edgeface.optimize.qat import qat_finetune
+        qat = qat_finetune(float_model, images, qat_steps, preserve_sparsity=bool(prune_sparsity), task=src.task)
+        qextra = {**extra, "optimization": {**optimization, "qat": {
+            "steps": qat_steps, "scheme": "Default8BitPrunePreserveQuantizeScheme" if prune_sparsity else "Default8BitQuantizeScheme",
+            "finetune": "self-distillation to the float model, flip augmentation"}}}
+        c, o = convert_all(qat, out_dir, name, ["int8"], reps, int8_io, qextra, budget)
+        cards += c
+        over += o
+
+    if c_array:
+        from edgeface.convert.micro import export_micro
+        for card in cards:
+            if card["dtype"] in MICRO_DTYPES:
+                info = export_micro(Path(out_dir) / card["file"])
+                click.echo(f"  micro: {out_dir / info['dir']}/ ({len(info['ops'])} ops, arena {info['arena_bytes']:,} B, "
+                           f"{info['arena_method'].split(':')[0]})")
+            else:
+                click.echo(f"  micro: skipped {card['file']} (TFLite Micro runs int8 and float32 models only)")
+
+    for card in cards:
+        q = card["input"]["quantization"]
+        click.echo(f"{out_dir / card['file']}: {card['dtype']}, {card['bytes']:,} bytes, input {card['input']['dtype']}"
+                   + (f" (scale {q['scale']:.6g}, zero point {q['zero_point']})" if q else "")
+                   + f", sha256 {card['sha256'][:12]}")
+    if over:
+        raise CheckFailed(over_budget_message(over))
+
+
+@click.command("info")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--tensors", "show_tensors", is_flag=True, help="List every tensor (name, shape, dtype, quantisation).")
+@click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
+def info(model, show_tensors, as_json):
+    """Print the model card of MODEL.tflite, its ops and its input/output tensors."""
+    from edgeface.convert.micro import op_names
+    from edgeface.runtime.interpreter import TFLiteModel, card_path, check_tflite_file
+    from edgeface.utils.io import sha256_file
+
+    data = check_tflite_file(model)
+    m = TFLiteModel(model)
+
+    def tensor(d):
+        scale, zp = d["quantization"]
+        return {"name": d["name"], "shape": [int(v) for v in d["shape"]], "dtype": d["dtype"].__name__,
+                "quantization": None if (scale == 0.0 and zp == 0) else {"scale": float(scale), "zero_point": int(zp)}}
+    interp = m.interpreter
+    report = {
+        "file": str(model), "bytes": len(data), "sha256": sha256_file(model), "interpreter": m.backend,
+        "card": m.card or None,
+        "card_matches_file": (m.card.get("sha256") == sha256_file(model)) if m.card else None,
+        "ops": op_names(data),
+        "inputs": [tensor(d) for d in interp.get_input_details()],
+        "outputs": [tensor(d) for d in interp.get_output_details()],
+        "tensor_count": len(interp.get_tensor_details()),
+    }
+    if show_tensors:
+        report["tensors"] = [tensor(d) for d in interp.get_tensor_details()]
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    if m.card:
+        click.echo(f"model card {card_path(model)}:")
+        click.echo(json.dumps(m.card, indent=2, default=str))
+        if not report["card_matches_file"]:
+            click.echo("WARNING: the card's sha256 does not match this file", err=True)
+    else:
+        click.echo(f"{model}: no model card ({card_path(model).name} not found)")
+    click.echo(f"file: {len(data):,} bytes, sha256 {report['sha256']}, loaded with {m.backend}")
+    click.echo(f"ops ({len(report['ops'])}): {', '.join(report['ops'])}")
+    for kind in ("inputs", "outputs"):
+        for t in report[kind]:
+            q = t["quantization"]
+            click.echo(f"{kind[:-1]}: {t['name']} {t['shape']} {t['dtype']}"
+                       + (f" scale {q['scale']:.6g} zero_point {q['zero_point']}" if q else ""))
+    click.echo(f"tensors: {report['tensor_count']}" + ("" if show_tensors else " (--tensors to list them)"))
+    for t in report.get("tensors", []):
+        q = t["quantization"]
+        click.echo(f"  {t['name']} {t['shape']} {t['dtype']}" + (f" q({q['scale']:.4g},{q['zero_point']})" if q else ""))

@@ -1,0 +1,125 @@
+"""What `edgeface convert MODEL` converts: a training run directory or a saved Keras model file.
+
+A run directory gives the model plus everything the card needs (task, class names, training data,
+teacher, normalisation, preprocessing); a bare Keras file gives only the graph, so the rest is
+inferred from it and said to be inferred.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import edgeface  # noqa: F401  (tf-keras before TensorFlow)
+from edgeface.convert.tflite import TASK_CLASSIFICATION, TASK_EMBEDDING, infer_task, model_input_shape
+from edgeface.errors import EdgefaceError
+from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD
+from edgeface.utils.io import read_json
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+# Face templates by input (H, W): the card names the alignment the host must apply.
+TEMPLATE_BY_SIZE = {(112, 112): "arcface112", (112, 96): "arcface96x112", (160, 160): "arcface160"}
+
+
+@dataclass
+class Source:
+    model: object
+    path: Path
+    run_dir: Path | None = None
+    run: dict = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        task = str(self.run.get("task") or "")
+        if task.startswith("face"):
+            return TASK_EMBEDDING
+        if task.startswith("expr"):
+            return TASK_CLASSIFICATION
+        return infer_task(self.model)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return model_input_shape(self.model)
+
+    def config(self) -> dict:
+        return self.run.get("config") or {}
+
+    def training_dir(self) -> str | None:
+        """The run's training data folder (the default calibration source)."""
+        cfg = self.config()
+        data = self.run.get("data")
+        for v in (data.get("dir") if isinstance(data, dict) else data, self.run.get("data_dir"),
+                  cfg.get("data_dir"), cfg.get("data")):
+            if isinstance(v, str) and v:
+                return v
+        return None
+
+    def normalization(self) -> dict:
+        inp = self.run.get("input") or {}
+        norm = inp.get("normalization") or self.run.get("normalization") or {}
+        return {"mean": float(norm.get("mean", PIXEL_MEAN)), "std": float(norm.get("std", PIXEL_STD))}
+
+    def preprocessing(self) -> dict:
+        """grayscale/clahe as the run trained with (expression runs), else plain RGB."""
+        pre = self.run.get("preprocessing") or {}
+        return {"grayscale": bool(pre.get("grayscale", False)), "clahe": pre.get("clahe")}
+
+    def card_extra(self) -> dict:
+        """Everything the model card needs that the TFLite graph cannot tell."""
+        h, w, c = self.input_shape
+        cfg = self.config()
+        task = self.task
+        alignment = (self.run.get("alignment") or cfg.get("alignment") or cfg.get("template")
+                     or (TEMPLATE_BY_SIZE.get((h, w)) if task == TASK_EMBEDDING else None))
+        model_info = self.run.get("model") or {}
+        src = {"run_dir": str(self.run_dir.resolve())} if self.run_dir else {"checkpoint": str(self.path.resolve())}
+        src["config"] = cfg or None
+        src["model"] = model_info or None
+        extra = {
+            "task": task,
+            "color": "GRAY" if c == 1 else "RGB",
+            "normalization": self.normalization(),
+            "alignment": alignment,
+            "source": src,
+            "training_data": self.training_dir(),
+            "teacher": self.run.get("teacher"),
+            "license": self.run.get("license") or cfg.get("license"),
+        }
+        if task == TASK_CLASSIFICATION:
+            extra["class_names"] = self.run.get("class_names")
+        if self.run.get("preprocessing"):
+            extra["notes"] = {"preprocessing": self.run["preprocessing"]}
+        return extra
+
+
+def load_keras_file(path: Path):
+    """Load with the project loader (knows edgeface's custom layers), else plain tf-keras."""
+    try:
+        from edgeface.nets import load_model
+    except ImportError:
+        load_model = None
+    try:
+        if load_model is not None:
+            return load_model(path)
+        import tf_keras as keras
+        return keras.models.load_model(path, compile=False)
+    except EdgefaceError:
+        raise
+    except Exception as e:  # corrupt zip, wrong format, unknown layer: one line, not a traceback
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EdgefaceError(f"cannot load Keras model {path}: {msg[:300]}") from None
+
+
+def load_source(path: str | os.PathLike) -> Source:
+    path = Path(path)
+    if not path.exists():
+        raise EdgefaceError(f"model not found: {path}")
+    if path.is_dir():
+        run = read_json(path / "run.json", "run.json")
+        model_file = path / "model.keras"
+        if not model_file.is_file():
+            raise EdgefaceError(f"run directory {path} has no model.keras")
+        return Source(load_keras_file(model_file), model_file, path, run)
+    if path.suffix.lower() not in KERAS_SUFFIXES:
+        raise EdgefaceError(f"expected a run directory or a Keras model ({', '.join(KERAS_SUFFIXES)}), got {path}")
+    return Source(load_keras_file(path), path)
