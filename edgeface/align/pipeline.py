@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -34,10 +35,15 @@ def align_image(rgb: np.ndarray, detector, template="arcface112", clahe: bool = 
 
     status: "ok" (face found and warped), "fallback" (no face; a centre crop, flagged) or "no_face".
     """
-    template = get_template(template) if isinstance(template, str) else template
+    return crop_main_face(rgb, detector.detect(rgb), template, clahe, fallback)
+
+
+def crop_main_face(rgb: np.ndarray, faces, template="arcface112", clahe: bool = False, fallback: bool = True):
+    """`align_image` given the detector's faces for `rgb`."""
     from edgeface.align.detect import pick_main_face
 
-    face = pick_main_face(detector.detect(rgb), rgb.shape)
+    template = get_template(template) if isinstance(template, str) else template
+    face = pick_main_face(faces, rgb.shape)
     if face is not None:
         crop, status = align_face(rgb, face.landmarks, template), "ok"
     elif fallback:
@@ -101,6 +107,14 @@ def output_name(source: str) -> str:
     return str(Path(source).with_suffix(".png").as_posix())
 
 
+def output_names(sources: list[str]) -> dict[str, str]:
+    """source -> output; `a.jpg` and `a.png` side by side keep their extension (`a.jpg.png`) instead of colliding."""
+    names: dict[str, list[str]] = {}
+    for s in sources:
+        names.setdefault(output_name(s), []).append(s)
+    return {s: (out if len(group) == 1 else s + ".png") for out, group in names.items() for s in group}
+
+
 # ---------------------------------------------------------------- workers
 
 _DETECTOR = None
@@ -118,7 +132,8 @@ def _init_worker(opts: dict, single_thread: bool = True) -> None:
     global _DETECTOR, _OPTS
     import edgeface  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
-    if single_thread:
+    if single_thread:  # a pool worker: the parent handles Ctrl-C and stops the pool
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         _limit_threads()
         import cv2
         import tensorflow as tf
@@ -135,35 +150,62 @@ def _init_worker(opts: dict, single_thread: bool = True) -> None:
     _OPTS = opts
 
 
-def _process(task: tuple[str, str, str]) -> dict:
-    """Align one file and write its crop. Never raises: every outcome is a manifest record."""
-    source, src_path, dst_root = task
-    rec = {"source": source, "output": None, "box": None, "landmarks": None, "score": None,
-           "status": "bad_image", "error": None}
+def _new_record(source: str) -> dict:
+    return {"source": source, "output": None, "box": None, "landmarks": None, "score": None,
+            "status": "bad_image", "error": None}
+
+
+def _read(task) -> tuple[dict, np.ndarray | None]:
+    source, src_path = task[:2]
+    rec = _new_record(source)
     if not is_image_name(source):
         rec["error"] = f"not an image file name: {source}"
-        return rec
+        return rec, None
     try:
-        rgb = read_image(src_path)
+        return rec, read_image(src_path)
     except BadImage as e:
         rec["error"] = str(e)
-        return rec
     except Exception as e:  # a decoder crash is still just one bad file
         rec["error"] = f"{type(e).__name__}: {e}"
-        return rec
+    return rec, None
+
+
+def _detect_all(images: list[np.ndarray]) -> list:
+    """Faces per image (batched); an image that breaks the detector gets its exception instead."""
     try:
-        crop, face, status = align_image(rgb, _DETECTOR, _OPTS["template"], _OPTS["clahe"], _OPTS["fallback"])
-    except Exception as e:  # e.g. MTCNN on a 3x3 image: report, don't stop the run
-        rec["error"] = f"detection failed: {type(e).__name__}: {e}"
-        return rec
-    rec["status"] = status
-    if face is not None:
-        rec.update(face.to_json())
-    if crop is not None:
-        out = output_name(source)
-        write_image(Path(dst_root) / out, crop)
-        rec["output"] = out
-    return rec
+        return _DETECTOR.detect_batch(images)
+    except Exception:  # one odd image spoils a batch: redo them one by one to find it
+        out = []
+        for im in images:
+            try:
+                out.append(_DETECTOR.detect(im))
+            except Exception as e:
+                out.append(e)
+        return out
+
+
+def _process_chunk(tasks: list[tuple[str, str, str, str]]) -> list[dict]:
+    # task: (source relative to SRC, its absolute path, DST, output relative to DST)
+    """Align a few files and write their crops. Never raises: every outcome is a manifest record."""
+    read = [_read(t) for t in tasks]
+    good = [i for i, (_, img) in enumerate(read) if img is not None]
+    faces = dict(zip(good, _detect_all([read[i][1] for i in good]))) if good else {}
+    records = []
+    for i, (task, (rec, rgb)) in enumerate(zip(tasks, read)):
+        if rgb is not None:
+            if isinstance(faces[i], Exception):  # e.g. MTCNN on a 3x3 image: report, don't stop the run
+                rec["error"] = f"detection failed: {type(faces[i]).__name__}: {faces[i]}"
+            else:
+                crop, face, status = crop_main_face(rgb, faces[i], _OPTS["template"], _OPTS["clahe"],
+                                                    _OPTS["fallback"])
+                rec["status"] = status
+                if face is not None:
+                    rec.update(face.to_json())
+                if crop is not None:
+                    write_image(Path(task[2]) / task[3], crop)
+                    rec["output"] = task[3]
+        records.append(rec)
+    return records
 
 
 # ---------------------------------------------------------------- folder
@@ -204,8 +246,18 @@ def align_folder(src, dst, template: str = "arcface112", workers: int = 2, clahe
     opts = {"template": template, "clahe": bool(clahe), "fallback": bool(fallback),
             "min_face_size": int(min_face_size), "max_side": int(max_side)}
     dst.mkdir(parents=True, exist_ok=True)
-    _check_options(dst, opts)
+    lock = _lock(dst)
+    old_term = _term_as_interrupt()
+    try:
+        _check_options(dst, opts)
+        return _align_locked(src, dst, opts, workers, limit)
+    finally:
+        lock.close()  # releases the lock
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
 
+
+def _align_locked(src: Path, dst: Path, opts: dict, workers: int, limit: int | None) -> dict:
     t0 = time.time()
     sources = list_sources(src)
     if limit is not None:
@@ -213,19 +265,20 @@ def align_folder(src, dst, template: str = "arcface112", workers: int = 2, clahe
     manifest = dst / MANIFEST
     done = {r["source"] for r in _read_manifest_lines(manifest) if _is_done(r, dst)} if manifest.is_file() else set()
     todo = [s for s in sources if s not in done]
-    tasks = [(s, str(src / s), str(dst)) for s in todo]
+    outputs = output_names(sources)
+    tasks = [(s, str(src / s), str(dst), outputs[s]) for s in todo]
 
     processed, t_work = 0, time.time()
     with open(manifest, "a", encoding="utf-8") as mf:
-        if mf.tell() > 0 and not manifest.read_bytes().endswith(b"\n"):
+        if mf.tell() > 0 and not _ends_with_newline(manifest):
             mf.write("\n")  # an interrupt cut the last line: start clean
         bar = progress(total=len(tasks), desc="align", unit="img")
         try:
-            for rec in _run(tasks, opts, workers):
-                mf.write(json.dumps(rec) + "\n")
+            for records in _run(tasks, opts, workers):
+                mf.write("".join(json.dumps(rec) + "\n" for rec in records))
                 mf.flush()
-                processed += 1
-                bar.update(1)
+                processed += len(records)
+                bar.update(len(records))
         finally:
             bar.close()
     work_s = time.time() - t_work
@@ -246,22 +299,59 @@ def align_folder(src, dst, template: str = "arcface112", workers: int = 2, clahe
     return summary
 
 
-def _run(tasks, opts: dict, workers: int):
-    """Yield one record per task, in-process (workers <= 1) or from a spawn pool."""
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def _lock(dst: Path):
+    """An exclusive lock on DST: two runs appending to one manifest would do every image twice."""
+    f = open(dst / ".align.lock", "w")
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; run one align per DST by hand
+        return f
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise EdgefaceError(f"another `edgeface align` is already writing to {dst}") from None
+    return f
+
+
+def _term_as_interrupt():
+    """SIGTERM (kill, job schedulers) stops like Ctrl-C: the pool is terminated, the manifest stays valid.
+
+    Returns the previous handler (None when signals cannot be set here)."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None  # not the main thread: leave signals alone
+
+
+def _run(tasks, opts: dict, workers: int, chunk: int = 16):
+    """Yield lists of records, in-process (workers <= 1) or from a spawn pool, `chunk` files per job.
+
+    Chunks let the detector batch same-size images; they are small enough that an interrupt
+    loses little and the progress bar stays close to real time.
+    """
     if not tasks:
         return
+    chunks = [tasks[i:i + chunk] for i in range(0, len(tasks), chunk)]
     if workers <= 1:
         _init_worker(opts, single_thread=False)
-        for t in tasks:
-            yield _process(t)
+        for c in chunks:
+            yield _process_chunk(c)
         return
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # fork after TensorFlow has started is unsafe
     pool = ctx.Pool(processes=workers, initializer=_init_worker, initargs=(opts,))
     try:
-        # Small chunks keep the progress bar and the manifest close to real time.
-        yield from pool.imap_unordered(_process, tasks, chunksize=4)
+        yield from pool.imap_unordered(_process_chunk, chunks)
         pool.close()
     except BaseException:
         pool.terminate()
