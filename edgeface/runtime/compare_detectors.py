@@ -9,6 +9,7 @@ Both run single-threaded by default so the per-image times compare like for like
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -65,7 +66,7 @@ def plot(result: dict, errors: np.ndarray, path: Path) -> None:
     ax[1].barh(names, vals, color=["#999999", "#3b7dd8"])
     for i, v in enumerate(vals):
         ax[1].text(v, i, f" {v:.1f} ms", va="center")
-    ax[1].set_xlabel("median ms per image (1 thread)")
+    ax[1].set_xlabel("median wall ms per image (1 thread, shared machine)")
     ax[1].set_xlim(0, max(vals) * 1.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -104,17 +105,20 @@ def main(lfw, n, assets, threads, out):
     ref_det.detect(warm)
     test_det.detect(warm)
 
+    c_ref, c_test = [], []  # process CPU ms: what an idle core would take (the machine is shared)
     t_ref, t_test, errs_px, errs_iod, ious, score_diff = [], [], [], [], [], []
     n_ref = n_test = n_pairs = ref_found = test_found = main_agree = both_found = 0
     for f in progress(files, total=len(files), desc="compare", unit="img"):
         rgb = read_image(f)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         ref = ref_det.detect(rgb)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         test = test_det.detect(rgb)
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         t_ref.append((t1 - t0) * 1000)
         t_test.append((t2 - t1) * 1000)
+        c_ref.append((c1 - c0) * 1000)
+        c_test.append((c2 - c1) * 1000)
         n_ref += len(ref)
         n_test += len(test)
         ref_found += bool(ref)
@@ -145,7 +149,9 @@ def main(lfw, n, assets, threads, out):
                            "p99_px": float(np.percentile(px, 99)) if len(px) else None, "max_px": float(px.max()) if len(px) else None,
                            "mean_iod": float(iod.mean()) if len(iod) else None, "max_iod": float(iod.max()) if len(iod) else None},
         "time_ms": {"tf_median": float(np.median(t_ref)), "tf_mean": float(np.mean(t_ref)),
-                    "tflite_median": float(np.median(t_test)), "tflite_mean": float(np.mean(t_test))},
+                    "tflite_median": float(np.median(t_test)), "tflite_mean": float(np.mean(t_test)),
+                    "tf_cpu_median": float(np.median(c_ref)), "tflite_cpu_median": float(np.median(c_test))},
+        "load_average_1min_end": round(os.getloadavg()[0], 2),
     }
     write_json_atomic(out, result)
     png = out.with_suffix(".png")
@@ -154,7 +160,8 @@ def main(lfw, n, assets, threads, out):
     click.echo(f"{len(files)} images: faces tf {fc['tf']} / tflite {fc['tflite']}, paired {fc['paired_iou50']} "
                f"(recall {fc['recall_vs_tf']:.4f}, precision {fc['precision_vs_tf']:.4f}, main-face agreement "
                f"{fc['main_face_agreement']:.4f}); landmarks mean {le['mean_px']:.3f} px / {le['mean_iod']:.5f} IOD, "
-               f"max {le['max_px']:.2f} px; median ms tf {tm['tf_median']:.1f} vs tflite {tm['tflite_median']:.1f}; "
+               f"max {le['max_px']:.2f} px; median ms tf {tm['tf_median']:.1f} vs tflite {tm['tflite_median']:.1f} "
+               f"(CPU ms {tm['tf_cpu_median']:.1f} vs {tm['tflite_cpu_median']:.1f}); "
                f"wrote {out} and {png}")
 
 
