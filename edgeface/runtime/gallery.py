@@ -92,13 +92,17 @@ class Gallery:
                 labels = np.asarray(z["labels"], np.int32)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as e:
             raise EdgefaceError(f"not a valid edgeface gallery: {path} ({type(e).__name__})") from None
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
             raise EdgefaceError(f"not an edgeface gallery v{VERSION}: {path}")
-        g = cls(path, meta["model_sha256"], meta.get("model_name", ""), int(meta["embedding_dim"]))
-        g.names = [p["name"] for p in meta["people"]]
-        g.sources = list(meta.get("sources", [""] * len(labels)))
-        g.embeddings, g.labels = embeddings.reshape(-1, g.dim), labels
-        if len(g.labels) != len(g.embeddings) or (len(labels) and labels.max() >= len(g.names)):
+        try:
+            g = cls(path, str(meta["model_sha256"]), meta.get("model_name", ""), int(meta["embedding_dim"]))
+            g.names = [str(p["name"]) for p in meta["people"]]
+            g.sources = list(meta.get("sources", [""] * len(labels)))
+            g.embeddings, g.labels = embeddings.reshape(-1, g.dim), labels.reshape(-1)
+        except (KeyError, TypeError, ValueError) as e:
+            raise EdgefaceError(f"corrupt gallery metadata in {path} ({type(e).__name__}: {e})") from None
+        if (len(g.labels) != len(g.embeddings) or len(g.sources) != len(g.labels)
+                or (len(labels) and (labels.min() < 0 or labels.max() >= len(g.names)))):
             raise EdgefaceError(f"corrupt gallery (labels do not match embeddings): {path}")
         if model_sha256 and g.model_sha256 != model_sha256:
             raise EdgefaceError(
