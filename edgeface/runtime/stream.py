@@ -85,25 +85,28 @@ def run_stream(pipe, gallery, source, top_k: int, threshold: float, output: Path
     ok = False
     t0 = time.perf_counter()
     try:
-        while max_frames is None or frames < max_frames:
-            with pipe.times.stage("decode"):
-                got, bgr = cap.read()
-            if not got:
-                break
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            found = pipe.faces(rgb)
-            matches = pipe.match(np.stack([e for _, _, e in found]), gallery, top_k, threshold) if found else []
-            for (face, _, _), m in zip(found, matches):
-                draw(bgr, face, m)
-                names[m.name] = names.get(m.name, 0) + 1
-            faces_seen += len(found)
-            frames += 1
-            if output is not None:
-                if out is None:
-                    out = VideoOut(output, fps_in, (bgr.shape[1], bgr.shape[0]))
-                out.write(bgr)
-            if window:
-                window = show_frame(bgr)
+        try:
+            while max_frames is None or frames < max_frames:
+                with pipe.times.stage("decode"):
+                    got, bgr = cap.read()
+                if not got:
+                    break
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                found = pipe.faces(rgb)
+                matches = pipe.match(np.stack([e for _, _, e in found]), gallery, top_k, threshold) if found else []
+                for (face, _, _), m in zip(found, matches):
+                    draw(bgr, face, m)
+                    names[m.name] = names.get(m.name, 0) + 1
+                faces_seen += len(found)
+                frames += 1
+                if output is not None:
+                    if out is None:
+                        out = VideoOut(output, fps_in, (bgr.shape[1], bgr.shape[0]))
+                    out.write(bgr)
+                if window:
+                    window = show_frame(bgr)
+        except KeyboardInterrupt:  # Ctrl-C is how a camera run ends: keep the video and report
+            click.echo("edgeface: stopped (Ctrl-C)", err=True)
         ok = True
     finally:
         cap.release()
