@@ -117,7 +117,11 @@ def convert_bytes(model, dtype: str, representative: np.ndarray | None = None, i
                 for x in reps:
                     yield [x[None]]
             conv.representative_dataset = gen
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if representative is not None:
+            # Full-integer only: fail rather than leave float ops in an "int8" file. (A QAT model
+            # without calibration images cannot use this switch: the converter insists on a
+            # representative set; its fake-quant ranges still make every op int8.)
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if int8_io:
             conv.inference_input_type = tf.int8
             conv.inference_output_type = tf.int8

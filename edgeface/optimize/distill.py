@@ -103,11 +103,14 @@ def self_distill(student, x: np.ndarray, targets: np.ndarray, steps: int, task: 
     ds = (tf.data.Dataset.from_tensor_slices((x.astype(np.float32), targets.astype(np.float32)))
           .shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat().batch(batch_size))
     student.compile(optimizer=keras.optimizers.Adam(lr), loss=loss_for(task))
-    losses = []
+    losses, running = [], []
 
     class Record(keras.callbacks.Callback):
+        # Keras logs the running mean over the epoch: undo it to get each batch's own loss.
         def on_train_batch_end(self, batch, logs=None):
-            losses.append(float((logs or {}).get("loss", np.nan)))
+            running.append(float((logs or {}).get("loss", np.nan)))
+            k = len(running)
+            losses.append(running[-1] if k == 1 else k * running[-1] - (k - 1) * running[-2])
     student.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0,
                 callbacks=[*callbacks, Record(), _bar_callback(steps, desc)])
     return losses

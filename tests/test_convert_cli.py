@@ -1,0 +1,116 @@
+"""`edgeface convert` failures: one line on stderr, the right exit code, nothing half-done left behind."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgeface  # noqa: F401
+from edgeface.cli import main
+from edgeface.utils.images import write_image
+
+
+@pytest.fixture(scope="module")
+def tiny_keras(tmp_path_factory):
+    """A tiny conv embedder saved as .keras (converts in a few seconds)."""
+    import tf_keras as keras
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(16)(x)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
+    keras.Model(inp, out).save(path)
+    return path
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("edgeface: error: ") and "Traceback" not in err[0]
+    return err[0]
+
+
+def test_over_budget_exits_1_and_leaves_no_artifact(tiny_keras, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tiny_float32.tflite").write_bytes(b"stale artifact from an earlier run")
+    rc = main(["convert", str(tiny_keras), "--out", str(out), "--dtypes", "float32", "--budget", "1000"])
+    assert rc == 1
+    line = _one_line_error(capsys)
+    assert "budget" in line and "tiny_float32.tflite" in line
+    assert not (out / "tiny_float32.tflite").exists() and not (out / "tiny_float32.json").exists()
+    aside = out / "tiny_float32.tflite.over-budget"
+    assert aside.stat().st_size > 1000 and aside.read_bytes()[4:8] == b"TFL3"
+
+
+def test_within_budget_dynamic_converts(tiny_keras, tmp_path, capsys):
+    rc = main(["convert", str(tiny_keras), "--out", str(tmp_path), "--dtypes", "dynamic", "--budget", "100000"])
+    assert rc == 0
+    import json
+    card = json.loads((tmp_path / "tiny_dynamic.json").read_text())
+    assert card["dtype"] == "dynamic" and card["bytes"] <= 100000 and card["budget_bytes"] == 100000
+
+
+def test_unreadable_model(tmp_path, capsys):
+    bad = tmp_path / "broken.keras"
+    bad.write_bytes(b"PK\x03\x04 this is not a keras zip")
+    assert main(["convert", str(bad), "--out", str(tmp_path / "o")]) == 2
+    line = _one_line_error(capsys)
+    assert "broken.keras" in line and ("not a Keras model" in line or "cannot load" in line)
+    assert main(["convert", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "o")]) == 2
+    assert "not found" in _one_line_error(capsys)
+    (tmp_path / "run").mkdir()
+    assert main(["convert", str(tmp_path / "run"), "--out", str(tmp_path / "o")]) == 2
+    assert "run.json" in _one_line_error(capsys)
+
+
+def test_wrong_calibration_input_shape(tiny_keras, tmp_path, capsys):
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.zeros((4, 20, 20, 3), np.float32))
+    assert main(["convert", str(tiny_keras), "--out", str(tmp_path / "o"), "--dtypes", "int8", "--calib", str(calib)]) == 2
+    assert "shape" in _one_line_error(capsys)
+    # images whose aspect ratio is not the model's: not crops aligned for this model
+    for i in range(3):
+        write_image(tmp_path / "wide" / f"{i}.png", np.full((32, 64, 3), 100, np.uint8))
+    assert main(["convert", str(tiny_keras), "--out", str(tmp_path / "o"), "--dtypes", "int8",
+                 "--calib", str(tmp_path / "wide")]) == 2
+    assert "wrong input shape of calibration data" in _one_line_error(capsys)
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.tflite"))
+
+
+def test_missing_calibration_data(tiny_keras, tmp_path, capsys):
+    # a bare Keras file has no run.json training dir to fall back on
+    assert main(["convert", str(tiny_keras), "--out", str(tmp_path / "o"), "--dtypes", "int8"]) == 2
+    assert "calibration" in _one_line_error(capsys)
+    assert main(["convert", str(tiny_keras), "--out", str(tmp_path / "o"), "--dtypes", "int8",
+                 "--calib", str(tmp_path / "nowhere")]) == 2
+    assert "calibration data not found" in _one_line_error(capsys)
+    (tmp_path / "empty").mkdir()
+    assert main(["convert", str(tiny_keras), "--out", str(tmp_path / "o"), "--dtypes", "int8",
+                 "--calib", str(tmp_path / "empty")]) == 2
+    assert "no calibration images" in _one_line_error(capsys)
+
+
+def test_refuses_lfw_calibration(tiny_keras, tmp_path, capsys):
+    lfw = tmp_path / "LFW_aligned"
+    write_image(lfw / "a" / "a.png", np.zeros((32, 32, 3), np.uint8))
+    assert main(["convert", str(tiny_keras), "--out", str(tmp_path / "o"), "--calib", str(lfw)]) == 2
+    assert "LFW is evaluation-only" in _one_line_error(capsys)
+
+
+def test_unknown_dtype(tiny_keras, tmp_path, capsys):
+    assert main(["convert", str(tiny_keras), "--out", str(tmp_path / "o"), "--dtypes", "float32,int4"]) == 2
+    assert "int4" in _one_line_error(capsys)
+
+
+def test_convert_keras_rejects_bad_representative(tiny_keras, tmp_path):
+    import tf_keras as keras
+
+    from edgeface.convert import convert_keras
+    from edgeface.errors import EdgefaceError
+    model = keras.models.load_model(tiny_keras, compile=False)
+    with pytest.raises(EdgefaceError, match="expects"):
+        convert_keras(model, tmp_path, "m", dtypes=["int8"], representative=np.zeros((2, 16, 16, 3), np.float32))
+    with pytest.raises(EdgefaceError, match="empty"):
+        convert_keras(model, tmp_path, "m", dtypes=["int8"], representative=[])
+    assert not list(tmp_path.glob("*.tflite"))
