@@ -56,7 +56,7 @@ def test_statuses_and_outputs(aligned):
     for rel in ("Broken/cut.jpg", "Broken/notes.txt"):
         assert recs[rel]["status"] == "bad_image" and recs[rel]["output"] is None and recs[rel]["error"]
     grey = recs["Grey/grey.png"]
-    assert grey["status"] == "fallback" and grey["box"] is None
+    assert grey["status"] == "fallback" and grey["box"] is None and grey["retry"] is True  # relaxed pass ran too
     assert cv2.imread(str(dst / grey["output"])).shape == (112, 112, 3)
     assert summary["counts"] == {"ok": 3, "fallback": 1, "no_face": 0, "bad_image": 2}
     assert summary["fail_rate"] == pytest.approx(0.5)
@@ -66,6 +66,7 @@ def test_statuses_and_outputs(aligned):
 def test_rerun_resumes_without_redoing(tree, aligned):
     dst, _ = aligned
     out = dst / "Aaron_Peirsol" / "Aaron_Peirsol_0001.png"
+    assert (dst / "summary.png").is_file()
     before = {p: p.stat().st_mtime_ns for p in dst.rglob("*.png")}
     again = align_folder(tree, dst, workers=1, min_face_size=40)
     assert again["processed_now"] == 0 and again["skipped_done"] == 6

@@ -24,16 +24,19 @@ from edgeface.errors import CheckFailed, EdgefaceError
 @click.option("--max-side", type=click.IntRange(min=32), default=640, show_default=True,
               help="Downscale larger images to this side before detection.")
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Only the first N files (sorted).")
+@click.option("--redo-failed", is_flag=True, help="On resume, also redo fallback/no_face/bad_image files.")
 @click.option("--max-fail-rate", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="Exit 1 if the fraction of fallback/no_face/bad_image exceeds this.")
-def align(src, dst, template, workers, clahe, no_fallback, min_face_size, max_side, limit, max_fail_rate):
+def align(src, dst, template, workers, clahe, no_fallback, min_face_size, max_side, limit, redo_failed,
+          max_fail_rate):
     """Align every face image under SRC into DST (same layout, .png crops, manifest.jsonl, summary.json)."""
     if not src.is_dir():
         raise EdgefaceError(f"source folder not found: {src}")
     from edgeface.align.pipeline import align_folder
 
     s = align_folder(src, dst, template=template, workers=workers, clahe=clahe, fallback=not no_fallback,
-                     min_face_size=min_face_size, max_side=max_side, limit=limit)
+                     min_face_size=min_face_size, max_side=max_side, limit=limit,
+                     redo_failed=redo_failed)
     c = s["counts"]
     rate = f"{s['images_per_s']:.1f} img/s" if s["images_per_s"] else "nothing new"
     click.echo(f"aligned {s['total']} files into {dst}: ok {c['ok']}, fallback {c['fallback']}, "
