@@ -114,3 +114,20 @@ def test_convert_keras_rejects_bad_representative(tiny_keras, tmp_path):
     with pytest.raises(EdgefaceError, match="empty"):
         convert_keras(model, tmp_path, "m", dtypes=["int8"], representative=[])
     assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_prune_and_qat_flags_produce_a_sparse_int8(tiny_keras, tmp_path, capsys):
+    import json
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        write_image(tmp_path / "train" / f"id{i % 3}" / f"{i}.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    rc = main(["convert", str(tiny_keras), "--out", str(tmp_path / "o"), "--dtypes", "float32,int8",
+               "--calib", str(tmp_path / "train"), "--calib-count", "16", "--finetune-count", "24",
+               "--prune", "0.5", "--prune-steps", "4", "--qat-finetune", "3"])
+    assert rc == 0, capsys.readouterr().err
+    f32 = json.loads((tmp_path / "o" / "tiny_float32.json").read_text())
+    int8 = json.loads((tmp_path / "o" / "tiny_int8.json").read_text())
+    assert f32["optimization"]["prune"]["target_sparsity"] == 0.5
+    assert f32["optimization"]["prune"]["kernel_sparsity"] >= 0.45
+    assert int8["optimization"]["qat"]["scheme"] == "Default8BitPrunePreserveQuantizeScheme"
+    assert int8["calibration"]["count"] == 16 and int8["calibration"]["dir"] == str((tmp_path / "train").resolve())

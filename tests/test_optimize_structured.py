@@ -120,3 +120,23 @@ def test_structured_prune_round_and_stop_rule(mnv2_and_faces):
     same, rep0 = structured_prune(model, x[:64], x[64:], step_fraction=0.25, max_rounds=1, finetune_steps=1,
                                   threshold=1e-9, batch_size=16)
     assert same is model and not rep0["rounds"][1]["accepted"] and rep0["params_after"] == rep0["params_before"]
+
+
+def test_conv_flatten_dense_chain():
+    """conv -> pool -> Flatten -> Dense (the small expression CNN): a channel owns H*W Dense rows."""
+    import tf_keras as keras
+    keras.utils.set_random_seed(2)
+    L = keras.layers
+    inp = keras.Input((8, 8, 1))
+    x = L.Conv2D(6, 3, padding="same", activation="relu", name="conv2")(inp)
+    x = L.Flatten(name="flat")(L.MaxPooling2D(name="pool2")(x))
+    m = keras.Model(inp, L.Dense(3, name="dense")(x))
+    w = m.get_layer("conv2").get_weights()
+    w[0][..., 4] = 0.0
+    w[1][4] = 0.0
+    m.get_layer("conv2").set_weights(w)
+    new, keeps = prune_filters(m, remove={"conv2": 1}, pattern=None, min_keep=1)
+    assert keeps["conv2"].tolist() == [0, 1, 2, 3, 5]
+    assert new.get_layer("dense").get_weights()[0].shape == (4 * 4 * 5, 3)
+    x_in = RNG.normal(size=(4, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(new(x_in)), np.asarray(m(x_in)), atol=1e-6)

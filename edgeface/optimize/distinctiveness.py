@@ -32,6 +32,9 @@ def unit_vectors(model, layer_name: str, patterns: np.ndarray, batch_size: int =
     if group is None:
         raise EdgefaceError(f"layer {layer_name!r} is not a Dense/1x1-Conv whose units reach one Dense/Conv "
                             "through per-channel layers (an output layer has no outgoing weights to merge into)")
+    if group.chain and type(model.get_layer(group.chain[-1])).__name__ == "Flatten":
+        raise EdgefaceError(f"{layer_name!r} reaches {group.consumer!r} through a Flatten of a spatial map: "
+                            "its units are not single inputs of the next layer")
     last = group.chain[-1] if group.chain else group.producer
     probe = keras.Model(model.inputs, model.get_layer(last).output)
     patterns = np.asarray(patterns, np.float32)

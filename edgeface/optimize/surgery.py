@@ -90,6 +90,13 @@ def find_group(model, producer: str, consumers: dict | None = None) -> Group | N
         if is_producer(nxt):
             units = layer.filters if hasattr(layer, "filters") else layer.units
             return Group(producer, chain, nxt.name, int(units))
+        if isinstance(nxt, _keras().layers.Flatten) and len(nxt.input_shape) == 4:
+            # conv -> ... -> Flatten -> Dense: channel j owns Dense rows p*C + j for every position p
+            after = consumers.get(nxt.name, [])
+            if nxt.name in outputs or len(after) != 1 or type(model.get_layer(after[0])) is not _keras().layers.Dense:
+                return None
+            units = layer.filters if hasattr(layer, "filters") else layer.units
+            return Group(producer, chain + [nxt.name], after[0], int(units))
         if not is_per_channel(nxt):
             return None
         chain.append(nxt.name)
@@ -153,6 +160,10 @@ def narrow(model, keeps: dict[str, np.ndarray], consumer_weights: dict[str, list
         for c in group.chain:
             in_keep[c] = out_keep[c] = keep
         in_keep[group.consumer] = keep
+        flat = model.get_layer(group.chain[-1]) if group.chain else None
+        if isinstance(flat, keras.layers.Flatten):
+            _, h, w, c = flat.input_shape
+            in_keep[group.consumer] = (np.arange(h * w)[:, None] * c + keep[None, :]).ravel()
     for name in consumer_bias:
         by_name[name]["config"]["use_bias"] = True
     try:
