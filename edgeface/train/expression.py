@@ -10,13 +10,11 @@ RUN_DIR gets: run.json, model.keras (the best float model by val accuracy), chec
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ import numpy as np
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
 from edgeface.data import expressions as xdata
 from edgeface.errors import EdgefaceError
-from edgeface.utils.io import atomic_path, write_json_atomic, write_text_atomic
+from edgeface.utils.io import atomic_path, write_json_atomic
 from edgeface.utils.progress import progress
 
 BACKBONES = ("mobilenetv2", "resnet50", "vgg16", "densenet121", "cnn")
@@ -111,38 +109,10 @@ def model_kwargs(cfg: ExpressionConfig, num_classes: int) -> dict:
 
 # ---- logging ------------------------------------------------------------------------------
 
-class RunLog:
-    """log.csv (rewritten atomically each epoch) across all stages, + a TensorBoard writer."""
-
-    COLUMNS = ["stage", "epoch", "step", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
-
-    def __init__(self, run_dir: Path):
-        import importlib.util
-
-        import tensorflow as tf
-        self.path = run_dir / "log.csv"
-        self.rows: list[dict] = []
-        # tf.summary.scalar needs the tensorboard package; without it the CSV is the log.
-        self.tb = tf.summary.create_file_writer(str(run_dir / "tb")) if importlib.util.find_spec("tensorboard") else None
-
-    def add(self, row: dict) -> None:
-        import tensorflow as tf
-        self.rows.append(row)
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=self.COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(self.rows)
-        write_text_atomic(self.path, buf.getvalue())
-        if self.tb is None:
-            return
-        with self.tb.as_default():
-            for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
-                if row.get(k) is not None:
-                    tf.summary.scalar(f"{row['stage']}/{k}", row[k], step=row["step"])
-        self.tb.flush()
+LOG_FIELDS = ["stage", "epoch", "step", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
 
 
-def _epoch_callback(keras, log: RunLog, stage: str, ckpt_dir: Path, max_steps: int | None, state: dict):
+def _epoch_callback(keras, log, stage: str, ckpt_dir: Path, max_steps: int | None, state: dict):
     """Log each epoch, keep the best weights by val accuracy (in memory + a checkpoint), cap steps."""
 
     class _CB(keras.callbacks.Callback):
@@ -160,7 +130,9 @@ def _epoch_callback(keras, log: RunLog, stage: str, ckpt_dir: Path, max_steps: i
             row = {"stage": stage, "epoch": epoch + 1, "step": state["step"], "lr": lr,
                    "seconds": round(time.time() - self.t0, 2),
                    **{k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs}}
-            log.add(row)
+            log.row(row)
+            log.scalars(state["step"], {k: v for k, v in row.items() if k not in ("stage", "epoch", "step")},
+                        prefix=f"{stage}/")
             acc = row.get("val_accuracy", -1.0)
             if acc > state["best"]:
                 state.update(best=acc, best_stage=stage, best_epoch=epoch + 1, weights=state["model"].get_weights())
@@ -194,10 +166,9 @@ def _images_sequence(keras, x, y, batch_size, cfg: ExpressionConfig, rng):
     return _Seq()
 
 
-def _optimizer(keras, lr: float, weight_decay: float):
-    if weight_decay > 0:
-        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay)
-    return keras.optimizers.Adam(learning_rate=lr)
+def _optimizer(lr: float, weight_decay: float):
+    from edgeface.train.common import make_optimizer
+    return make_optimizer({"name": "adamw" if weight_decay > 0 else "adam", "weight_decay": weight_decay}, lr)
 
 
 def _class_weights(y: np.ndarray, n: int) -> dict:
@@ -246,7 +217,8 @@ def train_expression(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cf
     x_tr, y_tr = xdata.load_images(data.splits["train"], size, channels, cfg.clahe, "train images")
     x_va, y_va = xdata.load_images(data.splits["val"], size, channels, cfg.clahe, "val images")
 
-    log = RunLog(run_dir)
+    from edgeface.train.common import RunLogger
+    log = RunLogger(run_dir, LOG_FIELDS)
     state = {"step": 0, "stage_start": 0, "best": -1.0, "best_stage": None, "best_epoch": 0,
              "weights": None, "since_best": 0, "model": model}
     cw = _class_weights(y_tr, n_cls) if cfg.class_weight else None
@@ -256,7 +228,7 @@ def train_expression(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cf
     def fit(stage, fit_model, train_data, val_data, epochs, lr, n_train, y=None):
         state["stage_start"] = state["step"]
         state["since_best"] = 0
-        fit_model.compile(optimizer=_optimizer(keras, lr, cfg.weight_decay),
+        fit_model.compile(optimizer=_optimizer(lr, cfg.weight_decay),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.patience)
         cb = _epoch_callback(keras, log, stage, run_dir / "checkpoints", cfg.max_steps, state)
@@ -270,7 +242,8 @@ def train_expression(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cf
                           shuffle=True, verbose=0, callbacks=[cb, stop, _bar(keras, stage, epochs)], class_weight=cw)
         stages.append({"stage": stage, "epochs_run": len([r for r in log.rows if r["stage"] == stage]),
                        "steps": state["step"] - state["stage_start"], "lr": lr, "seconds": round(time.time() - t0, 1),
-                       "best_val_accuracy": max((r.get("val_accuracy", 0) for r in log.rows if r["stage"] == stage), default=None)})
+                       "best_val_accuracy": max((float(r["val_accuracy"]) for r in log.rows
+                                                 if r["stage"] == stage and r.get("val_accuracy") not in ("", None)), default=None)})
 
     if pretrained:
         # Stage 1: frozen base, head only, on precomputed features (+ augmented views).
@@ -321,10 +294,23 @@ def train_expression(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cf
         "stages": stages,
         "wall_time_s": round(time.time() - t_start, 1),
         "teacher": None,
-        "versions": {"tensorflow": tf.__version__, "tf_keras": keras.__version__, "edgeface": edgeface.__version__},
+        "versions": {"tensorflow": tf.__version__, "tf_keras": keras.__version__, "edgeface": edgeface.__version__,
+                     "git_commit": _git_commit()},
     }
+    log.close()
     write_json_atomic(run_dir / "run.json", info)
     return info
+
+
+def _git_commit() -> str | None:
+    """The code version a run was trained with (None outside a git checkout)."""
+    import subprocess
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _bar(keras, stage: str, epochs: int):
