@@ -75,7 +75,7 @@ def plot(result: dict, path: Path) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--no-flip", is_flag=True, help="Embed without the mirror image (half the embed cost).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/runtime_pipeline.json"), show_default=True)
-@click.option("--plot/--no-plot", "make_plot", default=True, help="Write a PNG beside the JSON (needs matplotlib).")
+@click.option("--plot/--no-plot", "make_plot", default=True, help="Write a PNG beside the JSON (skipped when matplotlib is missing).")
 def main(images_dir, n, model, threads, no_flip, out, make_plot):
     """Benchmark decode, detect, align, embed and match on N images."""
     from edgeface.runtime.cli import default_model
@@ -129,8 +129,11 @@ def main(images_dir, n, model, threads, no_flip, out, make_plot):
     write_json_atomic(out, result)
     msg = f"wrote {out}"
     if make_plot:
-        plot(result, out.with_suffix(".png"))
-        msg += f" and {out.with_suffix('.png')}"
+        try:
+            plot(result, out.with_suffix(".png"))
+            msg += f" and {out.with_suffix('.png')}"
+        except ImportError:  # devices install the runtime only: no matplotlib there
+            msg += " (no PNG: matplotlib not installed)"
     stages = ", ".join(f"{s} {result['median_ms'][s]:.2f}" for s in STAGES)
     cpu_stages = ", ".join(f"{s} {result['median_cpu_ms'][s]:.2f}" for s in STAGES)
     click.echo(f"{len(files)} images ({faces_found} faces): {result['images_per_s']:.1f} images/s wall, "
