@@ -1,0 +1,214 @@
+"""Training configs: nested defaults <- TOML file <- `--set section.key=value` <- explicit CLI flags.
+
+Every leaf of the defaults can be overridden; unknown keys are an error (a typo must not be
+silently ignored), except in "open" sections such as [model], whose extra keys are passed as
+keyword arguments to the model factory. Values given on the command line are parsed as TOML
+literals (`--set optim.lr=0.05`, `--set model.stages=[[1,16,1,1]]`, `--set loss.name=cosface`);
+a bare word that is not valid TOML is taken as a string.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from edgeface.errors import EdgefaceError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+# The face trainer's defaults. Comments here are the reference for every key.
+FACE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "model": {
+        "name": "mobilenetv2_face",   # any registered model; other keys in [model] are its kwargs
+    },
+    "data": {
+        "val_fraction": 0.1,          # held-out IDENTITIES for early stopping (0 = no validation)
+        "min_images": 2,              # drop identities with fewer images
+        "batch_size": 64,
+        "augment": True,              # flip, +-10 deg rotation, scale/shift jitter (edgeface.data.pipeline)
+        "brightness": 0.0,            # extra photometric jitter (0 = off)
+        "contrast": 0.0,
+        "val_max_same": 3000,         # cap on same-identity validation pairs (as many different pairs)
+        "val_batch_size": 128,
+    },
+    "loss": {
+        "name": "arcface",            # softmax | center | arcface | cosface
+        "weight": 1.0,                # classification-loss weight (0 = pure distillation)
+        "scale": 32.0,                # s of ArcFace / CosFace
+        "arcface_margin": 0.5,
+        "cosface_margin": 0.35,
+        "easy_margin": False,
+        "center_lambda": 0.003,       # joint loss: softmax + lambda * center
+        "center_alpha": 0.5,          # centre moving-average rate
+        "distill_weight": 1.0,        # weight of 1 - cos(student, teacher) when a teacher is given
+    },
+    "optim": {
+        "name": "sgd",                # sgd (momentum, Nesterov) | adam | adamw
+        "lr": 0.1,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,         # decoupled; BN and bias parameters excluded
+        "schedule": "cosine",         # cosine (with linear warm-up) | step (x gamma at each milestone)
+        "warmup_epochs": 1.0,
+        "min_lr": 0.0,                # cosine floor
+        "milestones": [20, 30],       # step schedule: epochs at which lr *= gamma
+        "gamma": 0.1,
+        "clipnorm": 0.0,              # global gradient-norm clip (0 = off)
+    },
+    "train": {
+        "epochs": 40,
+        "max_steps": 0,               # stop after this many optimizer steps in total (0 = no cap)
+        "patience": 8,                # early stopping: epochs without val improvement (0 = off)
+        "seed": 0,
+        "teacher": "",                # distillation teacher spec (edgeface.teachers.load_teacher)
+        "prune": 0.0,                 # after training: magnitude-prune to this sparsity (edgeface.optimize.prune)
+        "qat": False,                 # after training (and pruning): quantisation-aware fine-tune
+        "finetune_steps": 300,        # steps of each of those fine-tunes
+        "finetune_images": 512,       # training images they use
+        "keep_checkpoints": 3,
+        "log_every": 10,              # TensorBoard scalars every N steps
+    },
+}
+OPEN_SECTIONS = {"model"}
+
+
+def parse_value(text: str) -> Any:
+    """A TOML literal (number, bool, string, array, inline table); else the raw text as a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_sets(items: Iterable[str]) -> dict:
+    """["a.b=1", "a.c=x"] -> {"a": {"b": 1, "c": "x"}}."""
+    out: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or "." not in key:
+            raise EdgefaceError(f"--set expects SECTION.KEY=VALUE (e.g. optim.lr=0.05), got {item!r}")
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise EdgefaceError(f"--set {item!r} conflicts with another --set")
+        node[leaf] = parse_value(text.strip())
+    return out
+
+
+def load_toml(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        # A bare name finds a shipped config: --config face_micro
+        shipped = CONFIG_DIR / (path.name if path.suffix == ".toml" else f"{path.name}.toml")
+        if path.parent == Path(".") and shipped.is_file():
+            path = shipped
+        else:
+            raise EdgefaceError(f"config file not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise EdgefaceError(f"config {path} is not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise EdgefaceError(f"config {path} is not UTF-8 text") from None
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """Check `value` against the default's type (ints are fine where floats are expected)."""
+    if default is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise EdgefaceError(f"config {where} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise EdgefaceError(f"config {where} must be an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise EdgefaceError(f"config {where} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise EdgefaceError(f"config {where} must be a string, got {value!r}")
+        return value
+    if isinstance(default, list):
+        if not isinstance(value, list):
+            raise EdgefaceError(f"config {where} must be a list, got {value!r}")
+        return value
+    return value
+
+
+def merge(base: Mapping, override: Mapping, where: str = "", open_sections=OPEN_SECTIONS) -> dict:
+    """A copy of `base` with `override` applied; unknown keys raise (outside open sections)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        path = f"{where}.{key}" if where else key
+        if key not in out:
+            if where in open_sections:
+                out[key] = copy.deepcopy(value)
+                continue
+            known = ", ".join(sorted(out))
+            raise EdgefaceError(f"unknown config key {path!r} (known here: {known})")
+        if isinstance(out[key], dict):
+            if not isinstance(value, Mapping):
+                raise EdgefaceError(f"config {path} must be a table/section, got {value!r}")
+            out[key] = merge(out[key], value, path, open_sections)
+        elif where in open_sections:
+            out[key] = copy.deepcopy(value)
+        else:
+            out[key] = _coerce(value, out[key], path)
+    return out
+
+
+def resolve(defaults: Mapping, config_file=None, sets: Iterable[str] = (), flags: Mapping | None = None,
+            base: Mapping | None = None) -> dict:
+    """defaults (or a saved `base`) <- config file <- --set items <- explicit flags {"section.key": value}.
+
+    Flags whose value is None were not given and change nothing.
+    """
+    cfg = merge(defaults, base) if base is not None else copy.deepcopy(dict(defaults))
+    if config_file:
+        cfg = merge(cfg, load_toml(config_file))
+    cfg = merge(cfg, parse_sets(sets))
+    for dotted, value in (flags or {}).items():
+        if value is None:
+            continue
+        section, key = dotted.split(".", 1)
+        cfg = merge(cfg, {section: {key: value}})
+    return cfg
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    if v is None:
+        raise EdgefaceError("TOML has no null: leave the key out instead")
+    raise EdgefaceError(f"cannot write {type(v).__name__} to TOML")
+
+
+def to_toml(cfg: Mapping) -> str:
+    """Write a two-level config back as TOML (what `--config` reads), so a run can be repeated."""
+    lines = []
+    for section, table in cfg.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,457 @@
+"""Train a face embedder on an aligned `<identity>/<image>.png` folder.
+
+Loss = loss.weight * classification (softmax | center | ArcFace | CosFace)
+       [+ loss.center_lambda * center loss]  [+ loss.distill_weight * (1 - cos(student, teacher))].
+Early stopping / model selection on held-out IDENTITIES (never LFW): all same-identity pairs of the
+validation identities (capped) plus as many random different-identity pairs, best-threshold accuracy.
+
+RUN_DIR gets: config.toml (the resolved config: rerun with --config), run.json, model.keras (best
+float backbone, no head), checkpoints/ (model, head, optimizer, centres, epoch/step/best metric),
+log.csv (one row per epoch), tb/ (TensorBoard scalars).
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import edgeface
+from edgeface.errors import EdgefaceError
+from edgeface.train import config as cfgmod
+from edgeface.utils.io import read_json, write_json_atomic, write_text_atomic
+from edgeface.utils.progress import progress
+
+LOG_FIELDS = ["epoch", "step", "lr", "loss", "cls_loss", "center_loss", "distill_loss", "train_acc",
+              "val_acc", "val_threshold", "val_pairs", "images_per_s", "epoch_s"]
+LOSSES = ("softmax", "center", "arcface", "cosface")
+
+
+def _say(msg: str) -> None:
+    print(f"edgeface: {msg}", file=sys.stderr, flush=True)
+
+
+def check_config(cfg: dict) -> None:
+    d, loss, optim, tr = cfg["data"], cfg["loss"], cfg["optim"], cfg["train"]
+    if loss["name"] not in LOSSES:
+        raise EdgefaceError(f"unknown loss.name {loss['name']!r}; choose from {', '.join(LOSSES)}")
+    if not 0.0 <= d["val_fraction"] < 1.0:
+        raise EdgefaceError(f"data.val_fraction must be in [0, 1), got {d['val_fraction']}")
+    if d["batch_size"] < 2:
+        raise EdgefaceError(f"data.batch_size must be >= 2, got {d['batch_size']}")
+    if tr["epochs"] < 1 or tr["max_steps"] < 0:
+        raise EdgefaceError("train.epochs must be >= 1 and train.max_steps >= 0")
+    if loss["weight"] < 0 or loss["distill_weight"] < 0 or loss["center_lambda"] < 0:
+        raise EdgefaceError("loss weights must be >= 0")
+    if loss["weight"] == 0 and not tr["teacher"] and loss["name"] != "center":
+        raise EdgefaceError("loss.weight is 0 and no --teacher: nothing to train")
+    if tr["teacher"] and loss["distill_weight"] == 0:
+        raise EdgefaceError("--teacher given but loss.distill_weight is 0")
+    if not 0.0 <= tr["prune"] < 1.0:
+        raise EdgefaceError(f"train.prune (sparsity) must be in [0, 1), got {tr['prune']}")
+    if optim["name"] not in ("sgd", "adam", "adamw") or optim["schedule"] not in ("cosine", "step"):
+        raise EdgefaceError("optim.name must be sgd|adam|adamw and optim.schedule cosine|step")
+
+
+def resolve_config(run_dir: Path, config_file=None, sets=(), flags=None, resume: bool = False) -> dict:
+    """Defaults <- (on resume: the run's saved config) <- --config <- --set <- flags."""
+    base = None
+    if resume:
+        saved = run_dir / "config.toml"
+        if not saved.is_file():
+            raise EdgefaceError(f"nothing to resume: {saved} not found")
+        base = cfgmod.load_toml(saved)
+    cfg = cfgmod.resolve(cfgmod.FACE_DEFAULTS, config_file, sets, flags, base=base)
+    check_config(cfg)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation on held-out identities
+
+def make_val_pairs(labels: np.ndarray, max_same: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pair_index (P, 2), is_same (P,)): every same-identity pair (capped at max_same, sampled) plus
+    the same number of distinct random different-identity pairs."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    same = []
+    for lab in np.unique(labels):
+        idx = np.flatnonzero(labels == lab)
+        ii, jj = np.triu_indices(len(idx), k=1)
+        same.append(np.stack([idx[ii], idx[jj]], axis=1))
+    same = np.concatenate(same) if same else np.zeros((0, 2), np.int64)
+    if len(same) > max_same:
+        same = same[np.sort(rng.choice(len(same), max_same, replace=False))]
+    n_diff_possible = (len(labels) ** 2 - np.sum(np.unique(labels, return_counts=True)[1] ** 2)) // 2
+    if len(same) == 0 or n_diff_possible == 0:
+        raise EdgefaceError("the validation identities give no same-identity or no different-identity pairs: "
+                            "raise data.val_fraction (need >= 2 identities with >= 2 images) or set it to 0")
+    want = int(min(len(same), n_diff_possible))
+    diff: set[tuple[int, int]] = set()
+    while len(diff) < want:
+        a = rng.integers(0, len(labels), 4 * want)
+        b = rng.integers(0, len(labels), 4 * want)
+        for x, y in zip(a, b):
+            if labels[x] != labels[y]:
+                diff.add((int(min(x, y)), int(max(x, y))))
+                if len(diff) == want:
+                    break
+    diff = np.array(sorted(diff), np.int64)
+    pairs = np.concatenate([same, diff]).astype(np.int64)
+    is_same = np.concatenate([np.ones(len(same), bool), np.zeros(len(diff), bool)])
+    return pairs, is_same
+
+
+def embed_dataset(model, ds) -> np.ndarray:
+    out = [model(batch["image"], training=False).numpy() for batch in ds]
+    return np.concatenate(out).astype(np.float32)
+
+
+def val_accuracy(model, val_ds, pairs, is_same) -> tuple[float, float]:
+    """(best-threshold accuracy, threshold) of cosine scores on the validation pairs."""
+    from edgeface.bench.verification import best_threshold, cosine_scores
+
+    scores = cosine_scores(embed_dataset(model, val_ds), pairs)
+    thr, acc = best_threshold(scores, is_same)
+    return acc, thr
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+class FaceTrainer:
+    """Everything a training run holds; `run()` trains (resuming when asked) and returns run.json's dict."""
+
+    def __init__(self, data_dir, run_dir, cfg: dict, resume: bool = False):
+        self.data_dir, self.run_dir, self.cfg, self.resume = Path(data_dir), Path(run_dir), cfg, resume
+        self.seed = int(cfg["train"]["seed"])
+
+    # -- setup ----------------------------------------------------------------------------
+    def _check_run_dir(self) -> None:
+        ckpt_dir = self.run_dir / "checkpoints"
+        if not self.resume and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
+            raise EdgefaceError(f"{self.run_dir} already holds a run: pass --resume to continue it or choose another --out")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def _load_data(self) -> None:
+        from edgeface.data.folders import scan_folder, split_by_identity
+        from edgeface.data.pairs import is_aligned_root
+
+        d = self.cfg["data"]
+        if not is_aligned_root(self.data_dir) and self.data_dir.is_dir():
+            _say(f"warning: {self.data_dir} has no manifest.jsonl (not made by `edgeface align`); "
+                 "faces are assumed to be aligned already")
+        folder = scan_folder(self.data_dir, min_images=d["min_images"])
+        if folder.num_classes < 2:
+            raise EdgefaceError(f"{self.data_dir}: need >= 2 identities with >= {d['min_images']} images")
+        if d["val_fraction"] > 0:
+            train, val = split_by_identity(folder, d["val_fraction"], seed=self.seed)
+        else:
+            train, val = folder, None
+        # Classification labels over the training identities only, 0..K-1 (held-out ids get no class).
+        ids = np.unique(train.labels)
+        remap = np.full(folder.num_classes, -1, np.int64)
+        remap[ids] = np.arange(len(ids))
+        self.train_paths, self.train_labels = list(train.paths), remap[train.labels]
+        self.num_classes = len(ids)
+        self.train_ids = [folder.class_names[i] for i in ids]
+        self.val = val
+        if len(self.train_paths) < d["batch_size"]:
+            raise EdgefaceError(f"{len(self.train_paths)} training images < data.batch_size {d['batch_size']}")
+        self.steps_per_epoch = len(self.train_paths) // d["batch_size"]
+        if val is not None:
+            self.val_pairs, self.val_same = make_val_pairs(val.labels, d["val_max_same"], self.seed)
+
+    def _load_teacher(self) -> None:
+        self.teacher, self.t_emb, self.t_emb_m = None, None, None
+        spec = self.cfg["train"]["teacher"]
+        if not spec:
+            return
+        from edgeface.teachers import load_teacher, teacher_embeddings
+        from edgeface.utils.paths import cache_dir
+
+        self.teacher = load_teacher(spec)
+        key = hashlib.sha256("\0".join(self.train_paths).encode()).hexdigest()[:12]
+        cache = cache_dir() / "teacher_embeddings" / f"{self.teacher.name}_{self.teacher.sha256[:12]}_{key}.npz"
+        self.t_emb, self.t_emb_m = teacher_embeddings(self.teacher, self.train_paths, cache)
+        _say(f"teacher {self.teacher.name} ({self.teacher.dim}-d): embeddings for {len(self.train_paths)} images "
+             f"cached in {cache}")
+
+    def _build(self) -> None:
+        import tensorflow as tf
+        import tf_keras as keras
+
+        from edgeface.losses import CenterLoss, make_head
+        from edgeface.nets import get_model
+        from edgeface.nets.mobilenetv2 import describe
+        from edgeface.train.common import Checkpointer, make_optimizer, make_schedule
+
+        m, loss, tr = self.cfg["model"], self.cfg["loss"], self.cfg["train"]
+        kwargs = {k: v for k, v in m.items() if k != "name"}
+        try:
+            self.model = get_model(m["name"], **kwargs)
+        except TypeError as e:
+            raise EdgefaceError(f"model {m['name']!r} does not accept these [model] options {sorted(kwargs)}: {e}") from None
+        self.input_size = int(self.model.input_shape[1])
+        self.dim = int(self.model.output_shape[-1])
+        _say(describe(self.model))
+
+        self.head = None
+        if loss["weight"] > 0:
+            margin = {"arcface": loss["arcface_margin"], "cosface": loss["cosface_margin"]}.get(loss["name"])
+            self.head = make_head(loss["name"], self.num_classes, loss["scale"], margin, loss["easy_margin"])
+            self.head.build((None, self.dim))
+        self.center = CenterLoss(self.num_classes, self.dim, loss["center_alpha"]) if loss["name"] == "center" else None
+        self.proj = None
+        if self.teacher is not None and self.teacher.dim != self.dim:
+            # Training-only: maps the student's space onto the teacher's; never exported.
+            self.proj = keras.layers.Dense(self.teacher.dim, use_bias=False, name="distill_proj")
+            self.proj.build((None, self.dim))
+
+        e = tr["epochs"]
+        total = e * self.steps_per_epoch
+        if tr["max_steps"]:
+            total = min(total, tr["max_steps"])
+        self.total_steps = total
+        self.schedule = make_schedule(self.cfg["optim"], self.steps_per_epoch, total)
+        self.optimizer = make_optimizer(self.cfg["optim"], self.schedule)
+        self.train_vars = list(self.model.trainable_variables)
+        for extra in (self.head, self.proj):
+            if extra is not None:
+                self.train_vars += list(extra.trainable_variables)
+        self.optimizer.build(self.train_vars)  # slots exist before restore, so they are restored too
+        self.ckpt = Checkpointer(self.run_dir / "checkpoints", tr["keep_checkpoints"], model=self.model,
+                                 head=self.head, optimizer=self.optimizer, center=self.center, proj=self.proj)
+        self._train_step = tf.function(self._step, reduce_retracing=True)
+
+    # -- one optimizer step -----------------------------------------------------------------
+    def _step(self, images, labels, t_emb):
+        import tensorflow as tf
+
+        from edgeface.losses import cosine_distill_loss, softmax_cross_entropy
+
+        loss_cfg = self.cfg["loss"]
+        zero = tf.constant(0.0)
+        with tf.GradientTape() as tape:
+            emb = self.model(images, training=True)
+            total, cls, cen, dis, acc = zero, zero, zero, zero, zero
+            if self.head is not None:
+                logits = self.head(emb, labels, training=True)
+                cls = softmax_cross_entropy(labels, logits)
+                total += loss_cfg["weight"] * cls
+                plain = self.head(emb, training=False)
+                acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(plain, 1), labels), tf.float32))
+            if self.center is not None:
+                cen = self.center(emb, labels)
+                total += loss_cfg["center_lambda"] * cen
+            if self.teacher is not None:
+                student = self.proj(emb) if self.proj is not None else emb
+                dis = cosine_distill_loss(student, t_emb)
+                total += loss_cfg["distill_weight"] * dis
+        grads = tape.gradient(total, self.train_vars)
+        self.optimizer.apply_gradients(zip(grads, self.train_vars))
+        if self.center is not None:
+            self.center.update(emb, labels)
+        return {"loss": total, "cls_loss": cls, "center_loss": cen, "distill_loss": dis, "train_acc": acc}
+
+    # -- data --------------------------------------------------------------------------------
+    def _epoch_dataset(self, epoch: int, skip_steps: int):
+        """Epoch `epoch`'s batches: a permutation that depends only on (seed, epoch), so a resumed
+        run sees the same order; `skip_steps` batches already trained are left out."""
+        from edgeface.data.pipeline import make_dataset
+
+        d = self.cfg["data"]
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_paths))
+        order = order[skip_steps * d["batch_size"]: self.steps_per_epoch * d["batch_size"]]
+        extra = {}
+        if self.teacher is not None:
+            extra = {"t_emb": self.t_emb[order], "t_emb_m": self.t_emb_m[order]}
+        augment = False
+        if d["augment"]:
+            augment = {"brightness": d["brightness"], "contrast": d["contrast"]}
+        return make_dataset([self.train_paths[i] for i in order], self.train_labels[order], self.input_size,
+                            d["batch_size"], training=True, augment=augment, seed=self.seed * 100_003 + epoch,
+                            extra=extra, flip_flag=True, shuffle=False, drop_remainder=True)
+
+    def _val_dataset(self):
+        from edgeface.data.pipeline import make_dataset
+
+        return make_dataset(self.val.paths, None, self.input_size, self.cfg["data"]["val_batch_size"],
+                            training=False, flip_flag=True)
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> dict:
+        from edgeface.train.common import EarlyStopping, RunLogger, seed_everything
+
+        t_start = time.time()
+        self._check_run_dir()
+        seed_everything(self.seed)
+        self._load_data()
+        self._load_teacher()
+        self._build()
+        prev_wall = 0.0
+        if self.resume:
+            path = self.ckpt.restore_latest()
+            prev = self.run_dir / "run.json"
+            prev_wall = float(read_json(prev).get("wall_time_s", 0.0)) if prev.is_file() else 0.0
+            _say(f"resumed {path}: epoch {self.ckpt.get('epoch')} (+{self.ckpt.get('epoch_step')} steps), "
+                 f"step {self.ckpt.get('step')}")
+        write_text_atomic(self.run_dir / "config.toml", cfgmod.to_toml(self.cfg))
+        logger = RunLogger(self.run_dir, LOG_FIELDS, resume_step=self.ckpt.get("step") if self.resume else None)
+        stopper = EarlyStopping(self.ckpt, self.cfg["train"]["patience"])
+        val_ds = self._val_dataset() if self.val is not None else None
+        self._write_run_json(t_start, prev_wall, status="running")
+
+        tr = self.cfg["train"]
+        max_steps = tr["max_steps"] or None
+        stop_reason = None
+        try:
+            while stop_reason is None:
+                epoch = self.ckpt.get("epoch")
+                if epoch >= tr["epochs"]:
+                    stop_reason = "epochs"
+                elif max_steps and self.ckpt.get("step") >= max_steps:
+                    stop_reason = "max_steps"
+                elif self._train_epoch(epoch, logger, stopper, val_ds, max_steps):
+                    stop_reason = "early_stopping"
+        finally:
+            logger.close()
+        info = self._write_run_json(t_start, prev_wall, status="done", stop_reason=stop_reason)
+        if tr["prune"] > 0 or tr["qat"]:
+            info = self._optimize(info, t_start, prev_wall, stop_reason)
+        return info
+
+    def _train_epoch(self, epoch, logger, stopper, val_ds, max_steps) -> bool:
+        """Train the rest of epoch `epoch` (or up to max_steps), validate, checkpoint. True = stop early."""
+        import tensorflow as tf
+
+        from edgeface.nets.io import save_model
+
+        tr, bs = self.cfg["train"], self.cfg["data"]["batch_size"]
+        skip = self.ckpt.get("epoch_step")
+        todo = self.steps_per_epoch - skip
+        if max_steps:
+            todo = min(todo, max_steps - self.ckpt.get("step"))
+        sums, n, t0 = {}, 0, time.time()
+        bar = progress(total=todo, desc=f"epoch {epoch + 1}/{tr['epochs']}", unit="step")
+        for batch in self._epoch_dataset(epoch, skip).take(todo):
+            t_emb = tf.zeros((0,))
+            if self.teacher is not None:  # the mirrored image's teacher embedding when the pipeline flipped it
+                t_emb = tf.where(batch["flip_flag"][:, None], batch["t_emb_m"], batch["t_emb"])
+            out = {k: float(v) for k, v in self._train_step(batch["image"], batch["label"], t_emb).items()}
+            if not np.isfinite(out["loss"]):
+                raise EdgefaceError(f"loss became {out['loss']} at step {self.ckpt.get('step') + 1}: "
+                                    "lower optim.lr or loss.scale")
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n += 1
+            if n == 1:
+                t_first = time.time()  # throughput excludes the first step (graph tracing)
+            step = self.ckpt.get("step") + 1
+            self.ckpt.set(step=step, epoch_step=self.ckpt.get("epoch_step") + 1)
+            if step % tr["log_every"] == 0:
+                logger.scalars(step, {**out, "lr": float(self.schedule(step - 1))}, prefix="train/")
+            bar.set_postfix(loss=f"{out['loss']:.3f}", refresh=False)
+            bar.update(1)
+        bar.close()
+        t_end = time.time()
+        epoch_s = t_end - t0
+        if n == 0:
+            raise EdgefaceError(f"epoch {epoch + 1} produced no batches (check the data folder)")
+        if self.ckpt.get("epoch_step") >= self.steps_per_epoch:
+            self.ckpt.set(epoch=epoch + 1, epoch_step=0)
+            shown = float(epoch + 1)
+        else:  # stopped inside the epoch (max_steps): a fractional epoch in the log
+            shown = epoch + self.ckpt.get("epoch_step") / self.steps_per_epoch
+        step = self.ckpt.get("step")
+        row = {"epoch": shown, "step": step, "lr": float(self.schedule(step - 1)),
+               **{k: v / n for k, v in sums.items()}, "epoch_s": epoch_s,
+               "images_per_s": (n - 1) * bs / (t_end - t_first) if n > 1 else n * bs / max(epoch_s, 1e-9)}
+        improved = True
+        if val_ds is not None:
+            acc, thr = val_accuracy(self.model, val_ds, self.val_pairs, self.val_same)
+            row.update(val_acc=acc, val_threshold=thr, val_pairs=len(self.val_same))
+            improved = stopper.update(acc, epoch + 1)
+            logger.scalars(step, {"accuracy": acc, "threshold": thr}, prefix="val/")
+        else:
+            self.ckpt.set(best_epoch=epoch + 1)  # no validation: the last model is the one kept
+        if improved or not (self.run_dir / "model.keras").is_file():
+            save_model(self.model, self.run_dir / "model.keras")
+        logger.row(row)
+        self.ckpt.save()
+        _say(f"epoch {shown:.3g}: step {step}, loss {row['loss']:.4f}"
+             + (f", val acc {row['val_acc']:.4f}" + (" (best)" if improved else "") if val_ds is not None else "")
+             + f", {row['images_per_s']:.1f} img/s")
+        return stopper.should_stop
+
+    # -- after training -----------------------------------------------------------------------
+    def _optimize(self, info: dict, t_start: float, prev_wall: float, stop_reason: str) -> dict:
+        """--prune / --qat: engineer C's fine-tunes on the best model, saved beside it."""
+        from edgeface.data.pipeline import load_images
+        from edgeface.nets.io import load_model, save_model
+        from edgeface.runtime.interpreter import normalize_pixels
+
+        tr = self.cfg["train"]
+        try:
+            from edgeface.optimize.prune import prune_finetune
+            from edgeface.optimize.qat import qat_finetune
+        except ImportError as e:
+            raise EdgefaceError(f"--prune/--qat need edgeface.optimize (prune, qat), which is not available: {e}") from None
+        rng = np.random.default_rng(self.seed)
+        pick = rng.choice(len(self.train_paths), min(tr["finetune_images"], len(self.train_paths)), replace=False)
+        images = normalize_pixels(load_images([self.train_paths[i] for i in sorted(pick)], self.input_size))
+        model = load_model(self.run_dir / "model.keras")
+        optimized = {}
+        if tr["prune"] > 0:
+            model = prune_finetune(model, images, tr["prune"], tr["finetune_steps"], seed=self.seed)
+            optimized["pruned"] = {"file": "model_pruned.keras", "sparsity": tr["prune"], "steps": tr["finetune_steps"]}
+            save_model(model, self.run_dir / "model_pruned.keras")
+        if tr["qat"]:
+            qat = qat_finetune(model, images, tr["finetune_steps"], preserve_sparsity=tr["prune"] > 0, seed=self.seed)
+            optimized["qat"] = {"file": "model_qat.keras", "steps": tr["finetune_steps"],
+                                "preserve_sparsity": tr["prune"] > 0}
+            save_model(qat, self.run_dir / "model_qat.keras")
+        return self._write_run_json(t_start, prev_wall, status="done", stop_reason=stop_reason, optimized=optimized)
+
+    def _write_run_json(self, t_start: float, prev_wall: float, status: str, stop_reason: str | None = None,
+                        optimized: dict | None = None) -> dict:
+        import tensorflow as tf
+
+        m = self.cfg["model"]
+        best = self.ckpt.get("best_metric")
+        info = {
+            "task": "face_embedding",
+            "status": status,
+            "stop_reason": stop_reason,
+            "model": {"name": m["name"], "kwargs": {k: v for k, v in m.items() if k != "name"},
+                      "input_size": self.input_size, "embedding_dim": self.dim,
+                      "params": int(self.model.count_params())},
+            "config": self.cfg,
+            "data": {"dir": str(self.data_dir.resolve()), "train_images": len(self.train_paths),
+                     "train_identities": self.num_classes,
+                     "val_images": len(self.val.paths) if self.val is not None else 0,
+                     "val_identities": len(np.unique(self.val.labels)) if self.val is not None else 0,
+                     "val_pairs": int(len(self.val_same)) if self.val is not None else 0},
+            "best": {"metric": "val_pair_accuracy" if self.val is not None else None,
+                     "value": best if np.isfinite(best) else None, "epoch": self.ckpt.get("best_epoch")},
+            "epochs_done": self.ckpt.get("epoch"), "steps": self.ckpt.get("step"),
+            "steps_per_epoch": self.steps_per_epoch, "total_steps_planned": self.total_steps,
+            "model_file": "model.keras",
+            "teacher": self.teacher.describe() if self.teacher is not None else None,
+            "wall_time_s": round(prev_wall + time.time() - t_start, 1),
+            "versions": {"edgeface": edgeface.__version__, "tensorflow": tf.__version__},
+        }
+        if optimized:
+            info["optimized"] = optimized
+        write_json_atomic(self.run_dir / "run.json", info)
+        return info
+
+
+def train_face(data_dir, run_dir, cfg: dict, resume: bool = False) -> dict:
+    """Train (or resume) a face embedder; returns the run.json dict."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise EdgefaceError(f"data folder not found: {data_dir}")
+    return FaceTrainer(data_dir, run_dir, cfg, resume).run()

@@ -1,0 +1,45 @@
+"""`edgeface train face`: train a face embedder (softmax/center/ArcFace/CosFace, distillation)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+              help="Aligned face folder <identity>/<image>.png (from `edgeface align`).")
+@click.option("--out", "run_dir", required=True, type=click.Path(path_type=Path), help="Run directory.")
+@click.option("--config", "config_file", default=None,
+              help="TOML config file, or a shipped one by name: face_mnv2, face_micro, face_distill.")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override any config field, e.g. --set optim.lr=0.05 --set model.alpha=0.75 (repeatable).")
+@click.option("--resume", is_flag=True, help="Continue RUN_DIR from its last checkpoint (its config.toml is the base).")
+@click.option("--max-steps", type=int, default=None, help="Stop after N optimizer steps in total (train.max_steps).")
+@click.option("--epochs", type=int, default=None, help="train.epochs")
+@click.option("--seed", type=int, default=None, help="train.seed (split, init, shuffling, augmentation).")
+@click.option("--model", "model_name", default=None, help="model.name, e.g. mobilenetv2_face, mobilenetv2_micro.")
+@click.option("--loss", type=click.Choice(["softmax", "center", "arcface", "cosface"]), default=None, help="loss.name")
+@click.option("--batch-size", type=int, default=None, help="data.batch_size")
+@click.option("--lr", type=float, default=None, help="optim.lr")
+@click.option("--teacher", default=None, help="Distil from this teacher (a folder such as "
+              "../shared/teachers/mobilefacenet-ncnn, a .tflite or a .keras embedder): train.teacher.")
+@click.option("--distill-weight", type=float, default=None, help="loss.distill_weight")
+@click.option("--prune", type=float, default=None, metavar="SPARSITY",
+              help="After training, magnitude-prune the best model to this sparsity (train.prune).")
+@click.option("--qat/--no-qat", default=None, help="After training, quantisation-aware fine-tune (train.qat).")
+def face(data_dir, run_dir, config_file, sets, resume, max_steps, epochs, seed, model_name, loss, batch_size, lr,
+         teacher, distill_weight, prune, qat):
+    """Train a face embedder on an aligned folder; writes RUN_DIR/{model.keras, run.json, log.csv, tb/, checkpoints/}."""
+    from edgeface.train.face import resolve_config, train_face
+
+    flags = {"train.max_steps": max_steps, "train.epochs": epochs, "train.seed": seed, "model.name": model_name,
+             "loss.name": loss, "data.batch_size": batch_size, "optim.lr": lr, "train.teacher": teacher,
+             "loss.distill_weight": distill_weight, "train.prune": prune, "train.qat": qat}
+    cfg = resolve_config(run_dir, config_file, sets, flags, resume=resume)
+    info = train_face(data_dir, run_dir, cfg, resume=resume)
+    best = info["best"]
+    metric = f"best val pair accuracy {best['value']:.4f} (epoch {best['epoch']})" if best["value"] is not None \
+        else "no validation split"
+    click.echo(f"{run_dir}: {info['steps']} steps, {info['epochs_done']} epochs ({info['stop_reason']}), {metric}, "
+               f"{info['wall_time_s']} s -> {run_dir / 'model.keras'}")
