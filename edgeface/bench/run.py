@@ -138,11 +138,15 @@ def run_bench(model_paths: list[Path], lfw_dir: Path | None = None, pairs_file: 
             t0 = time.time()
             emb = embed_faces(model, faces, flip=flip, batch=batch)
             embed_s = time.time() - t0
+            zero = int(np.sum(np.linalg.norm(emb, axis=1) < 0.5))  # unit rows, or 0 for an all-zero output
+            if zero:
+                note(f"warning: {m['_name']} gave an all-zero embedding for {zero} of {len(images)} faces "
+                     "(collapsed quantisation?); their cosine is 0")
             res = evaluate(cosine_scores(emb, index), pairs.labels, pairs.fold_ids)
             far, tar, thr = res.pop("_roc")
             rocs[m["_name"]] = (far, tar, thr)
             res["roc"] = downsample_roc(far, tar, thr)
-            res.update({"flip": flip, "template": template, "embed_s": round(embed_s, 2),
+            res.update({"flip": flip, "template": template, "zero_embeddings": zero, "embed_s": round(embed_s, 2),
                         "embed_ms_per_image": round(1000 * embed_s / len(images), 3), "embed_threads": max(threads)})
             m["lfw"] = res
             embeddings[m["_name"]] = emb
