@@ -79,10 +79,10 @@ def bench(models, lfw_dir, pairs_file, no_flip, threads, runs, warmup, e2e_image
         _size_only(paths, check_file, baseline_out, tolerance)
         return
     thread_counts = _threads(threads)
-    if lfw_dir is None:
-        click.echo("edgeface: note: no --lfw given: size and latency only", err=True)
     if update_cards and lfw_dir is None:
         raise EdgefaceError("--update-cards needs --lfw (it records the LFW threshold)")
+    if lfw_dir is None:
+        click.echo("edgeface: note: no --lfw given: size and latency only", err=True)
     command = _command(paths, lfw=lfw_dir, pairs=pairs_file, **{"no-flip": no_flip}, threads=threads,
                        runs=runs)
     for d in expr_data:
