@@ -2,12 +2,13 @@
 
     nice -n 10 python benchmarks/convert_bench.py classifier --run runs/expr/ck_cnn --out /tmp/convert_bench
     nice -n 10 python benchmarks/convert_bench.py face-sizes --out /tmp/convert_bench
+    python benchmarks/convert_bench.py plot --run benchmarks/convert_ck_cnn.json --out benchmarks/convert.png
 
 classifier: a trained expression run (labels give accuracy; everything is also compared with the
 float Keras model). Fine-tunes use the run's *training* split only (no labels: self-distillation);
 accuracy is on its test split. face-sizes: the file sizes of MobileNetV2 face embedders (sizes
 depend on the architecture, not on training), calibrated on aligned CelebA training faces.
-Writes OUT/*.json; `--md` appends nothing: copy the printed table into convert.md by hand.
+Writes OUT/*.json (copied to benchmarks/convert_*.json for the record).
 """
 from __future__ import annotations
 
@@ -146,9 +147,35 @@ def face_sizes(args) -> dict:
     return result
 
 
+def plot(args) -> None:
+    """benchmarks/convert.png: bytes (raw and gzip) of every classifier variant, accuracy on top."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = json.loads(Path(args.run).read_text())
+    rows = d["rows"]
+    labels = [f"{r['variant']}\n{r['dtype']}" for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.9), 4.8))
+    ax.bar(x - 0.2, [r["bytes"] / 1e3 for r in rows], 0.4, label="file (KB)")
+    ax.bar(x + 0.2, [r["gzip_bytes"] / 1e3 for r in rows], 0.4, label="gzip -9 (KB)")
+    for i, r in enumerate(rows):
+        ax.text(i, r["bytes"] / 1e3 + 30, f"{r['test_accuracy']:.3f}", ha="center", fontsize=8)
+    ax.axhline(1000, color="red", lw=0.8, ls="--", label="1 MB budget")
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("KB")
+    ax.set_title(f"{Path(d['run']).name}: size per variant (number on top: test accuracy, float Keras "
+                 f"{d['float_test_accuracy']:.3f}, n={d['test_images']})", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["classifier", "face-sizes"])
+    ap.add_argument("what", choices=["classifier", "face-sizes", "plot"])
     ap.add_argument("--run", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--calib", type=Path)
@@ -158,7 +185,7 @@ def main(argv=None) -> int:
     ap.add_argument("--structured-pattern", default=None, help="regex of producer layers (default: every group)")
     args = ap.parse_args(argv)
     t0 = time.time()
-    (classifier if args.what == "classifier" else face_sizes)(args)
+    {"classifier": classifier, "face-sizes": face_sizes, "plot": plot}[args.what](args)
     print(f"wall {time.time() - t0:.0f} s", file=sys.stderr)
     return 0
 

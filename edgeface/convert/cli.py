@@ -48,6 +48,8 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, c
     from edgeface.convert.tflite import TASK_EMBEDDING, convert_all, over_budget_message, parse_dtypes
 
     dtype_list = parse_dtypes(dtypes)
+    if qat_steps is not None and "int8" not in dtype_list:
+        raise EdgefaceError("--qat-finetune trains for the int8 file: add int8 to --dtypes")
     if calib is not None:
         refuse_lfw(calib)  # before loading anything: a fast, clear refusal
     src = load_source(model)

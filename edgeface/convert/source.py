@@ -49,7 +49,7 @@ class Source:
         cfg = self.config()
         data = self.run.get("data")
         for v in (data.get("dir") if isinstance(data, dict) else data, self.run.get("data_dir"),
-                  cfg.get("data_dir"), cfg.get("data")):
+                  self.run.get("train_dir"), cfg.get("data_dir"), cfg.get("train_dir"), cfg.get("data")):
             if isinstance(v, str) and v:
                 return v
         return None
