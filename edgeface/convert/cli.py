@@ -115,7 +115,7 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, c
                    + (f" (scale {q['scale']:.6g}, zero point {q['zero_point']})" if q else "")
                    + f", sha256 {card['sha256'][:12]}")
     if over:
-        raise CheckFailed(over_budget_message(over))
+        raise CheckFailed(over_budget_message(over) + " (drop those --dtypes, shrink the model, or --budget 0 for no limit)")
 
 
 @click.command("info")
