@@ -55,6 +55,7 @@ class ExpressionConfig:
     augment_copies: int = 4  # augmented views per image when precomputing frozen-base features
     rotation: float = 10.0
     translate: float = 0.1
+    scale: float = 0.05  # random zoom +-
     flip: bool = True
     class_weight: bool = False  # weight the loss by inverse class frequency
     max_steps: int | None = None  # cap optimizer steps per stage (smoke tests)
@@ -157,7 +158,7 @@ def _images_sequence(keras, x, y, batch_size, cfg: ExpressionConfig, rng):
 
         def __getitem__(self, i):
             idx = self.order[i * batch_size:(i + 1) * batch_size]
-            xb = xdata.augment(x[idx], rng, cfg.rotation, cfg.translate, cfg.flip)
+            xb = xdata.augment(x[idx], rng, cfg.rotation, cfg.translate, cfg.flip, cfg.scale)
             return xdata.normalize(xb), y[idx]
 
         def on_epoch_end(self):
@@ -249,7 +250,7 @@ def train_expression(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cf
         # Stage 1: frozen base, head only, on precomputed features (+ augmented views).
         xnets.set_base_trainable(model, 0)
         extractor = xnets.feature_extractor(model)
-        views = [x_tr] + [xdata.augment(x_tr, rng, cfg.rotation, cfg.translate, cfg.flip) for _ in range(cfg.augment_copies)]
+        views = [x_tr] + [xdata.augment(x_tr, rng, cfg.rotation, cfg.translate, cfg.flip, cfg.scale) for _ in range(cfg.augment_copies)]
         f_tr = _features(extractor, np.concatenate(views), 64, "base features (train)")
         y_rep = np.tile(y_tr, len(views))
         f_va = _features(extractor, x_va, 64, "base features (val)")
