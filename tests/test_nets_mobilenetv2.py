@@ -128,13 +128,29 @@ def test_preset_param_counts():
     assert get_model("mobilenetv2_face", embedding_dim=64).output_shape == (None, 64)
 
 
-def test_tfmot_quantize_and_prune_without_hacks():
+def test_tfmot_quantize_and_prune_without_hacks(tmp_path):
     import tensorflow_model_optimization as tfmot
 
     m = get_model("mobilenetv2", **SMALL)
     x = np.random.default_rng(2).uniform(-1, 1, (2, 112, 112, 3)).astype(np.float32)
     q = tfmot.quantization.keras.quantize_model(m)
     assert q(x, training=False).shape == (2, 128)
+    # The QAT graph converts to a fully int8 TFLite file: every BN folded into its conv, no float op.
+    conv = tf.lite.TFLiteConverter.from_keras_model(q)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    interp = tf.lite.Interpreter(model_content=conv.convert())
+    ops = {o["op_name"] for o in interp._get_ops_details()}
+    assert ops <= {"QUANTIZE", "DEQUANTIZE", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "RESHAPE"}, ops
+    dtypes = {}
+    for o in interp._get_ops_details():
+        if o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD"):
+            dtypes[o["op_name"]] = {interp._get_tensor_details(t, 0)["dtype"] for t in o["inputs"][:2] if t >= 0}
+    assert all(d == {np.int8} for d in dtypes.values()), dtypes
+    # QAT graphs round-trip through .h5 (the .keras format drops quantizer variables: refused).
+    with pytest.raises(EdgefaceError, match=".h5"):
+        save_model(q, tmp_path / "qat.keras")
+    q2 = load_model(save_model(q, tmp_path / "qat.h5"))
+    np.testing.assert_allclose(q2(x, training=False).numpy(), q(x, training=False).numpy(), atol=1e-5)
     p = tfmot.sparsity.keras.prune_low_magnitude(
         m, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=0))
     assert p(x, training=False).shape == (2, 128)

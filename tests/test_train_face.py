@@ -81,11 +81,20 @@ def test_train_resume_and_seed(tiny_aligned, tmp_path, capsys):
     assert read_log(again)[0]["loss"] == rows[0]["loss"]
 
 
-def test_center_loss_run(tiny_aligned, tmp_path):
+def test_center_loss_with_distillation(tiny_aligned, tmp_path, teachers_root, monkeypatch):
+    """Joint softmax + center + 1 - cos(teacher) through a training-only 64->128 projection."""
+    monkeypatch.setenv("EDGEFACE_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "center"
-    assert _train(tiny_aligned, run, "--loss", "center", "--batch-size", "16", "--max-steps", "2") == 0
+    assert _train(tiny_aligned, run, "--loss", "center", "--batch-size", "16", "--max-steps", "2",
+                  "--teacher", str(teachers_root / "mobilefacenet-ncnn")) == 0
     rows = read_log(run)
-    assert np.isfinite(rows[-1]["loss"]) and rows[-1]["center_loss"] > 0 and rows[-1]["cls_loss"] > 0
+    assert rows[-1]["center_loss"] > 0 and rows[-1]["cls_loss"] > 0 and 0 < rows[-1]["distill_loss"] <= 2
+    info = json.loads((run / "run.json").read_text())
+    assert info["teacher"]["dim"] == 128 and info["teacher"]["license"]
+    assert list((tmp_path / "cache" / "teacher_embeddings").glob("*.npz"))
+    # The projection is training-only: the saved model still outputs the 64-d raw embedding.
+    from edgeface.nets import load_model
+    assert load_model(run / "model.keras").output_shape == (None, 64)
 
 
 def test_bad_inputs_one_line(tmp_path, capsys):

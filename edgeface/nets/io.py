@@ -21,6 +21,9 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix not in (".keras", ".h5"):
         raise EdgefaceError(f"model path must end in .keras or .h5: {path}")
+    if path.suffix == ".keras" and is_qat_model(model):
+        # TF-MOT's quantize layers lose variables in the .keras format (load fails); .h5 round-trips.
+        raise EdgefaceError(f"a quantisation-aware (QAT) model must be saved as .h5, not {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
     # Keras picks the format from the suffix, so the temporary file keeps it.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
@@ -37,6 +40,12 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def is_qat_model(model) -> bool:
+    """True when `model` holds TF-MOT quantisation wrappers (a QAT graph)."""
+    return any(type(layer).__name__ in ("QuantizeLayer", "QuantizeWrapper", "QuantizeWrapperV2")
+               for layer in model.layers)
 
 
 def _tfmot_scopes() -> contextlib.ExitStack:

@@ -173,8 +173,8 @@ class FaceTrainer:
         from edgeface.utils.paths import cache_dir
 
         self.teacher = load_teacher(spec)
-        key = hashlib.sha256("\0".join(self.train_paths).encode()).hexdigest()[:12]
-        cache = cache_dir() / "teacher_embeddings" / f"{self.teacher.name}_{self.teacher.sha256[:12]}_{key}.npz"
+        # One per-path store per teacher: any run (any split, any data) reuses what was computed.
+        cache = cache_dir() / "teacher_embeddings" / f"{self.teacher.name}_{self.teacher.sha256[:12]}.npz"
         self.t_emb, self.t_emb_m = teacher_embeddings(self.teacher, self.train_paths, cache)
         _say(f"teacher {self.teacher.name} ({self.teacher.dim}-d): embeddings for {len(self.train_paths)} images "
              f"cached in {cache}")
@@ -270,7 +270,7 @@ class FaceTrainer:
             extra = {"t_emb": self.t_emb[order], "t_emb_m": self.t_emb_m[order]}
         augment = False
         if d["augment"]:
-            augment = {"brightness": d["brightness"], "contrast": d["contrast"]}
+            augment = {k: d[k] for k in ("rotate_deg", "scale", "shift", "brightness", "contrast")}
         return make_dataset([self.train_paths[i] for i in order], self.train_labels[order], self.input_size,
                             d["batch_size"], training=True, augment=augment, seed=self.seed * 100_003 + epoch,
                             extra=extra, flip_flag=True, shuffle=False, drop_remainder=True)
@@ -293,9 +293,14 @@ class FaceTrainer:
         self._build()
         prev_wall = 0.0
         if self.resume:
-            path = self.ckpt.restore_latest()
             prev = self.run_dir / "run.json"
-            prev_wall = float(read_json(prev).get("wall_time_s", 0.0)) if prev.is_file() else 0.0
+            prev_info = read_json(prev, "run.json") if prev.is_file() else {}
+            old_ids = prev_info.get("data", {}).get("train_identities_sha256")
+            if old_ids and old_ids != self._ids_sha():
+                raise EdgefaceError(f"--resume with different training identities than {self.run_dir} was started "
+                                    f"with (data was {prev_info['data'].get('dir')}): the class weights would not match")
+            prev_wall = float(prev_info.get("wall_time_s", 0.0))
+            path = self.ckpt.restore_latest()
             _say(f"resumed {path}: epoch {self.ckpt.get('epoch')} (+{self.ckpt.get('epoch_step')} steps), "
                  f"step {self.ckpt.get('step')}")
         write_text_atomic(self.run_dir / "config.toml", cfgmod.to_toml(self.cfg))
@@ -410,10 +415,14 @@ class FaceTrainer:
             save_model(model, self.run_dir / "model_pruned.keras")
         if tr["qat"]:
             qat = qat_finetune(model, images, tr["finetune_steps"], preserve_sparsity=tr["prune"] > 0, seed=self.seed)
-            optimized["qat"] = {"file": "model_qat.keras", "steps": tr["finetune_steps"],
+            # .h5: TF-MOT's quantize layers do not round-trip through the .keras format.
+            optimized["qat"] = {"file": "model_qat.h5", "steps": tr["finetune_steps"],
                                 "preserve_sparsity": tr["prune"] > 0}
-            save_model(qat, self.run_dir / "model_qat.keras")
+            save_model(qat, self.run_dir / "model_qat.h5")
         return self._write_run_json(t_start, prev_wall, status="done", stop_reason=stop_reason, optimized=optimized)
+
+    def _ids_sha(self) -> str:
+        return hashlib.sha256("\n".join(self.train_ids).encode()).hexdigest()
 
     def _write_run_json(self, t_start: float, prev_wall: float, status: str, stop_reason: str | None = None,
                         optimized: dict | None = None) -> dict:
@@ -430,7 +439,7 @@ class FaceTrainer:
                       "params": int(self.model.count_params())},
             "config": self.cfg,
             "data": {"dir": str(self.data_dir.resolve()), "train_images": len(self.train_paths),
-                     "train_identities": self.num_classes,
+                     "train_identities": self.num_classes, "train_identities_sha256": self._ids_sha(),
                      "val_images": len(self.val.paths) if self.val is not None else 0,
                      "val_identities": len(np.unique(self.val.labels)) if self.val is not None else 0,
                      "val_pairs": int(len(self.val_same)) if self.val is not None else 0},
