@@ -2,6 +2,7 @@
 
     nice -n 10 python benchmarks/convert_bench.py classifier --run runs/expr/ck_cnn --out /tmp/convert_bench
     nice -n 10 python benchmarks/convert_bench.py face-sizes --out /tmp/convert_bench
+    nice -n 10 python benchmarks/convert_bench.py face-sizes --per-tensor --out /tmp/convert_bench
     python benchmarks/convert_bench.py plot --run benchmarks/convert_ck_cnn.json --out benchmarks/convert.png
 
 classifier: a trained expression run (labels give accuracy; everything is also compared with the
@@ -128,14 +129,16 @@ def face_sizes(args) -> dict:
         model = get_model("mobilenetv2", **kw)
         recalibrate_batchnorm(model, faces[:64])
         out = Path(args.out) / "face"
-        cards, _ = convert_all(model, out, label, ["float32", "float16", "int8"], faces)
+        dtypes = ["int8"] if args.per_tensor else ["float32", "float16", "int8"]
+        cards, _ = convert_all(model, out, label + ("_pt" if args.per_tensor else ""), dtypes, faces,
+                               per_channel=not args.per_tensor)
         for c in cards:
             p = out / c["file"]
             m, _ = parse_model(p.read_bytes())
             g = m.subgraphs[0]
             qbytes = sum(len(t.quantization.scale) * 4 + len(t.quantization.zeroPoint) * 8 for t in g.tensors
                          if t.quantization is not None and t.quantization.scale is not None)
-            row = {"model": label, "kwargs": kw, "params": int(model.count_params()), "dtype": c["dtype"],
+            row = {"model": label, "per_channel": not args.per_tensor, "kwargs": kw, "params": int(model.count_params()), "dtype": c["dtype"],
                    "bytes": c["bytes"], "gzip_bytes": gz(p), "quant_param_bytes": qbytes}
             if c["dtype"] == "int8":
                 mi = export_micro(p)
@@ -143,7 +146,7 @@ def face_sizes(args) -> dict:
             rows.append(row)
             print(json.dumps(row), flush=True)
     result = {"calibration": calib, "rows": rows}
-    write_json_atomic(Path(args.out) / "convert_bench_face_sizes.json", result)
+    write_json_atomic(Path(args.out) / f"convert_bench_face_sizes{'_per_tensor' if args.per_tensor else ''}.json", result)
     return result
 
 
@@ -182,6 +185,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--hidden-layer", default="head_dense")
+    ap.add_argument("--per-tensor", action="store_true", help="face-sizes: int8 with per-tensor weight scales only")
     ap.add_argument("--structured-pattern", default=None, help="regex of producer layers (default: every group)")
     args = ap.parse_args(argv)
     t0 = time.time()

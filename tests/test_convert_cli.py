@@ -131,3 +131,27 @@ def test_prune_and_qat_flags_produce_a_sparse_int8(tiny_keras, tmp_path, capsys)
     assert f32["optimization"]["prune"]["kernel_sparsity"] >= 0.45
     assert int8["optimization"]["qat"]["scheme"] == "Default8BitPrunePreserveQuantizeScheme"
     assert int8["calibration"]["count"] == 16 and int8["calibration"]["dir"] == str((tmp_path / "train").resolve())
+
+
+def test_per_tensor_and_int8_io(tiny_keras, tmp_path, capsys):
+    """--per-tensor drops the per-channel scales (a smaller file); --int8-io makes the I/O int8, and the
+    card carries the real input/output quantisation read back from the interpreter."""
+    import json
+
+    from edgeface.runtime.interpreter import TFLiteModel
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(0).uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32))
+    sizes = {}
+    for flag in ("", "--per-tensor"):
+        out = tmp_path / (flag or "pc")
+        args = ["convert", str(tiny_keras), "--out", str(out), "--dtypes", "int8", "--calib", str(calib), "--int8-io"]
+        assert main(args + ([flag] if flag else [])) == 0
+        card = json.loads((out / "tiny_int8.json").read_text())
+        sizes[flag] = card["bytes"]
+        assert card["converter"]["per_channel"] is (flag == "")
+        m = TFLiteModel(out / "tiny_int8.tflite")
+        scale, zp = m.input["quantization"]
+        assert card["input"]["dtype"] == "int8" and card["output"]["dtype"] == "int8"
+        assert card["input"]["quantization"] == {"scale": pytest.approx(scale), "zero_point": zp}
+        assert card["calibration"]["dir"] == str(calib.resolve()) and card["calibration"]["count"] == 16
+    assert sizes["--per-tensor"] < sizes[""]

@@ -32,6 +32,8 @@ FINETUNE_COUNT = 1000
 @click.option("--budget", type=click.IntRange(min=0), default=None,
               help=f"Max bytes per artifact; exit 1 if over [default: {DEFAULT_FACE_BUDGET} for face embedders, none otherwise; 0 = none].")
 @click.option("--int8-io", is_flag=True, help="int8 input/output tensors (default: float in, float out).")
+@click.option("--per-tensor", is_flag=True,
+              help="One scale per weight tensor (int8/dynamic): a smaller file; check the accuracy it costs.")
 @click.option("--c-array", is_flag=True, help="Also write a TFLite Micro C array + ops resolver (int8/float32 artifacts).")
 @click.option("--prune", "prune_sparsity", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
               help="Magnitude-prune to this sparsity (e.g. 0.5) with a self-distillation fine-tune first.")
@@ -40,7 +42,7 @@ FINETUNE_COUNT = 1000
               help="Quantisation-aware fine-tune (self-distillation) for STEPS before the int8 convert.")
 @click.option("--finetune-count", type=click.IntRange(min=1), default=FINETUNE_COUNT, show_default=True,
               help="Training images used by --prune / --qat-finetune.")
-def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, c_array, prune_sparsity,
+def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, per_tensor, c_array, prune_sparsity,
             prune_steps, qat_steps, finetune_count):
     """Convert MODEL (a run directory or a .keras file) to TFLite artifacts with model cards."""
     from edgeface.convert.calibration import load_calibration, refuse_lfw
@@ -86,7 +88,8 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, c
     cards, over = [], []
     float_dtypes = [d for d in dtype_list if not (qat_steps is not None and d == "int8")]
     if float_dtypes:
-        c, o = convert_all(float_model, out_dir, name, float_dtypes, reps, int8_io, extra, budget)
+        c, o = convert_all(float_model, out_dir, name, float_dtypes, reps, int8_io, extra, budget,
+                           per_channel=not per_tensor)
         cards += c
         over += o
     if qat_steps is not None and "int8" in dtype_list:
@@ -95,7 +98,7 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, c
         qextra = {**extra, "optimization": {**optimization, "qat": {
             "steps": qat_steps, "scheme": "Default8BitPrunePreserveQuantizeScheme" if prune_sparsity else "Default8BitQuantizeScheme",
             "finetune": "self-distillation to the float model, flip augmentation"}}}
-        c, o = convert_all(qat, out_dir, name, ["int8"], reps, int8_io, qextra, budget)
+        c, o = convert_all(qat, out_dir, name, ["int8"], reps, int8_io, qextra, budget, per_channel=not per_tensor)
         cards += c
         over += o
 
