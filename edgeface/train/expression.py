@@ -382,7 +382,8 @@ def calibration_inputs(info: dict, input_shape, count: int = CALIBRATION_COUNT, 
 
 
 def convert_run(run_dir: str | os.PathLike, dtypes, out_dir: str | os.PathLike | None = None,
-                name: str | None = None, model=None, budget: int | None = None) -> list[dict]:
+                name: str | None = None, model=None, budget: int | None = None,
+                card_overrides: dict | None = None) -> list[dict]:
     """RUN_DIR's model -> OUT/NAME_{dtype}.tflite + cards (class names, preprocessing, split, calibration).
 
     Card fields come from the shared converter's reading of run.json; int8 is calibrated on the
@@ -404,6 +405,7 @@ def convert_run(run_dir: str | os.PathLike, dtypes, out_dir: str | os.PathLike |
     notes.update({"preprocessing": info.get("preprocessing"), "data_split": info["data"]["split"],
                   "transfer": info.get("transfer")})
     extra["notes"] = notes
+    extra.update(card_overrides or {})
     name = name or f"edgeface_{info['model']['name']}" + ("_pruned" if info.get("pruned_from") else "")
     return convert_keras(model, out_dir or run_dir / "tflite", name, dtypes, representative=reps,
                          card_extra=extra, budget=budget)
