@@ -244,7 +244,8 @@ def export_micro(tflite_path: str | os.PathLike, out_dir: str | os.PathLike | No
     if measured and "arena_bytes" in measured:
         arena, method = measured["arena_bytes"], "measured: tflite-micro interpreter (RecordingMicroAllocator total)"
     else:
-        # Activations only: TFLM adds persistent structs (a few KB per model) on top of this.
+        # Activations only (a lower bound): TFLM adds a persistent tail (per-channel requantisation
+        # data, node structs) that grows with the channel count.
         arena = plan["planned_bytes"]
         method = "estimated: greedy memory plan of tensor lifetimes (activations only; tflite-micro " + (
             f"failed: {measured['error']})" if measured else "not installed)")
