@@ -195,18 +195,49 @@ def _crop(img: np.ndarray, size: int) -> np.ndarray:
     return img
 
 
+def merge_caches(out_file, in_files) -> int:
+    """Merge per-path teacher caches of ONE teacher (e.g. shards computed in parallel)."""
+    paths, emb, emb_m, sha, desc = [], [], [], None, ""
+    for f in in_files:
+        with np.load(f, allow_pickle=False) as z:
+            if sha is not None and str(z["teacher_sha256"]) != sha:
+                raise EdgefaceError(f"{f} was made by another teacher; refusing to merge")
+            sha, desc = str(z["teacher_sha256"]), str(z["teacher"]) if "teacher" in z else ""
+            paths += z["paths"].tolist()
+            emb.append(z["emb"])
+            emb_m.append(z["emb_mirror"])
+    emb, emb_m = np.concatenate(emb), np.concatenate(emb_m)
+    keep = {p: i for i, p in enumerate(paths)}  # last occurrence wins; order by path
+    idx = [keep[p] for p in sorted(keep)]
+    with atomic_path(out_file) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, paths=np.array(sorted(keep)), emb=emb[idx], emb_mirror=emb_m[idx],
+                     teacher_sha256=sha, teacher=desc)
+    return len(idx)
+
+
 def main(argv=None) -> int:
-    """Precompute a teacher's embeddings for every image of an aligned folder into a cache file."""
+    """Precompute a teacher's embeddings for every image of an aligned folder into a cache file.
+
+    --shard K/N computes every N-th image starting at K (run N processes on N cores, each with
+    its own cache file), then --merge OUT IN... joins them.
+    """
     import argparse
 
     from edgeface.utils.images import is_image_name
 
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("teacher")
-    ap.add_argument("aligned_dir")
-    ap.add_argument("cache_file")
+    ap.add_argument("teacher", nargs="?")
+    ap.add_argument("aligned_dir", nargs="?")
+    ap.add_argument("cache_file", nargs="?")
+    ap.add_argument("--shard", default="0/1", help="K/N: this process's share of the images")
+    ap.add_argument("--merge", nargs="+", metavar="FILE", help="OUT IN [IN ...]: merge caches and exit")
     a = ap.parse_args(argv)
-    paths = sorted(p for p in Path(a.aligned_dir).rglob("*") if p.is_file() and is_image_name(p))
+    if a.merge:
+        print(f"{merge_caches(a.merge[0], a.merge[1:])} embeddings in {a.merge[0]}")
+        return 0
+    k, n = (int(v) for v in a.shard.split("/"))
+    paths = sorted(p for p in Path(a.aligned_dir).rglob("*") if p.is_file() and is_image_name(p))[k::n]
     emb, _ = teacher_embeddings(load_teacher(a.teacher), paths, a.cache_file)
     print(f"{len(paths)} embeddings of dim {emb.shape[1] if len(emb) else 0} in {a.cache_file}")
     return 0

@@ -29,6 +29,9 @@ FACE_DEFAULTS: dict[str, dict[str, Any]] = {
         "min_images": 2,              # drop identities with fewer images
         "batch_size": 64,
         "augment": True,              # flip, +-10 deg rotation, scale/shift jitter (edgeface.data.pipeline)
+        "rotate_deg": 10.0,           # geometric jitter (0 = off, e.g. for pre-augmented views)
+        "scale": 0.1,
+        "shift": 0.05,
         "brightness": 0.0,            # extra photometric jitter (0 = off)
         "contrast": 0.0,
         "val_max_same": 3000,         # cap on same-identity validation pairs (as many different pairs)
