@@ -42,15 +42,17 @@ def cached_aligned_dir() -> Path | None:
     return None
 
 
-def align_celeba(celeba_root: Path, out_dir: Path, n: int = N_FACES) -> Path:
-    """Align n CelebA training images (one per identity first, sorted) with the real MTCNN."""
+def align_celeba(celeba_root: Path, out_dir: Path, n: int = N_FACES, first_identity: int = 0) -> Path:
+    """Align n CelebA training images (the first image of each identity from `first_identity` on,
+    sorted) with the real MTCNN."""
     from edgeface.align.detect import MTCNNDetector, pick_main_face
     from edgeface.align.transform import align_face, get_template
     from edgeface.utils.images import read_image
 
     det = MTCNNDetector(min_face_size=40, max_side=250)
     template = get_template("arcface112")
-    files = sorted(p for ident in sorted(celeba_root.iterdir()) if ident.is_dir() for p in sorted(ident.iterdir())[:1])
+    idents = [d for d in sorted(celeba_root.iterdir()) if d.is_dir()][first_identity:]
+    files = [p for ident in idents for p in sorted(ident.iterdir())[:1]]
     written = 0
     for f in files:
         rgb = read_image(f)

@@ -21,20 +21,23 @@ CARD_KEYS = {"name", "task", "file", "bytes", "sha256", "dtype", "input", "outpu
 
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory):
-    """(aligned faces folder, 'real' | 'synthetic')."""
+    """(calibration/training faces folder, evaluation faces folder, 'real' | 'synthetic')."""
     d = cached_aligned_dir()
-    if d is not None:
-        return d, "real"
+    if d is not None:  # thousands of crops: calibration and evaluation use different seeded samples
+        return d, d, "real"
     root = shared_data()
     if root is not None and (root / "faces" / "celeba").is_dir():
-        return align_celeba(root / "faces" / "celeba", tmp_path_factory.mktemp("aligned")), "real"
-    return synthetic_faces_dir(tmp_path_factory.mktemp("synthetic")), "synthetic"
+        celeba = root / "faces" / "celeba"  # disjoint identities for calibration and evaluation
+        return (align_celeba(celeba, tmp_path_factory.mktemp("aligned_train"), 32, first_identity=0),
+                align_celeba(celeba, tmp_path_factory.mktemp("aligned_eval"), 24, first_identity=100), "real")
+    d = synthetic_faces_dir(tmp_path_factory.mktemp("synthetic"))
+    return d, d, "synthetic"
 
 
 @pytest.fixture(scope="module")
 def converted(faces, tmp_path_factory):
     """A run directory converted by the CLI with the run's own training dir as calibration source."""
-    faces_dir, kind = faces
+    faces_dir, eval_dir, kind = faces
     from edgeface.convert.calibration import load_calibration
 
     bn_faces, _ = load_calibration(faces_dir, (112, 112, 3), N_FACES, seed=2)
@@ -47,7 +50,7 @@ def converted(faces, tmp_path_factory):
     out = tmp_path_factory.mktemp("models")
     rc = main(["convert", str(run), "--out", str(out), "--name", "face", "--calib-count", "64"])
     assert rc == 0
-    return {"model": model, "out": out, "run": run, "faces_dir": faces_dir, "kind": kind}
+    return {"model": model, "out": out, "run": run, "faces_dir": faces_dir, "eval_dir": eval_dir, "kind": kind}
 
 
 def _card(out, dtype):
@@ -73,7 +76,8 @@ def test_cards_written_and_correct(converted):
         assert "CONV_2D" in card["ops"]
     int8 = _card(out, "int8")
     # calibration came from the run's training dir (run.json), 64 images, fixed seed
-    assert int8["calibration"]["dir"] == str(converted["faces_dir"].resolve()) and int8["calibration"]["count"] == 64
+    assert int8["calibration"]["dir"] == str(converted["faces_dir"].resolve())
+    assert int8["calibration"]["count"] == min(64, len(list(converted["faces_dir"].rglob("*.png"))))
     assert int8["input"]["dtype"] == "float32" and int8["input"]["quantization"] is None  # float I/O by default
     assert _card(out, "float32")["calibration"] is None
     assert not list(out.glob(".*.tmp")), "temporary files left behind"
@@ -101,7 +105,7 @@ def test_tflite_embeddings_match_keras_on_real_faces(converted):
     if converted["kind"] != "real":
         pytest.skip("no aligned faces (cache or shared CelebA): cosine checks need real faces")
     from edgeface.runtime.interpreter import TFLiteModel
-    x = load_faces(converted["faces_dir"], seed=1)  # not the calibration (seed 0) nor the BN (seed 2) sample
+    x = load_faces(converted["eval_dir"], seed=1)  # not the calibration (seed 0) nor the BN (seed 2) sample
     ref = np.asarray(converted["model"](x, training=False))
     en = ref / np.linalg.norm(ref, axis=1, keepdims=True)
     pairwise = (en @ en.T)[np.triu_indices(len(en), 1)]
