@@ -13,6 +13,9 @@ from edgeface.nets import get_model, list_models, load_model, save_model
 from edgeface.nets.mobilenetv2 import DEFAULT_STAGES, block_plan, describe, estimate_int8_bytes, make_divisible
 
 SMALL = dict(alpha=0.35, last_channels=128)  # fast to build; same topology as the presets
+# Every layer kind of the family (expand, depthwise, projection, residual add, last conv, GDConv
+# head, embedding) in a few blocks: keeps TF-MOT wrapping and conversion tests quick.
+TINY = dict(alpha=0.35, last_channels=64, input_size=96, stages=[(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2)])
 
 
 def _int8_tflite(model: keras.Model, n: int = 4) -> bytes:
@@ -131,8 +134,9 @@ def test_preset_param_counts():
 def test_tfmot_quantize_and_prune_without_hacks(tmp_path):
     import tensorflow_model_optimization as tfmot
 
-    m = get_model("mobilenetv2", **SMALL)
-    x = np.random.default_rng(2).uniform(-1, 1, (2, 112, 112, 3)).astype(np.float32)
+    m = get_model("mobilenetv2", **TINY)
+    assert {"block1_expand", "block2_add", "last_conv", "head_gdconv", "embedding"} <= {l.name for l in m.layers}
+    x = np.random.default_rng(2).uniform(-1, 1, (2, 96, 96, 3)).astype(np.float32)
     q = tfmot.quantization.keras.quantize_model(m)
     assert q(x, training=False).shape == (2, 128)
     # The QAT graph converts to a fully int8 TFLite file: every BN folded into its conv, no float op.
@@ -157,8 +161,8 @@ def test_tfmot_quantize_and_prune_without_hacks(tmp_path):
 
 
 def test_save_load_roundtrip(tmp_path):
-    m = get_model("mobilenetv2", dropout=0.1, **SMALL)
-    x = np.random.default_rng(3).uniform(-1, 1, (2, 112, 112, 3)).astype(np.float32)
+    m = get_model("mobilenetv2", dropout=0.1, **TINY)
+    x = np.random.default_rng(3).uniform(-1, 1, (2, 96, 96, 3)).astype(np.float32)
     path = save_model(m, tmp_path / "model.keras")
     assert path.is_file() and not list(tmp_path.glob(".*tmp*"))
     m2 = load_model(path)
