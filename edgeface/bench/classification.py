@@ -18,7 +18,7 @@ import numpy as np
 from edgeface.data import expressions as xdata
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import TFLiteModel
-from edgeface.utils.io import atomic_path
+from edgeface.utils.plots import save_figure
 from edgeface.utils.progress import progress
 
 
@@ -66,22 +66,14 @@ def plot_confusion(cm: np.ndarray, class_names: list[str], title: str, path: str
                     color="white" if norm[i, j] > 0.6 else "black")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def latency_ms(model: TFLiteModel, x: np.ndarray, runs: int = 50, warmup: int = 5) -> float:
     """Median single-image invoke time in milliseconds."""
-    for _ in range(warmup):
-        model.run_one(x)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        model.run_one(x)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(statistics.median(times))
+    from edgeface.bench.latency import time_invocations
+
+    return float(statistics.median(time_invocations(model, x, runs, warmup))) * 1e3
 
 
 def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: str = "test", *,
@@ -193,10 +185,7 @@ def plot_accuracy_bars(rows: list[dict], title: str, path: str | os.PathLike) ->
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def _main():

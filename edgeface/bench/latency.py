@@ -23,6 +23,18 @@ def summarise_ms(seconds: list[float]) -> dict:
             "mean": round(float(ms.mean()), 4), "min": round(float(ms.min()), 4), "runs": int(len(ms))}
 
 
+def time_invocations(model: TFLiteModel, x: np.ndarray, runs: int, warmup: int) -> list[float]:
+    """Seconds per single-example invoke, after `warmup` untimed runs (caches, XNNPACK packing)."""
+    for _ in range(warmup):
+        model.run_one(x)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        model.run_one(x)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def sample_input(model: TFLiteModel, face: np.ndarray | None = None) -> np.ndarray:
     """A real normalised face when we have one (int8 paths can depend on value ranges), else noise."""
     from edgeface.bench.embed import model_input_spec
@@ -42,14 +54,7 @@ def embed_latency(model_path: str | os.PathLike, threads=(1, 2), runs: int = 200
         model = TFLiteModel(model_path, num_threads=int(t))
         backend = model.backend
         x = sample_input(model, face)
-        for _ in range(warmup):
-            model.run_one(x)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            model.run_one(x)
-            times.append(time.perf_counter() - t0)
-        per_thread[str(t)] = summarise_ms(times)
+        per_thread[str(t)] = summarise_ms(time_invocations(model, x, runs, warmup))
     return {"per_thread": per_thread, "backend": backend, "warmup": warmup}
 
 

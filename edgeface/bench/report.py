@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.utils.io import atomic_path, write_text_atomic
+from edgeface.utils.io import write_text_atomic
+from edgeface.utils.plots import save_figure
 
 COLUMNS = ("model", "dtype", "bytes", "gzip", "budget ok", "lat med ms", "lat p90 ms", "e2e med ms",
            "LFW acc %", "AUC", "TAR@1e-3", "expr acc %")
@@ -94,12 +95,6 @@ def format_markdown(result: dict, plot_files: list[Path] | None = None, md_path:
     return "\n".join(out) + "\n"
 
 
-def _save(fig, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    return path
-
-
 def make_plots(models: list[dict], rocs: dict[str, tuple], out_dir: Path) -> list[Path]:
     """roc.png (TAR vs FAR, log x) and size_vs_accuracy.png; only what the results support."""
     import matplotlib
@@ -124,8 +119,7 @@ def make_plots(models: list[dict], rocs: dict[str, tuple], out_dir: Path) -> lis
         ax.set_title("LFW View 2 ROC (all pairs pooled)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
-        files.append(_save(fig, out_dir / "roc.png"))
-        plt.close(fig)
+        files.append(save_figure(fig, out_dir / "roc.png", dpi=120))
 
         fig, ax = plt.subplots(figsize=(6.4, 4.8))
         for m in ver:
@@ -142,8 +136,7 @@ def make_plots(models: list[dict], rocs: dict[str, tuple], out_dir: Path) -> lis
         ax.set_ylabel(f"LFW accuracy (%) ± std over {ver[0]['lfw']['n_folds']} folds")
         ax.set_title("Size vs LFW accuracy")
         ax.grid(True, alpha=0.3)
-        files.append(_save(fig, out_dir / "size_vs_accuracy.png"))
-        plt.close(fig)
+        files.append(save_figure(fig, out_dir / "size_vs_accuracy.png", dpi=120))
 
     lat = [m for m in models if (m.get("latency_ms") or {}).get("per_thread")]
     if lat:
@@ -161,8 +154,7 @@ def make_plots(models: list[dict], rocs: dict[str, tuple], out_dir: Path) -> lis
         ax.set_xlabel("embed latency, batch 1 (ms); | = p90")
         ax.legend(fontsize=8)
         ax.grid(True, axis="x", alpha=0.3)
-        files.append(_save(fig, out_dir / "latency.png"))
-        plt.close(fig)
+        files.append(save_figure(fig, out_dir / "latency.png", dpi=120))
     return files
 
 
