@@ -101,7 +101,7 @@ def test_frozen_face_base_stays_frozen_while_the_head_learns(expressions_root, t
     _, model = tr.load_run(tmp_path / "run")
     for name in ("stem_conv", "block8_expand", "last_conv"):
         np.testing.assert_array_equal(model.get_layer(name).get_weights()[0], face.get_layer(name).get_weights()[0])
-    assert info["stages"][0]["stage"] == "head" and "face embedder" in info["transfer"]
+    assert info["stages"][0]["stage"] == "head" and str(tmp_path / "face.keras") in info["transfer"]
 
 
 def test_cli_bad_input_is_one_line(tmp_path, capsys):

@@ -346,7 +346,18 @@ def transfer_note(weights) -> str:
     if weights == "imagenet":
         return "ImageNet (keras.applications)"
     if is_face_model_path(weights):
-        return f"edgeface face embedder backbone {weights} (transfer from face identity features)"
+        src = Path(weights) if Path(weights).is_dir() else Path(weights).parent
+        try:
+            from edgeface.utils.io import read_json
+            run = read_json(src / "run.json") if (src / "run.json").is_file() else {}
+        except EdgefaceError:
+            run = {}
+        task = str(run.get("task") or "")
+        if task.startswith("face"):
+            return f"edgeface face embedder {weights}: its base, frozen (transfer from face identity features)"
+        if task == TASK:
+            return f"edgeface expression model {weights} (trained on {run.get('data', {}).get('dir')}): its base, frozen"
+        return f"pretrained edgeface model {weights}: its base up to the last feature map, frozen"
     return f"base weights file {weights}"
 
 
