@@ -71,7 +71,8 @@ def test_cards_written_and_correct(converted):
         assert card["input"]["alignment"] == "arcface112"
         assert card["output"]["embedding_dim"] == 64 and card["output"]["l2_normalized"] is False
         assert card["source"]["run_dir"] == str(converted["run"].resolve())
-        assert card["budget_bytes"] == 1_000_000
+        # The default 1 MB promise is the int8 embedder's; float files are reference artifacts.
+        assert card["budget_bytes"] == (1_000_000 if dtype == "int8" else None)
         assert all(card["converter"][k] for k in ("tensorflow", "tf_keras", "tfmot"))
         assert "CONV_2D" in card["ops"]
     int8 = _card(out, "int8")
