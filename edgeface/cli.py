@@ -36,22 +36,31 @@ COMMANDS = {
 
 
 class LazyGroup(click.Group):
+    """A click group whose subcommands are imported only when called.
+
+    `commands` maps name -> (module, attribute, one-line help for the listing).
+    """
+
+    def __init__(self, *args, commands: dict | None = None, section: str = "Commands", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = commands or {}
+        self.section = section
+
     def list_commands(self, ctx):
-        return list(COMMANDS)
+        return list(self.lazy_commands)
 
     def get_command(self, ctx, name):
-        if name not in COMMANDS:
+        if name not in self.lazy_commands:
             return None
-        module, attr, _ = COMMANDS[name]
+        module, attr, _ = self.lazy_commands[name]
         return getattr(importlib.import_module(module), attr)
 
     def format_commands(self, ctx, formatter):
-        rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
+        with formatter.section(self.section):
+            formatter.write_dl([(name, help_) for name, (_, _, help_) in self.lazy_commands.items()])
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(edgeface.__version__, prog_name="edgeface")
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 @click.pass_context

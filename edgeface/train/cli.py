@@ -1,9 +1,9 @@
 """`edgeface train TASK`: each task's command lives in its own module, imported when called."""
 from __future__ import annotations
 
-import importlib
-
 import click
+
+from edgeface.cli import LazyGroup
 
 TASKS = {
     "face": ("edgeface.train.face_cli", "face", "Train a face embedder (softmax/center/ArcFace/CosFace, distillation)."),
@@ -11,21 +11,6 @@ TASKS = {
 }
 
 
-class _TaskGroup(click.Group):
-    def list_commands(self, ctx):
-        return list(TASKS)
-
-    def get_command(self, ctx, name):
-        if name not in TASKS:
-            return None
-        module, attr, _ = TASKS[name]
-        return getattr(importlib.import_module(module), attr)
-
-    def format_commands(self, ctx, formatter):
-        with formatter.section("Tasks"):
-            formatter.write_dl([(k, v[2]) for k, v in TASKS.items()])
-
-
-@click.group(cls=_TaskGroup)
+@click.group(cls=LazyGroup, commands=TASKS, section="Tasks")
 def train():
     """Train a model for TASK (face or expression)."""
