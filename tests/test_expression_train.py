@@ -104,12 +104,19 @@ def test_frozen_face_base_stays_frozen_while_the_head_learns(expressions_root, t
     assert info["stages"][0]["stage"] == "head" and str(tmp_path / "face.keras") in info["transfer"]
 
 
-def test_cli_bad_input_is_one_line(tmp_path, capsys):
+def test_cli_bad_input_is_one_line(tmp_path, capsys, expressions_root):
     rc = cli_main(["train", "expression", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("edgeface: error:") and "not found" in err[0]
     rc = cli_main(["train", "expression", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--convert", "int4"])
     assert rc == 2
+    capsys.readouterr()
+    for backbone in ("cnn", "mobilenetv2"):
+        rc = cli_main(["train", "expression", "--data", str(expressions_root / "ckplus48"), "--out", str(tmp_path / "r"),
+                       "--backbone", backbone, "--weights", str(tmp_path / "missing.keras")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and "not found" in err[0], err
+        assert not (tmp_path / "r").exists()  # nothing half-made on bad input
 
 
 def test_prune_head_by_distinctiveness_keeps_accuracy(cnn_run):

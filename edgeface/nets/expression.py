@@ -227,10 +227,11 @@ def expr_densenet121(num_classes=7, input_size=None, weights=None, head_units=10
 
 
 @register_model("expr_cnn")
-def expr_cnn(num_classes=7, input_size=48, weights=None, head_units=100, dropout=0.5, channels=1, filters=(32, 64)):
+def expr_cnn(num_classes=7, input_size=None, weights=None, head_units=100, dropout=0.5, channels=1, filters=(32, 64)):
     """The seed's small from-scratch baseline: LeNet-like, two 5x5 conv + two 2x2 max-pool layers."""
     keras = _keras()
-    _check_common(num_classes, max(int(input_size), _MIN_SIZE), channels, head_units, dropout)
+    input_size = DEFAULT_INPUT["cnn"] if input_size is None else int(input_size)
+    _check_common(num_classes, max(input_size, _MIN_SIZE), channels, head_units, dropout)
     if weights not in (None, "none", ""):
         if weights == "imagenet":
             raise EdgefaceError("expr_cnn is the from-scratch baseline: it has no ImageNet weights (use --weights none)")

@@ -102,7 +102,7 @@ def model_kwargs(cfg: ExpressionConfig, num_classes: int) -> dict:
     from edgeface.nets.expression import DEFAULT_INPUT, is_face_model_path
     channels = cfg.channels or (1 if cfg.backbone == "cnn" else 3)
     size = cfg.input_size
-    if size is None and not is_face_model_path(cfg.weights):
+    if size is None and (cfg.backbone == "cnn" or not is_face_model_path(cfg.weights)):
         size = DEFAULT_INPUT[cfg.backbone]
     return {"num_classes": num_classes, "input_size": size, "weights": cfg.weights,
             "head_units": cfg.head_units, "dropout": cfg.dropout, "channels": channels}
