@@ -133,3 +133,15 @@ def test_prune_head_by_distinctiveness_keeps_accuracy(cnn_run):
     x, _ = tr._split_images(info, "val", 48, 1)
     same = (tr.predict_images(pruned, x).argmax(1) == tr.predict_images(model, x).argmax(1)).mean()
     assert same >= 0.9
+
+
+def test_convert_cli_calibrates_expression_runs_on_their_train_split(cnn_run, tmp_path, capsys):
+    # The data folder holds val/test images too: int8 ranges must come from the train split only.
+    from edgeface.cli import main
+
+    run, _ = cnn_run
+    rc = main(["convert", str(run), "--out", str(tmp_path), "--name", "x", "--dtypes", "int8",
+               "--calib-count", "16"])
+    assert rc == 0, capsys.readouterr().err
+    card = json.loads((tmp_path / "x_int8.json").read_text())
+    assert card["calibration"]["split"] == "train" and card["calibration"]["count"] == 16

@@ -67,12 +67,19 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
 
     needs_images = "int8" in dtype_list or prune_sparsity or qat_steps
     images = calib_info = None
-    if needs_images:
+    count = max(calib_count, finetune_count) if (prune_sparsity or qat_steps) else calib_count
+    split = (src.run.get("data") or {}).get("split") if src.run else None
+    if needs_images and calib is None and src.task != TASK_EMBEDDING and isinstance(split, dict):
+        # An expression run's data folder holds its val/test images too: calibrate on the run's
+        # own TRAIN split only, so no evaluation image shapes the int8 ranges.
+        from edgeface.train.expression import calibration_inputs
+
+        images, calib_info = calibration_inputs(src.run, src.input_shape, count)
+    elif needs_images:
         calib_dir = calib or src.training_dir()
         if calib_dir is None:
             raise EdgefaceError("int8 / fine-tuning needs calibration data: pass --calib DIR (aligned training faces)")
         pre = src.preprocessing()
-        count = max(calib_count, finetune_count) if (prune_sparsity or qat_steps) else calib_count
         norm = src.normalization()
         images, calib_info = load_calibration(calib_dir, src.input_shape, count, mean=norm["mean"], std=norm["std"],
                                               grayscale=pre["grayscale"], clahe=pre["clahe"])
