@@ -206,24 +206,18 @@ def _set_bn_momentum(model, momentum: float) -> None:
             layer.momentum = momentum
 
 
-@register_model("expr_mobilenetv2")
-def expr_mobilenetv2(num_classes=7, input_size=None, weights=None, head_units=100, dropout=0.5, channels=3):
-    return _application("mobilenetv2", num_classes, input_size, weights, head_units, dropout, channels)
+def _register_application(backbone: str) -> None:
+    @register_model(f"expr_{backbone}")
+    def build(num_classes=7, input_size=None, weights=None, head_units=100, dropout=0.5, channels=3):
+        return _application(backbone, num_classes, input_size, weights, head_units, dropout, channels)
+
+    build.__name__ = f"expr_{backbone}"
+    build.__doc__ = f"keras.applications {backbone} base (frozen) + GAP -> Dense(head_units) -> Dropout -> softmax."
 
 
-@register_model("expr_resnet50")
-def expr_resnet50(num_classes=7, input_size=None, weights=None, head_units=100, dropout=0.5, channels=3):
-    return _application("resnet50", num_classes, input_size, weights, head_units, dropout, channels)
-
-
-@register_model("expr_vgg16")
-def expr_vgg16(num_classes=7, input_size=None, weights=None, head_units=100, dropout=0.5, channels=3):
-    return _application("vgg16", num_classes, input_size, weights, head_units, dropout, channels)
-
-
-@register_model("expr_densenet121")
-def expr_densenet121(num_classes=7, input_size=None, weights=None, head_units=100, dropout=0.5, channels=3):
-    return _application("densenet121", num_classes, input_size, weights, head_units, dropout, channels)
+# The seeds' transfer-learning backbones, one uniform factory each.
+for _backbone in ("mobilenetv2", "resnet50", "vgg16", "densenet121"):
+    _register_application(_backbone)
 
 
 @register_model("expr_cnn")
