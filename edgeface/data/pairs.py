@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from edgeface.errors import EdgefaceError
+from edgeface.utils.io import read_input_file
 
 MANIFEST = "manifest.jsonl"  # marks a folder written by `edgeface align`
 EXTENSIONS = {"raw": ".jpg", "aligned": ".png"}
@@ -110,15 +111,9 @@ def read_pairs(path: str | os.PathLike, image_root: str | os.PathLike | None = N
     """
     path = Path(path)
     try:
-        raw_lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise EdgefaceError(f"pairs file not found: {path}") from None
-    except IsADirectoryError:
-        raise EdgefaceError(f"expected a pairs file, got a directory: {path}") from None
+        raw_lines = read_input_file(path, "pairs file").decode("utf-8").splitlines()
     except UnicodeDecodeError:
         raise EdgefaceError(f"pairs file is not text (UTF-8): {path}") from None
-    except OSError as e:
-        raise EdgefaceError(f"cannot read pairs file {path}: {e.strerror}") from None
     while raw_lines and not raw_lines[-1].strip():  # trailing blank lines are harmless
         raw_lines.pop()
     if not raw_lines:

@@ -72,16 +72,9 @@ def decode_image(data: bytes, path="<bytes>") -> np.ndarray:
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read `path` as RGB uint8 (H, W, 3). Raises BadImage with a one-line reason."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise BadImage(f"image not found: {path}") from None
-    except IsADirectoryError:
-        raise BadImage(f"expected an image file, got a directory: {path}") from None
-    except OSError as e:
-        raise BadImage(f"cannot read {path}: {e.strerror}") from None
-    return decode_image(data, path)
+    from edgeface.utils.io import read_input_file
+
+    return decode_image(read_input_file(path, "image", BadImage), path)
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> None:

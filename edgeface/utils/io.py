@@ -71,6 +71,22 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def read_input_file(path: str | os.PathLike, what: str = "file", error=None) -> bytes:
+    """Read a file the user named, or raise `error` (EdgefaceError) with one clear line."""
+    from edgeface.errors import EdgefaceError
+
+    error = error or EdgefaceError
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise error(f"expected a {what}, got a directory: {path}") from None
+    except OSError as e:
+        raise error(f"cannot read {what} {path}: {e.strerror}") from None
+
+
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> dict:
     """Read a JSON file or raise a one-line EdgefaceError naming the file."""
     from edgeface.errors import EdgefaceError
