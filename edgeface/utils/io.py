@@ -82,7 +82,8 @@ def read_input_file(path: str | os.PathLike, what: str = "file", error=None) -> 
     except FileNotFoundError:
         raise error(f"{what} not found: {path}") from None
     except IsADirectoryError:
-        raise error(f"expected a {what}, got a directory: {path}") from None
+        article = "an" if what[:1].lower() in "aeiou" else "a"
+        raise error(f"expected {article} {what}, got a directory: {path}") from None
     except OSError as e:
         raise error(f"cannot read {what} {path}: {e.strerror}") from None
 
