@@ -83,8 +83,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    from edgeface.cli import main as cli_main  # noqa: F401  (same error handling as the CLI)
-
     try:
         sys.exit(main())
     except EdgefaceError as e:

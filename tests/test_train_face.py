@@ -6,7 +6,6 @@ per session. A small net (alpha 0.35, 96 px input) keeps the whole module well u
 import json
 import os
 
-import numpy as np
 import pytest
 
 import edgeface  # noqa: F401

@@ -167,11 +167,8 @@ class TFLiteModel:
         return self.dequantize_output(self.interpreter.get_tensor(self.output["index"]))
 
     def run_one(self, x: np.ndarray) -> np.ndarray:
-        """Single example without resizing (the latency path)."""
-        self._resize(1)
-        self.interpreter.set_tensor(self.input["index"], self.quantize_input(np.asarray(x, np.float32)[None]))
-        self.interpreter.invoke()
-        return self.dequantize_output(self.interpreter.get_tensor(self.output["index"]))[0]
+        """One example (no batch axis) -> its output: `run` on a batch of one."""
+        return self.run(np.asarray(x, dtype=np.float32)[None])[0]
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-10) -> np.ndarray:
