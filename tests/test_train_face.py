@@ -101,3 +101,41 @@ def test_bad_inputs_one_line(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     assert main(["train", "face", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--set", "optim.lr=x"]) == 2
     assert main(["train", "face", "--data", str(tmp_path), "--out", str(tmp_path / "r2"), "--resume"]) == 2
+
+
+def test_extra_unlabelled_faces_and_warm_start(tiny_aligned, tmp_path, teachers_root, monkeypatch, capsys):
+    """data.extra: morphs of the training faces join the distillation term (held-out identities
+    dropped); train.init starts from another run's weights."""
+    from edgeface.data.distill_sets import make_morphs
+    from edgeface.nets import load_model
+    import numpy as np
+
+    monkeypatch.setenv("EDGEFACE_CACHE", str(tmp_path / "cache"))
+    morphs = tmp_path / "morphs"
+    make_morphs(tiny_aligned, morphs, count=24)
+    teacher = ["--teacher", str(teachers_root / "mobilefacenet-ncnn"), "--set", "loss.weight=0"]
+    extra = ["--set", f"data.extra=['{morphs}']"]
+    first = tmp_path / "first"
+    assert _train(tiny_aligned, first, *teacher, *extra, "--batch-size", "8", "--max-steps", "3") == 0
+    info = json.loads((first / "run.json").read_text())
+    counts = info["data"]["extra"][str(morphs)]
+    assert counts["dropped"] > 0 and counts["images"] + counts["dropped"] == 24
+    assert info["data"]["train_images"] == 32 + counts["images"]
+    assert info["steps_per_epoch"] == (32 + counts["images"]) // 8
+
+    # Warm start with a negligible learning rate: the convolution kernels are the source's.
+    warm = tmp_path / "warm"
+    assert _train(tiny_aligned, warm, *teacher, "--set", f"train.init={first / 'model.keras'}",
+                  "--lr", "1e-9", "--set", "optim.weight_decay=0", "--batch-size", "8", "--max-steps", "1") == 0
+    src, got = load_model(first / "model.keras"), load_model(warm / "model.keras")
+    kernels = [i for i, w in enumerate(src.weights) if "kernel" in w.name]
+    assert kernels and all(np.allclose(src.get_weights()[i], got.get_weights()[i], atol=1e-6) for i in kernels)
+
+    # Unlabelled faces cannot feed a classification loss; a different architecture cannot warm-start.
+    capsys.readouterr()
+    assert _train(tiny_aligned, tmp_path / "bad", "--teacher", str(teachers_root / "mobilefacenet-ncnn"),
+                  *extra, "--max-steps", "1") == 2
+    assert "pure distillation" in capsys.readouterr().err
+    assert _train(tiny_aligned, tmp_path / "bad2", *teacher, "--set", f"train.init={first / 'model.keras'}",
+                  "--set", "model.alpha=0.5", "--batch-size", "8", "--max-steps", "1") == 2
+    assert "architecture differs" in capsys.readouterr().err

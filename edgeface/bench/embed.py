@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from edgeface.errors import EdgefaceError
+from edgeface.runtime.embedder import flip_tta
 from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, TFLiteModel, l2_normalize
 from edgeface.utils.images import read_image
 from edgeface.utils.progress import progress
@@ -54,13 +55,7 @@ def embed_faces(model: TFLiteModel, faces: np.ndarray, flip: bool = True, batch:
     try:
         for start in range(0, len(faces), batch):
             x = (faces[start:start + batch].astype(np.float32) - spec["mean"]) / spec["std"]
-            if flip:  # one call for both views: batching beats two half-size calls
-                y = model.run(np.concatenate([x, x[:, :, ::-1]]))
-                n = len(x)
-                e = y[:n] + y[n:]
-            else:
-                e = model.run(x)
-            e = e.reshape(len(x), -1)
+            e = flip_tta(model, x, flip)
             if out is None:
                 out = np.empty((len(faces), e.shape[1]), dtype=np.float32)
             out[start:start + len(x)] = e

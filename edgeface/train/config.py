@@ -36,6 +36,7 @@ FACE_DEFAULTS: dict[str, dict[str, Any]] = {
         "contrast": 0.0,
         "val_max_same": 3000,         # cap on same-identity validation pairs (as many different pairs)
         "val_batch_size": 128,
+        "extra": [],                  # label-free face folders for distillation only (edgeface.data.distill_sets)
     },
     "loss": {
         "name": "arcface",            # softmax | center | arcface | cosface
@@ -67,6 +68,7 @@ FACE_DEFAULTS: dict[str, dict[str, Any]] = {
         "patience": 8,                # early stopping: epochs without val improvement (0 = off)
         "seed": 0,
         "teacher": "",                # distillation teacher spec (edgeface.teachers.load_teacher)
+        "init": "",                   # warm start: weights of this model.keras (same architecture)
         "prune": 0.0,                 # after training: magnitude-prune to this sparsity (edgeface.optimize.prune)
         "qat": False,                 # after training (and pruning): quantisation-aware fine-tune
         "finetune_steps": 300,        # steps of each of those fine-tunes

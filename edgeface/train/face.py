@@ -49,6 +49,11 @@ def check_config(cfg: dict) -> None:
         raise EdgefaceError("loss.weight is 0 and no --teacher: nothing to train")
     if tr["teacher"] and loss["distill_weight"] == 0:
         raise EdgefaceError("--teacher given but loss.distill_weight is 0")
+    if d["extra"] and (not tr["teacher"] or loss["weight"] > 0 or loss["name"] == "center"):
+        raise EdgefaceError("data.extra holds unlabelled faces: it needs a teacher and pure distillation "
+                            "(loss.weight = 0, loss.name not center)")
+    if not isinstance(d["extra"], list):
+        raise EdgefaceError(f"data.extra must be a list of folders, got {d['extra']!r}")
     if not 0.0 <= tr["prune"] < 1.0:
         raise EdgefaceError(f"train.prune (sparsity) must be in [0, 1), got {tr['prune']}")
     if optim["name"] not in ("sgd", "adam", "adamw") or optim["schedule"] not in ("cosine", "step"):
@@ -158,6 +163,16 @@ class FaceTrainer:
         self.num_classes = len(ids)
         self.train_ids = [folder.class_names[i] for i in ids]
         self.val = val
+        self.extra_counts = {}
+        if d["extra"]:  # unlabelled (label -1) faces for the distillation term only
+            from edgeface.data.distill_sets import extra_images
+
+            held_out = {folder.class_names[i] for i in np.unique(val.labels)} if val is not None else set()
+            extra, self.extra_counts = extra_images(d["extra"], held_out)
+            self.train_paths += extra
+            self.train_labels = np.concatenate([self.train_labels, np.full(len(extra), -1, np.int64)])
+            _say(f"data.extra: {len(extra)} unlabelled faces " + ", ".join(
+                f"{Path(k).name} {v['images']} (-{v['dropped']} from held-out ids)" for k, v in self.extra_counts.items()))
         if len(self.train_paths) < d["batch_size"]:
             raise EdgefaceError(f"{len(self.train_paths)} training images < data.batch_size {d['batch_size']}")
         self.steps_per_epoch = len(self.train_paths) // d["batch_size"]
@@ -197,6 +212,8 @@ class FaceTrainer:
         self.input_size = int(self.model.input_shape[1])
         self.dim = int(self.model.output_shape[-1])
         _say(describe(self.model))
+        if tr["init"] and not self.resume:
+            self._warm_start(tr["init"])
 
         self.head = None
         if loss["weight"] > 0:
@@ -225,6 +242,18 @@ class FaceTrainer:
         self.ckpt = Checkpointer(self.run_dir / "checkpoints", tr["keep_checkpoints"], model=self.model,
                                  head=self.head, optimizer=self.optimizer, center=self.center, proj=self.proj)
         self._train_step = tf.function(self._step, reduce_retracing=True)
+
+    def _warm_start(self, path) -> None:
+        """Start from another run's weights (same architecture), e.g. to continue on new data."""
+        from edgeface.nets.io import load_model
+
+        src = load_model(path)
+        mine, theirs = self.model.get_weights(), src.get_weights()
+        if len(mine) != len(theirs) or any(a.shape != b.shape for a, b in zip(mine, theirs)):
+            raise EdgefaceError(f"train.init {path}: its architecture differs from [model] "
+                                f"({len(theirs)} vs {len(mine)} weight tensors)")
+        self.model.set_weights(theirs)
+        _say(f"warm start from {path}")
 
     # -- one optimizer step -----------------------------------------------------------------
     def _step(self, images, labels, t_emb):
@@ -439,6 +468,7 @@ class FaceTrainer:
                       "params": int(self.model.count_params())},
             "config": self.cfg,
             "data": {"dir": str(self.data_dir.resolve()), "train_images": len(self.train_paths),
+                     "extra": self.extra_counts,
                      "train_identities": self.num_classes, "train_identities_sha256": self._ids_sha(),
                      "val_images": len(self.val.paths) if self.val is not None else 0,
                      "val_identities": len(np.unique(self.val.labels)) if self.val is not None else 0,

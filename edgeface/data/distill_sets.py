@@ -1,0 +1,214 @@
+"""Label-free faces for distillation: more DISTINCT faces than the labelled training set holds.
+
+With 259 CelebA identities the student learns the teacher's map only around those few people. The
+teacher can label any face, so two builders widen what the student sees:
+
+- `morphs`: blends of two aligned faces of different identities. Both crops sit on the same five
+  template points, so a blend is a plausible new face (a face morph), not a ghosted double image;
+  the teacher places it somewhere new in its space. Some get a small re-warp and photometric damage.
+- `faces`: any folder of small face crops (e.g. FER2013's 48x48 training faces, thousands of
+  people): detected, five-point aligned onto the template, K views (view 0 clean, the rest jittered
+  and damaged as in `edgeface.data.views`). Images without a detection use the mean landmarks of
+  the detected ones (these crops are framed alike).
+
+Each DST gets `manifest.jsonl` with one {"output", "sources", "identities"} record per image; the
+trainer (`data.extra`) drops every image made from a held-out validation identity.
+
+    python -m edgeface.data.distill_sets morphs ALIGNED_DIR DST --count 30000
+    python -m edgeface.data.distill_sets faces SRC_DIR DST --views 2
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgeface.align.transform import get_template, similarity_transform
+from edgeface.data.views import jitter_matrix, photometric
+from edgeface.errors import EdgefaceError
+from edgeface.utils.images import is_image_name, read_image, write_image
+from edgeface.utils.io import write_text_atomic
+from edgeface.utils.progress import progress
+
+
+def _ok_entries(aligned_dir: Path) -> list[str]:
+    """Relative outputs of the aligned folder's detected (not fallback) faces, sorted."""
+    manifest = aligned_dir / "manifest.jsonl"
+    if not manifest.is_file():
+        raise EdgefaceError(f"{aligned_dir} has no manifest.jsonl: run `edgeface align` first")
+    last = {}
+    for line in manifest.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            last[rec["source"]] = rec  # the last record of a source wins (resumed runs)
+    return sorted(r["output"] for r in last.values() if r.get("status") == "ok" and r.get("output"))
+
+
+def rewarp(crop: np.ndarray, rng: np.random.Generator, rot_deg=8.0, scale=0.06, shift=3.0) -> np.ndarray:
+    """A small random similarity warp of an aligned crop about its centre (alignment noise)."""
+    h, w = crop.shape[:2]
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), rng.uniform(-rot_deg, rot_deg),
+                                rng.uniform(1 - scale, 1 + scale))
+    m[:, 2] += rng.uniform(-shift, shift, 2)
+    return cv2.warpAffine(crop, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def make_morphs(aligned_dir, dst, count: int = 30000, seed: int = 0, lam=(0.3, 0.7), damage: float = 0.5) -> dict:
+    """Write DST/mNNN/NNNNNN.png: `count` blends of two faces of different identities."""
+    aligned_dir, dst = Path(aligned_dir), Path(dst)
+    outputs = _ok_entries(aligned_dir)
+    ids = np.array([o.split("/", 1)[0] for o in outputs])
+    if len(np.unique(ids)) < 2:
+        raise EdgefaceError(f"{aligned_dir}: morphs need faces of at least 2 identities")
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, len(outputs), count)
+    b = rng.integers(0, len(outputs), count)
+    for i in np.flatnonzero(ids[a] == ids[b]):  # redraw until the identities differ
+        while ids[a[i]] == ids[b[i]]:
+            b[i] = rng.integers(0, len(outputs))
+    weights = rng.uniform(lam[0], lam[1], count)
+    lines = []
+    dst.mkdir(parents=True, exist_ok=True)
+    for i in progress(range(count), total=count, desc="morphs"):
+        out = f"m{i // 1000:03d}/{i:06d}.png"
+        lines.append(json.dumps({"output": out, "sources": [outputs[a[i]], outputs[b[i]]],
+                                 "identities": sorted({ids[a[i]], ids[b[i]]}), "weight": round(float(weights[i]), 4)}))
+        if (dst / out).exists():
+            continue  # resumable: every image depends only on (seed, i)
+        r = np.random.default_rng([seed, i])
+        x = read_image(aligned_dir / outputs[a[i]]).astype(np.float32)
+        y = read_image(aligned_dir / outputs[b[i]]).astype(np.float32)
+        if x.shape != y.shape:
+            raise EdgefaceError(f"{aligned_dir}: crops differ in size ({x.shape} vs {y.shape})")
+        img = np.clip(weights[i] * x + (1 - weights[i]) * y + 0.5, 0, 255).astype(np.uint8)
+        if r.random() < damage:
+            img = photometric(rewarp(img, r), r)
+        write_image(dst / out, img)
+    write_text_atomic(dst / "manifest.jsonl", "\n".join(lines) + "\n")
+    return {"images": count, "identities": int(len(np.unique(ids)))}
+
+
+def detect_landmarks(paths: list[Path], pad: int = 16, batch: int = 64) -> list[np.ndarray | None]:
+    """Five landmarks per image (source pixels) from MTCNN on a replicate-padded copy (faces that
+    fill a small crop touch its border, where the detector's windows do not reach), or None."""
+    from edgeface.align.detect import MTCNNDetector, pick_main_face
+
+    det = MTCNNDetector(min_face_size=20, max_side=640)
+    out: list[np.ndarray | None] = []
+    for start in progress(range(0, len(paths), batch), total=(len(paths) + batch - 1) // batch,
+                          desc="detect", unit="batch"):
+        imgs = [read_image(p) for p in paths[start:start + batch]]
+        padded = [cv2.copyMakeBorder(im, pad, pad, pad, pad, cv2.BORDER_REPLICATE) for im in imgs]
+        for im, faces in zip(padded, det.detect_batch(padded)):
+            face = pick_main_face(faces, im.shape)
+            out.append(None if face is None else np.asarray(face.landmarks, np.float64) - pad)
+    return out
+
+
+def make_face_views(src, dst, views: int = 2, template: str = "arcface112", seed: int = 0) -> dict:
+    """Write DST/<rel>_vK.png: K aligned views of every face image under SRC (any layout)."""
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise EdgefaceError(f"source folder not found: {src}")
+    paths = sorted(p for p in src.rglob("*") if p.is_file() and is_image_name(p.name))
+    if not paths:
+        raise EdgefaceError(f"no images under {src}")
+    sizes = {read_image(p).shape[:2] for p in paths[:50]}
+    landmarks = detect_landmarks(paths)
+    found = [(lm, read_image(p).shape[:2]) for p, lm in zip(paths, landmarks) if lm is not None]
+    if not found:
+        raise EdgefaceError(f"no face detected in any image under {src}")
+    # Mean landmarks in relative coordinates, for the images without a detection.
+    mean_rel = np.mean([lm / np.array([s[1], s[0]]) for lm, s in found], axis=0)
+    tpl = get_template(template)
+    lines = []
+    dst.mkdir(parents=True, exist_ok=True)
+    for p, lm in progress(list(zip(paths, landmarks)), total=len(paths), desc="views"):
+        rel = p.relative_to(src).as_posix()
+        img = read_image(p)
+        detected = lm is not None
+        if lm is None:
+            lm = mean_rel * np.array([img.shape[1], img.shape[0]])
+        rng = np.random.default_rng([seed, int.from_bytes(hashlib.sha256(rel.encode()).digest()[:8], "little")])
+        for k in range(views):
+            out = f"{Path(rel).with_suffix('')}_v{k}.png"
+            lines.append(json.dumps({"output": out, "sources": [rel], "identities": [], "detected": detected,
+                                     "view": k}))
+            m = similarity_transform(lm, tpl.points) if k == 0 else jitter_matrix(lm, tpl.points, rng)
+            crop = cv2.warpAffine(img, m, (tpl.width, tpl.height), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+            if k > 0:
+                crop = photometric(crop, rng)
+            if not (dst / out).exists():
+                write_image(dst / out, crop)
+    write_text_atomic(dst / "manifest.jsonl", "\n".join(lines) + "\n")
+    return {"sources": len(paths), "detected": len(found), "views": len(lines),
+            "source_sizes": sorted(f"{h}x{w}" for h, w in sizes)}
+
+
+def extra_images(dirs, exclude_identities=()) -> tuple[list[str], dict]:
+    """Image paths of label-free distillation folders, minus every image made from an identity in
+    `exclude_identities` (held-out validation people must not leak into training through a morph).
+
+    A folder with a manifest.jsonl (these builders) is read from it; any other folder contributes
+    every image below it. Returns (paths, {dir: {"images", "dropped"}}).
+    """
+    exclude = set(exclude_identities)
+    paths, counts = [], {}
+    for d in dirs:
+        d = Path(d)
+        if not d.is_dir():
+            raise EdgefaceError(f"data.extra folder not found: {d}")
+        manifest = d / "manifest.jsonl"
+        dropped, found = 0, []
+        if manifest.is_file():
+            for n, line in enumerate(manifest.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    out, ids = rec["output"], rec.get("identities", [])
+                except (ValueError, KeyError, TypeError):
+                    raise EdgefaceError(f"{manifest}:{n}: not a distillation-set record") from None
+                if exclude.intersection(ids):
+                    dropped += 1
+                elif (d / out).is_file():
+                    found.append(str(d / out))
+        else:
+            found = sorted(str(p) for p in d.rglob("*") if p.is_file() and is_image_name(p.name))
+        if not found:
+            raise EdgefaceError(f"data.extra folder {d} holds no usable images")
+        paths += found
+        counts[str(d)] = {"images": len(found), "dropped": dropped}
+    return paths, counts
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="kind", required=True)
+    m = sub.add_parser("morphs", help="blends of two aligned faces of different identities")
+    m.add_argument("aligned_dir")
+    m.add_argument("dst")
+    m.add_argument("--count", type=int, default=30000)
+    m.add_argument("--seed", type=int, default=0)
+    f = sub.add_parser("faces", help="detect + align + K views of small face crops")
+    f.add_argument("src")
+    f.add_argument("dst")
+    f.add_argument("--views", type=int, default=2)
+    f.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    if a.kind == "morphs":
+        info = make_morphs(a.aligned_dir, a.dst, a.count, seed=a.seed)
+    else:
+        info = make_face_views(a.src, a.dst, a.views, seed=a.seed)
+    print(json.dumps(info))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""Label-free distillation sets: morphs are exact blends of two different identities, resumable,
+and the trainer's loader drops every image made from a held-out identity."""
+import json
+
+import numpy as np
+import pytest
+
+from edgeface.data.distill_sets import extra_images, make_face_views, make_morphs
+from edgeface.errors import EdgefaceError
+from edgeface.utils.images import read_image, write_image
+
+
+def _aligned(root, ids=("a", "b", "c"), per=2, size=32):
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in ids:
+        for k in range(per):
+            out = f"{i}/{k}.png"
+            write_image(root / out, rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+            lines.append(json.dumps({"source": f"{i}/{k}.jpg", "output": out, "status": "ok"}))
+    # A fallback crop (no detected face) must never be blended.
+    write_image(root / "c/fallback.png", np.zeros((size, size, 3), np.uint8))
+    lines.append(json.dumps({"source": "c/fallback.jpg", "output": "c/fallback.png", "status": "fallback"}))
+    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_morphs_are_blends_of_two_identities(tmp_path):
+    src = _aligned(tmp_path / "aligned")
+    dst = tmp_path / "morphs"
+    info = make_morphs(src, dst, count=12, damage=0.0)
+    assert info == {"images": 12, "identities": 3}
+    recs = [json.loads(line) for line in (dst / "manifest.jsonl").read_text().splitlines()]
+    assert len(recs) == 12
+    for r in recs:
+        assert len(r["identities"]) == 2 and "c/fallback.png" not in r["sources"]
+        x, y = (read_image(src / s).astype(np.float64) for s in r["sources"])
+        got = read_image(dst / r["output"]).astype(np.float64)
+        want = r["weight"] * x + (1 - r["weight"]) * y
+        assert 0.3 <= r["weight"] <= 0.7
+        assert np.abs(got - want).max() <= 1.0  # rounding only (weight is stored to 4 decimals)
+    # Resumable and deterministic: a deleted image comes back identical, others are kept.
+    first = (dst / recs[0]["output"]).read_bytes()
+    (dst / recs[0]["output"]).unlink()
+    make_morphs(src, dst, count=12, damage=0.0)
+    assert (dst / recs[0]["output"]).read_bytes() == first
+
+
+def test_extra_images_drops_held_out_identities(tmp_path):
+    src = _aligned(tmp_path / "aligned")
+    dst = tmp_path / "morphs"
+    make_morphs(src, dst, count=20, damage=1.0)
+    recs = [json.loads(line) for line in (dst / "manifest.jsonl").read_text().splitlines()]
+    paths, counts = extra_images([dst], exclude_identities={"a"})
+    with_a = sum("a" in r["identities"] for r in recs)
+    assert 0 < with_a < 20
+    assert counts[str(dst)] == {"images": 20 - with_a, "dropped": with_a}
+    kept = {str(dst / r["output"]) for r in recs if "a" not in r["identities"]}
+    assert set(paths) == kept
+    # A plain folder (no manifest) contributes every image below it.
+    plain = tmp_path / "plain"
+    write_image(plain / "x" / "1.png", np.zeros((8, 8, 3), np.uint8))
+    assert extra_images([plain])[0] == [str(plain / "x" / "1.png")]
+    with pytest.raises(EdgefaceError, match="not found"):
+        extra_images([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EdgefaceError, match="no usable images"):
+        extra_images([tmp_path / "empty"])
+    (dst / "manifest.jsonl").write_text("{not json\n")
+    with pytest.raises(EdgefaceError, match="manifest.jsonl:1"):
+        extra_images([dst])
+
+
+def test_face_views_of_small_crops(tmp_path, expressions_root):
+    """Real 48x48 FER2013 faces through the real MTCNN: aligned 112x112 views, view 0 clean."""
+    src = tmp_path / "fer"
+    files = sorted((expressions_root / "fer2013" / "train" / "happy").iterdir())[:6]
+    for f in files:
+        (src / "happy").mkdir(parents=True, exist_ok=True)
+        (src / "happy" / f.name).write_bytes(f.read_bytes())
+    info = make_face_views(src, tmp_path / "views", views=2)
+    assert info["sources"] == 6 and info["views"] == 12 and info["detected"] >= 4
+    recs = [json.loads(line) for line in (tmp_path / "views" / "manifest.jsonl").read_text().splitlines()]
+    assert [r["view"] for r in recs[:2]] == [0, 1] and all(r["identities"] == [] for r in recs)
+    for r in recs:
+        img = read_image(tmp_path / "views" / r["output"])
+        assert img.shape == (112, 112, 3)
+    (tmp_path / "empty_src").mkdir()
+    with pytest.raises(EdgefaceError, match="no images"):
+        make_face_views(tmp_path / "empty_src", tmp_path / "v2")
