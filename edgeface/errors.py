@@ -11,3 +11,18 @@ class CheckFailed(EdgefaceError):
     """A check the user asked for did not pass (size budget, regression, accuracy): exit code 1."""
 
     exit_code = 1
+
+
+def run_main(main, argv=None) -> int:
+    """Exit code of a `python -m edgeface.X` entry point: EdgefaceError becomes one line on stderr
+    (exit 1 or 2), Ctrl-C exits 130; like the `edgeface` CLI, without a traceback."""
+    import sys
+
+    try:
+        return int(main(argv) or 0)
+    except EdgefaceError as e:
+        print(f"edgeface: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("edgeface: interrupted", file=sys.stderr)
+        return 130

@@ -88,3 +88,14 @@ def test_face_views_of_small_crops(tmp_path, expressions_root):
     (tmp_path / "empty_src").mkdir()
     with pytest.raises(EdgefaceError, match="no images"):
         make_face_views(tmp_path / "empty_src", tmp_path / "v2")
+
+
+def test_entry_point_errors_are_one_line(tmp_path, capsys):
+    from edgeface.data.distill_sets import main
+    from edgeface.errors import run_main
+
+    assert run_main(main, ["faces", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+    assert run_main(main, ["morphs", str(tmp_path), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"edgeface: error: source folder not found: {tmp_path / 'missing'}",
+                   f"edgeface: error: {tmp_path} has no manifest.jsonl: run `edgeface align` first"]
