@@ -25,7 +25,7 @@ def cnn_run(expressions_root, tmp_path_factory):
 
 def test_run_dir_holds_the_agreed_files(cnn_run):
     run, info = cnn_run
-    for name in ("run.json", "model.keras", "log.csv"):
+    for name in ("run.json", "model.keras", "log.csv", "curves.png"):
         assert (run / name).is_file()
     assert list((run / "checkpoints").glob("*.weights.h5"))
     saved = json.loads((run / "run.json").read_text())

@@ -46,7 +46,7 @@ def test_train_resume_and_seed(tiny_aligned, tmp_path, capsys):
     run = tmp_path / "run"
     # 32 training images (8 identities), batch 8: 4 steps per epoch.
     assert _train(tiny_aligned, run, "--loss", "softmax", "--batch-size", "8", "--max-steps", "20", "--seed", "3") == 0
-    for name in ("run.json", "model.keras", "log.csv", "config.toml", "checkpoints/checkpoint"):
+    for name in ("run.json", "model.keras", "log.csv", "curves.png", "config.toml", "checkpoints/checkpoint"):
         assert (run / name).is_file(), name
     assert list((run / "tb").iterdir())
     rows = read_log(run)

@@ -188,9 +188,11 @@ class RunLogger:
     checkpoint does not contain), and new rows are appended. The CSV is rewritten atomically.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, fields: list[str], resume_step: int | None = None):
+    def __init__(self, run_dir: str | os.PathLike, fields: list[str], resume_step: int | None = None,
+                 plot: tuple[str, ...] = ()):
         self.path = Path(run_dir) / "log.csv"
         self.fields = list(fields)
+        self.plot = [k for k in plot if k in self.fields]  # curves.png: these columns against the step
         self.rows: list[dict] = []
         if resume_step is not None and self.path.is_file():
             with open(self.path, newline="", encoding="utf-8") as f:
@@ -210,6 +212,8 @@ class RunLogger:
         w.writeheader()
         w.writerows(self.rows)
         write_text_atomic(self.path, buf.getvalue())
+        if self.plot:
+            plot_curves(self.rows, self.plot, self.path.with_name("curves.png"))
 
     def scalars(self, step: int, values: Mapping, prefix: str = "") -> None:
         if self.tb is None:
@@ -224,6 +228,32 @@ class RunLogger:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def plot_curves(rows: list[dict], keys: list[str], path: Path) -> Path | None:
+    """One panel per logged column against the optimizer step (the training run at a glance)."""
+    try:
+        from edgeface.utils.plots import pyplot, save_figure
+        plt = pyplot()
+    except ImportError:  # matplotlib is optional at training time
+        return None
+
+    def num(v):
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return None
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        pts = [(num(r.get("step")), num(r.get(key))) for r in rows]
+        pts = [(x, y) for x, y in pts if x is not None and y is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", markersize=3)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    return save_figure(fig, path)
 
 
 def _scalar_metadata():

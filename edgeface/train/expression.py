@@ -219,7 +219,7 @@ def train_expression(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cf
     x_va, y_va = xdata.load_images(data.splits["val"], size, channels, cfg.clahe, "val images")
 
     from edgeface.train.common import RunLogger
-    log = RunLogger(run_dir, LOG_FIELDS)
+    log = RunLogger(run_dir, LOG_FIELDS, plot=("loss", "val_accuracy", "lr"))
     state = {"step": 0, "stage_start": 0, "best": -1.0, "best_stage": None, "best_epoch": 0,
              "weights": None, "since_best": 0, "model": model}
     cw = _class_weights(y_tr, n_cls) if cfg.class_weight else None

@@ -333,7 +333,8 @@ class FaceTrainer:
             _say(f"resumed {path}: epoch {self.ckpt.get('epoch')} (+{self.ckpt.get('epoch_step')} steps), "
                  f"step {self.ckpt.get('step')}")
         write_text_atomic(self.run_dir / "config.toml", cfgmod.to_toml(self.cfg))
-        logger = RunLogger(self.run_dir, LOG_FIELDS, resume_step=self.ckpt.get("step") if self.resume else None)
+        logger = RunLogger(self.run_dir, LOG_FIELDS, resume_step=self.ckpt.get("step") if self.resume else None,
+                           plot=("loss", "val_acc", "lr"))
         stopper = EarlyStopping(self.ckpt, self.cfg["train"]["patience"])
         val_ds = self._val_dataset() if self.val is not None else None
         self._write_run_json(t_start, prev_wall, status="running")
