@@ -90,6 +90,7 @@ def test_center_loss_with_distillation(tiny_aligned, tmp_path, teachers_root, mo
     assert rows[-1]["center_loss"] > 0 and rows[-1]["cls_loss"] > 0 and 0 < rows[-1]["distill_loss"] <= 2
     info = json.loads((run / "run.json").read_text())
     assert info["teacher"]["dim"] == 128 and info["teacher"]["license"]
+    assert info["teacher"]["license"] in info["license"]  # the weights inherit the teacher's terms
     assert list((tmp_path / "cache" / "teacher_embeddings").glob("*.npz"))
     # The projection is training-only: the saved model still outputs the 64-d raw embedding.
     from edgeface.nets import load_model
@@ -122,6 +123,8 @@ def test_extra_unlabelled_faces_and_warm_start(tiny_aligned, tmp_path, teachers_
     assert counts["dropped"] > 0 and counts["images"] + counts["dropped"] == 24
     assert info["data"]["train_images"] == 32 + counts["images"]
     assert info["steps_per_epoch"] == (32 + counts["images"]) // 8
+    from edgeface.convert.source import load_source
+    assert str(morphs) in load_source(first).training_data()  # the model card names the extra faces
 
     # Warm start with a negligible learning rate: the convolution kernels are the source's.
     warm = tmp_path / "warm"

@@ -54,6 +54,15 @@ class Source:
                 return v
         return None
 
+    def training_data(self) -> str | None:
+        """The training folder for the card, plus any label-free distillation folders (data.extra)."""
+        main = self.training_dir()
+        data = self.run.get("data")
+        extra = list((data.get("extra") or {}) if isinstance(data, dict) else [])
+        if main and extra:
+            return f"{main} + label-free distillation faces: {', '.join(extra)}"
+        return main
+
     def normalization(self) -> dict:
         inp = self.run.get("input") or {}
         norm = inp.get("normalization") or self.run.get("normalization") or {}
@@ -81,7 +90,7 @@ class Source:
             "normalization": self.normalization(),
             "alignment": alignment,
             "source": src,
-            "training_data": self.training_dir(),
+            "training_data": self.training_data(),
             "teacher": self.run.get("teacher"),
             "license": self.run.get("license") or cfg.get("license"),
         }

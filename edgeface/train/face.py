@@ -451,6 +451,13 @@ class FaceTrainer:
             save_model(qat, self.run_dir / "model_qat.h5")
         return self._write_run_json(t_start, prev_wall, status="done", stop_reason=stop_reason, optimized=optimized)
 
+    def _license(self) -> str:
+        """What the weights inherit: the training data's terms and, when distilled, the teacher's."""
+        text = "trained by edgeface; the terms of its training data (training_data) apply"
+        if self.teacher is not None:
+            text += f"; distilled from {self.teacher.name}, whose terms apply too: {self.teacher.license}"
+        return text
+
     def _ids_sha(self) -> str:
         return hashlib.sha256("\n".join(self.train_ids).encode()).hexdigest()
 
@@ -480,6 +487,7 @@ class FaceTrainer:
             "steps_per_epoch": self.steps_per_epoch, "total_steps_planned": self.total_steps,
             "model_file": "model.keras",
             "teacher": self.teacher.describe() if self.teacher is not None else None,
+            "license": self._license(),
             "wall_time_s": round(prev_wall + time.time() - t_start, 1),
             "versions": {"edgeface": edgeface.__version__, "tensorflow": tf.__version__},
         }
