@@ -98,4 +98,4 @@ def test_entry_point_errors_are_one_line(tmp_path, capsys):
     assert run_main(main, ["morphs", str(tmp_path), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"edgeface: error: source folder not found: {tmp_path / 'missing'}",
-                   f"edgeface: error: {tmp_path} has no manifest.jsonl: run `edgeface align` first"]
+                   f"edgeface: error: no manifest.jsonl in {tmp_path}: is it a folder made by `edgeface align`?"]

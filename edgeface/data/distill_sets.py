@@ -36,15 +36,9 @@ from edgeface.utils.progress import progress
 
 def _ok_entries(aligned_dir: Path) -> list[str]:
     """Relative outputs of the aligned folder's detected (not fallback) faces, sorted."""
-    manifest = aligned_dir / "manifest.jsonl"
-    if not manifest.is_file():
-        raise EdgefaceError(f"{aligned_dir} has no manifest.jsonl: run `edgeface align` first")
-    last = {}
-    for line in manifest.read_text().splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            last[rec["source"]] = rec  # the last record of a source wins (resumed runs)
-    return sorted(r["output"] for r in last.values() if r.get("status") == "ok" and r.get("output"))
+    from edgeface.align.pipeline import read_manifest
+
+    return sorted(r["output"] for r in read_manifest(aligned_dir) if r.get("status") == "ok" and r.get("output"))
 
 
 def rewarp(crop: np.ndarray, rng: np.random.Generator, rot_deg=8.0, scale=0.06, shift=3.0) -> np.ndarray:

@@ -60,15 +60,9 @@ def photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def make_views(aligned_dir, src_root, dst, views: int = 8, template: str = "arcface112", seed: int = 0) -> dict:
     """Write DST/<id>/<stem>_vK.png (K = 0 clean, 1..views-1 augmented) and DST/manifest.jsonl."""
     aligned_dir, src_root, dst = Path(aligned_dir), Path(src_root), Path(dst)
-    manifest = aligned_dir / "manifest.jsonl"
-    if not manifest.exists():
-        raise EdgefaceError(f"{aligned_dir} has no manifest.jsonl: run `edgeface align` first")
-    entries = {}
-    for line in manifest.read_text().splitlines():
-        if line.strip():
-            e = json.loads(line)
-            if e.get("status") == "ok" and e.get("landmarks"):
-                entries[e["source"]] = e  # the last record of a source wins (resumed runs)
+    from edgeface.align.pipeline import read_manifest
+
+    entries = {e["source"]: e for e in read_manifest(aligned_dir) if e.get("status") == "ok" and e.get("landmarks")}
     tpl = get_template(template)
     out_lines = []
     dst.mkdir(parents=True, exist_ok=True)
