@@ -17,3 +17,6 @@ LFW=cache/lfw/arcface112
 nice -n 10 "$EF" bench models/*.tflite --lfw "$LFW" --pairs "$DATA/lfw/pairs.txt" \
   --expr-data "$DATA/expressions/ckplus48" --expr-data "$DATA/expressions/fer2013" --expr-data "$DATA/expressions/jaffe" \
   --json "$OUT/bench.json" --markdown "$OUT/bench.md" --plots "$OUT" --update-cards
+
+# 2. The README's "Shipped models" table, from the results just written.
+.venv/bin/python benchmarks/readme_table.py "$OUT/bench.json" README.md
