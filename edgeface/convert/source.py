@@ -63,6 +63,14 @@ class Source:
             return f"{main} + label-free distillation faces: {', '.join(extra)}"
         return main
 
+    def license(self) -> str | None:
+        """The run's licence note; for runs that predate it, what a distilled model inherits."""
+        text = self.run.get("license") or self.config().get("license")
+        teacher = self.run.get("teacher") or {}
+        if not text and teacher.get("license"):
+            text = f"distilled from {teacher.get('name', 'a teacher')}, whose terms apply: {teacher['license']}"
+        return text
+
     def normalization(self) -> dict:
         inp = self.run.get("input") or {}
         norm = inp.get("normalization") or self.run.get("normalization") or {}
@@ -92,7 +100,7 @@ class Source:
             "source": src,
             "training_data": self.training_data(),
             "teacher": self.run.get("teacher"),
-            "license": self.run.get("license") or cfg.get("license"),
+            "license": self.license(),
         }
         if task == TASK_CLASSIFICATION:
             extra["class_names"] = self.run.get("class_names")
