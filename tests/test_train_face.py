@@ -142,3 +142,15 @@ def test_extra_unlabelled_faces_and_warm_start(tiny_aligned, tmp_path, teachers_
     assert _train(tiny_aligned, tmp_path / "bad2", *teacher, "--set", f"train.init={first / 'model.keras'}",
                   "--set", "model.alpha=0.5", "--batch-size", "8", "--max-steps", "1") == 2
     assert "architecture differs" in capsys.readouterr().err
+
+
+def test_card_licence_of_distilled_runs(tmp_path):
+    """A run without its own licence note still tells the card what the teacher's terms are."""
+    from edgeface.convert.source import Source
+
+    teacher = {"name": "t", "license": "research use only"}
+    assert "research use only" in Source(None, tmp_path, tmp_path, {"teacher": teacher}).license()
+    assert Source(None, tmp_path, tmp_path, {"license": "mine", "teacher": teacher}).license() == "mine"
+    assert Source(None, tmp_path, tmp_path, {}).license() is None
+    src = Source(None, tmp_path, tmp_path, {"data": {"dir": "/d", "extra": {"/m": {"images": 3}}}})
+    assert src.training_data() == "/d + label-free distillation faces: /m"
