@@ -46,8 +46,7 @@ def table(bench: dict) -> str:
         else:
             acc = auc = tar = "-"
         rows.append(f"| {label} | {m['dtype']} | {m['bytes']:,} | {budget} | {acc} | {auc} | {tar} | "
-                    f"{lat:.2f} | {f'{e2e:.1f}' if e2e else '-'} |" if lat is not None else
-                    f"| {label} | {m['dtype']} | {m['bytes']:,} | {budget} | {acc} | {auc} | {tar} | - | - |")
+                    f"{f'{lat:.2f}' if lat is not None else '-'} | {f'{e2e:.1f}' if e2e else '-'} |")
     return "\n".join(rows)
 
 

@@ -99,3 +99,16 @@ def test_entry_point_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"edgeface: error: source folder not found: {tmp_path / 'missing'}",
                    f"edgeface: error: no manifest.jsonl in {tmp_path}: is it a folder made by `edgeface align`?"]
+
+
+def test_teacher_cache_entry_point_errors(capsys):
+    from edgeface.errors import run_main
+    from edgeface.teachers.base import main
+
+    for argv in (["t", "d", "c", "--shard", "2/2"], ["t", "d", "c", "--shard", "x"], ["t"], ["--merge", "out"]):
+        assert run_main(main, argv) == 2, argv
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["edgeface: error: --shard must be K/N with 0 <= K < N, got '2/2'",
+                   "edgeface: error: --shard must be K/N with 0 <= K < N, got 'x'",
+                   "edgeface: error: give TEACHER ALIGNED_DIR CACHE_FILE (or --merge OUT IN...)",
+                   "edgeface: error: --merge needs OUT and at least one IN cache file"]

@@ -85,21 +85,24 @@ def make_morphs(aligned_dir, dst, count: int = 30000, seed: int = 0, lam=(0.3, 0
     return {"images": count, "identities": int(len(np.unique(ids)))}
 
 
-def detect_landmarks(paths: list[Path], pad: int = 16, batch: int = 64) -> list[np.ndarray | None]:
-    """Five landmarks per image (source pixels) from MTCNN on a replicate-padded copy (faces that
-    fill a small crop touch its border, where the detector's windows do not reach), or None."""
+def detect_landmarks(paths: list[Path], pad: int = 16, batch: int = 64) -> tuple[list[np.ndarray | None], list]:
+    """(five landmarks per image in source pixels or None, (height, width) per image) from MTCNN on a
+    replicate-padded copy (faces that fill a small crop touch its border, where the detector's
+    windows do not reach)."""
     from edgeface.align.detect import MTCNNDetector, pick_main_face
 
     det = MTCNNDetector(min_face_size=20, max_side=640)
-    out: list[np.ndarray | None] = []
+    landmarks: list[np.ndarray | None] = []
+    shapes = []
     for start in progress(range(0, len(paths), batch), total=(len(paths) + batch - 1) // batch,
                           desc="detect", unit="batch"):
         imgs = [read_image(p) for p in paths[start:start + batch]]
+        shapes += [im.shape[:2] for im in imgs]
         padded = [cv2.copyMakeBorder(im, pad, pad, pad, pad, cv2.BORDER_REPLICATE) for im in imgs]
         for im, faces in zip(padded, det.detect_batch(padded)):
             face = pick_main_face(faces, im.shape)
-            out.append(None if face is None else np.asarray(face.landmarks, np.float64) - pad)
-    return out
+            landmarks.append(None if face is None else np.asarray(face.landmarks, np.float64) - pad)
+    return landmarks, shapes
 
 
 def make_face_views(src, dst, views: int = 2, template: str = "arcface112", seed: int = 0) -> dict:
@@ -110,9 +113,8 @@ def make_face_views(src, dst, views: int = 2, template: str = "arcface112", seed
     paths = sorted(p for p in src.rglob("*") if p.is_file() and is_image_name(p.name))
     if not paths:
         raise EdgefaceError(f"no images under {src}")
-    sizes = {read_image(p).shape[:2] for p in paths[:50]}
-    landmarks = detect_landmarks(paths)
-    found = [(lm, read_image(p).shape[:2]) for p, lm in zip(paths, landmarks) if lm is not None]
+    landmarks, shapes = detect_landmarks(paths)
+    found = [(lm, hw) for lm, hw in zip(landmarks, shapes) if lm is not None]
     if not found:
         raise EdgefaceError(f"no face detected in any image under {src}")
     # Mean landmarks in relative coordinates, for the images without a detection.
@@ -140,7 +142,7 @@ def make_face_views(src, dst, views: int = 2, template: str = "arcface112", seed
                 write_image(dst / out, crop)
     write_text_atomic(dst / "manifest.jsonl", "\n".join(lines) + "\n")
     return {"sources": len(paths), "detected": len(found), "views": len(lines),
-            "source_sizes": sorted(f"{h}x{w}" for h, w in sizes)}
+            "source_sizes": sorted({f"{h}x{w}" for h, w in shapes})}
 
 
 def extra_images(dirs, exclude_identities=()) -> tuple[list[str], dict]:

@@ -234,9 +234,16 @@ def main(argv=None) -> int:
     ap.add_argument("--merge", nargs="+", metavar="FILE", help="OUT IN [IN ...]: merge caches and exit")
     a = ap.parse_args(argv)
     if a.merge:
+        if len(a.merge) < 2:
+            raise EdgefaceError("--merge needs OUT and at least one IN cache file")
         print(f"{merge_caches(a.merge[0], a.merge[1:])} embeddings in {a.merge[0]}")
         return 0
-    k, n = (int(v) for v in a.shard.split("/"))
+    if not (a.teacher and a.aligned_dir and a.cache_file):
+        raise EdgefaceError("give TEACHER ALIGNED_DIR CACHE_FILE (or --merge OUT IN...)")
+    parts = a.shard.split("/")
+    k, n = (int(v) if v.isdigit() else -1 for v in parts) if len(parts) == 2 else (-1, -1)
+    if not 0 <= k < n:
+        raise EdgefaceError(f"--shard must be K/N with 0 <= K < N, got {a.shard!r}")
     paths = sorted(p for p in Path(a.aligned_dir).rglob("*") if p.is_file() and is_image_name(p))[k::n]
     emb, _ = teacher_embeddings(load_teacher(a.teacher), paths, a.cache_file)
     print(f"{len(paths)} embeddings of dim {emb.shape[1] if len(emb) else 0} in {a.cache_file}")

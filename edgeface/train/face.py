@@ -49,11 +49,11 @@ def check_config(cfg: dict) -> None:
         raise EdgefaceError("loss.weight is 0 and no --teacher: nothing to train")
     if tr["teacher"] and loss["distill_weight"] == 0:
         raise EdgefaceError("--teacher given but loss.distill_weight is 0")
+    if not isinstance(d["extra"], list):
+        raise EdgefaceError(f"data.extra must be a list of folders, got {d['extra']!r}")
     if d["extra"] and (not tr["teacher"] or loss["weight"] > 0 or loss["name"] == "center"):
         raise EdgefaceError("data.extra holds unlabelled faces: it needs a teacher and pure distillation "
                             "(loss.weight = 0, loss.name not center)")
-    if not isinstance(d["extra"], list):
-        raise EdgefaceError(f"data.extra must be a list of folders, got {d['extra']!r}")
     if not 0.0 <= tr["prune"] < 1.0:
         raise EdgefaceError(f"train.prune (sparsity) must be in [0, 1), got {tr['prune']}")
     if optim["name"] not in ("sgd", "adam", "adamw") or optim["schedule"] not in ("cosine", "step"):
