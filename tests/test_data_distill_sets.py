@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeface.data.distill_sets import extra_images, make_face_views, make_morphs
+from edgeface.data.distill_sets import extra_images, make_face_views, make_morphs, part_swap
 from edgeface.errors import EdgefaceError
 from edgeface.utils.images import read_image, write_image
 
@@ -44,6 +44,34 @@ def test_morphs_are_blends_of_two_identities(tmp_path):
     (dst / recs[0]["output"]).unlink()
     make_morphs(src, dst, count=12, damage=0.0)
     assert (dst / recs[0]["output"]).read_bytes() == first
+
+
+def test_part_swap_joins_upper_and_lower_face():
+    rng = np.random.default_rng(0)  # two textured faces of very different tones
+    x = 200.0 + np.arange(3) * 10 + rng.normal(0, 8, (40, 20, 3))
+    y = 50.0 + rng.normal(0, 5, (40, 20, 3))
+    got = part_swap(x, y, seam=0.5, soft=1.0)
+    np.testing.assert_allclose(got[:12], x[:12], atol=0.2)  # above the seam: x exactly
+    # Below it: y's texture, moved to x's tone (mean and spread per channel) so the seam is invisible.
+    below = got[30:]
+    np.testing.assert_allclose(below.mean((0, 1)), x.mean((0, 1)), atol=3.0)
+    np.testing.assert_allclose(below.std((0, 1)), x.std((0, 1)), rtol=0.25)
+    assert np.corrcoef(below[..., 0].ravel(), y[30:, :, 0].ravel())[0, 1] > 0.99
+
+
+def test_part_morphs_record_mode_and_stay_deterministic(tmp_path):
+    src = _aligned(tmp_path / "aligned", size=48)
+    make_morphs(src, tmp_path / "p1", count=6, seed=3, mode="parts", damage=0.0)
+    make_morphs(src, tmp_path / "p2", count=6, seed=3, mode="parts", damage=0.0)
+    recs = [json.loads(line) for line in (tmp_path / "p1/manifest.jsonl").read_text().splitlines()]
+    assert all(r["mode"] == "parts" and len(r["identities"]) == 2 for r in recs)
+    for r in recs:
+        got = read_image(tmp_path / "p1" / r["output"]).astype(np.float64)
+        x = read_image(src / r["sources"][0]).astype(np.float64)
+        assert np.abs(got[:8] - x[:8]).mean() < 2.0  # the top rows are the first parent's
+        assert (tmp_path / "p2" / r["output"]).read_bytes() == (tmp_path / "p1" / r["output"]).read_bytes()
+    with pytest.raises(EdgefaceError, match="unknown morph mode"):
+        make_morphs(src, tmp_path / "p3", count=2, mode="swirl")
 
 
 def test_extra_images_drops_held_out_identities(tmp_path):

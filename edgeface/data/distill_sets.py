@@ -6,6 +6,9 @@ teacher can label any face, so two builders widen what the student sees:
 - `morphs`: blends of two aligned faces of different identities. Both crops sit on the same five
   template points, so a blend is a plausible new face (a face morph), not a ghosted double image;
   the teacher places it somewhere new in its space. Some get a small re-warp and photometric damage.
+  `--mode parts` instead joins the upper face of one (eyes, brows) to the lower face of the other
+  (nose, mouth) across a soft horizontal seam, colour-matched: sharper and further from both parents
+  than a global blend, which drifts towards an average face.
 - `faces`: any folder of small face crops (e.g. FER2013's 48x48 training faces, thousands of
   people): detected, five-point aligned onto the template, K views (view 0 clean, the rest jittered
   and damaged as in `edgeface.data.views`). Images without a detection use the mean landmarks of
@@ -14,7 +17,7 @@ teacher can label any face, so two builders widen what the student sees:
 Each DST gets `manifest.jsonl` with one {"output", "sources", "identities"} record per image; the
 trainer (`data.extra`) drops every image made from a held-out validation identity.
 
-    python -m edgeface.data.distill_sets morphs ALIGNED_DIR DST --count 30000
+    python -m edgeface.data.distill_sets morphs ALIGNED_DIR DST --count 30000 [--mode parts]
     python -m edgeface.data.distill_sets faces SRC_DIR DST --views 2
 """
 from __future__ import annotations
@@ -50,8 +53,25 @@ def rewarp(crop: np.ndarray, rng: np.random.Generator, rot_deg=8.0, scale=0.06, 
     return cv2.warpAffine(crop, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def make_morphs(aligned_dir, dst, count: int = 30000, seed: int = 0, lam=(0.3, 0.7), damage: float = 0.5) -> dict:
-    """Write DST/mNNN/NNNNNN.png: `count` blends of two faces of different identities."""
+MORPH_MODES = ("blend", "parts")
+
+
+def part_swap(x: np.ndarray, y: np.ndarray, seam: float, soft: float) -> np.ndarray:
+    """Rows above `seam` (fraction of the height) from x, below from y, with a sigmoid seam `soft`
+    rows wide; y is first shifted to x's per-channel mean and spread so skin tones meet."""
+    h = x.shape[0]
+    y = (y - y.mean((0, 1))) / (y.std((0, 1)) + 1e-3) * x.std((0, 1)) + x.mean((0, 1))
+    rows = np.arange(h, dtype=np.float32)[:, None, None]
+    upper = 1.0 / (1.0 + np.exp((rows - seam * h) / soft))
+    return upper * x + (1.0 - upper) * y
+
+
+def make_morphs(aligned_dir, dst, count: int = 30000, seed: int = 0, lam=(0.3, 0.7), damage: float = 0.5,
+                mode: str = "blend") -> dict:
+    """Write DST/mNNN/NNNNNN.png: `count` morphs of two faces of different identities: global blends
+    (mode "blend", weight in `lam`) or upper/lower part swaps (mode "parts")."""
+    if mode not in MORPH_MODES:
+        raise EdgefaceError(f"unknown morph mode {mode!r}; choose one of {', '.join(MORPH_MODES)}")
     aligned_dir, dst = Path(aligned_dir), Path(dst)
     outputs = _ok_entries(aligned_dir)
     ids = np.array([o.split("/", 1)[0] for o in outputs])
@@ -68,8 +88,9 @@ def make_morphs(aligned_dir, dst, count: int = 30000, seed: int = 0, lam=(0.3, 0
     dst.mkdir(parents=True, exist_ok=True)
     for i in progress(range(count), total=count, desc="morphs"):
         out = f"m{i // 1000:03d}/{i:06d}.png"
-        lines.append(json.dumps({"output": out, "sources": [outputs[a[i]], outputs[b[i]]],
-                                 "identities": sorted({ids[a[i]], ids[b[i]]}), "weight": round(float(weights[i]), 4)}))
+        rec = {"output": out, "sources": [outputs[a[i]], outputs[b[i]]], "identities": sorted({ids[a[i]], ids[b[i]]})}
+        rec.update({"weight": round(float(weights[i]), 4)} if mode == "blend" else {"mode": mode})
+        lines.append(json.dumps(rec))
         if (dst / out).exists():
             continue  # resumable: every image depends only on (seed, i)
         r = np.random.default_rng([seed, i])
@@ -77,7 +98,11 @@ def make_morphs(aligned_dir, dst, count: int = 30000, seed: int = 0, lam=(0.3, 0
         y = read_image(aligned_dir / outputs[b[i]]).astype(np.float32)
         if x.shape != y.shape:
             raise EdgefaceError(f"{aligned_dir}: crops differ in size ({x.shape} vs {y.shape})")
-        img = np.clip(weights[i] * x + (1 - weights[i]) * y + 0.5, 0, 255).astype(np.uint8)
+        if mode == "blend":
+            mixed = weights[i] * x + (1 - weights[i]) * y
+        else:  # the seam falls between the eyes (row 0.46 of an arcface crop) and the mouth (0.82)
+            mixed = part_swap(x, y, seam=r.uniform(0.55, 0.72), soft=r.uniform(2.0, 6.0))
+        img = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
         if r.random() < damage:
             img = photometric(rewarp(img, r), r)
         write_image(dst / out, img)
@@ -192,6 +217,7 @@ def main(argv=None) -> int:
     m.add_argument("dst")
     m.add_argument("--count", type=int, default=30000)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--mode", choices=MORPH_MODES, default="blend")
     f = sub.add_parser("faces", help="detect + align + K views of small face crops")
     f.add_argument("src")
     f.add_argument("dst")
@@ -199,7 +225,7 @@ def main(argv=None) -> int:
     f.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     if a.kind == "morphs":
-        info = make_morphs(a.aligned_dir, a.dst, a.count, seed=a.seed)
+        info = make_morphs(a.aligned_dir, a.dst, a.count, seed=a.seed, mode=a.mode)
     else:
         info = make_face_views(a.src, a.dst, a.views, seed=a.seed)
     print(json.dumps(info))
