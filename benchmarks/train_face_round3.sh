@@ -26,3 +26,8 @@ morph_set celeba_parts_s2 2 parts
 
 if [ -f "runs/$RUN/config.toml" ]; then resume=(--resume); else resume=(); fi
 nice -n 5 "$EF" train face --data cache/celeba/views8 --out "runs/$RUN" --config "$RUN" "${resume[@]}"
+
+# The microcontroller tier, round 5: round 4's micro run continued on the same data.
+MICRO=face_edge_micro_parts
+if [ -f "runs/$MICRO/config.toml" ]; then resume=(--resume); else resume=(); fi
+nice -n 5 "$EF" train face --data cache/celeba/views8 --out "runs/$MICRO" --config face_edge_micro_morphs3 "${resume[@]}"
