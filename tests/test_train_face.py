@@ -74,6 +74,14 @@ def test_train_resume_and_seed(tiny_aligned, tmp_path, capsys):
     assert (run / "checkpoints" / "ckpt-26.index").is_file()
     assert json.loads((run / "run.json").read_text())["steps"] == 26
 
+    # Checkpoints inside an epoch (every 3 steps, 4 steps an epoch), so a run killed mid-epoch loses
+    # at most 3 steps; the epoch ends and the last step checkpoint as before.
+    mid = tmp_path / "mid"
+    assert _train(tiny_aligned, mid, "--batch-size", "8", "--max-steps", "10", "--set", "train.checkpoint_every=3",
+                  "--set", "train.keep_checkpoints=10") == 0
+    saved = sorted(int(f.name[5:-6]) for f in (mid / "checkpoints").glob("ckpt-*.index"))
+    assert saved == [3, 4, 6, 8, 9, 10]
+
     # Same seed, fresh run: the first epoch is bit-identical.
     again = tmp_path / "again"
     assert _train(tiny_aligned, again, "--loss", "softmax", "--batch-size", "8", "--max-steps", "4", "--seed", "3") == 0

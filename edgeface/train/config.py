@@ -74,6 +74,8 @@ FACE_DEFAULTS: dict[str, dict[str, Any]] = {
         "finetune_steps": 300,        # steps of each of those fine-tunes
         "finetune_images": 512,       # training images they use
         "keep_checkpoints": 3,
+        "checkpoint_every": 500,      # also checkpoint every N steps inside an epoch (0 = epoch ends only):
+                                      # a run cut mid-epoch resumes there, not at the epoch's start
         "log_every": 10,              # TensorBoard scalars every N steps
     },
 }

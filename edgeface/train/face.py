@@ -388,6 +388,8 @@ class FaceTrainer:
             self.ckpt.set(step=step, epoch_step=self.ckpt.get("epoch_step") + 1)
             if step % tr["log_every"] == 0:
                 logger.scalars(step, {**out, "lr": float(self.schedule(step - 1))}, prefix="train/")
+            if tr["checkpoint_every"] and step % tr["checkpoint_every"] == 0 and n < todo:
+                self.ckpt.save()  # resumable mid-epoch: the epoch's batch order depends only on (seed, epoch)
             bar.set_postfix(loss=f"{out['loss']:.3f}", refresh=False)
             bar.update(1)
         bar.close()
