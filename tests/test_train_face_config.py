@@ -18,6 +18,35 @@ def test_shipped_configs_resolve(tmp_path):
     assert cfg["loss"]["name"] == "cosface" and cfg["optim"]["name"] == "adamw"
 
 
+def test_every_shipped_face_config_resolves(tmp_path):
+    names = sorted(f.stem for f in C.CONFIG_DIR.glob("face_*.toml"))
+    assert len(names) >= 11
+    for name in names:
+        assert resolve_config(tmp_path, name)["model"]["name"].startswith("mobilenetv2"), name
+    # A follow-up round states only its changes; the rest comes from the round it extends.
+    r3, r4 = resolve_config(tmp_path, "face_edge_morphs2"), resolve_config(tmp_path, "face_edge_morphs3")
+    assert r4["optim"]["lr"] == 0.0005 and r3["optim"]["lr"] == 0.0007
+    assert r4["data"]["extra"][:-1] == r3["data"]["extra"] and r4["model"] == r3["model"]
+    assert r4["train"]["epochs"] == r3["train"]["epochs"] == 5
+
+
+def test_extends(tmp_path):
+    (tmp_path / "base.toml").write_text('[model]\nname = "mobilenetv2"\nalpha = 0.5\n'
+                                        '[optim]\nlr = 0.1\nname = "sgd"\n[data]\nextra = ["a", "b"]\n')
+    (tmp_path / "child.toml").write_text('extends = "base"\n[optim]\nlr = 0.01\n[data]\nextra = ["c"]\n')
+    got = C.load_toml(tmp_path / "child.toml")
+    assert got == {"model": {"name": "mobilenetv2", "alpha": 0.5}, "optim": {"lr": 0.01, "name": "sgd"},
+                   "data": {"extra": ["c"]}}  # tables merge key by key; a list is replaced whole
+    (tmp_path / "loop_a.toml").write_text('extends = "loop_b"\n')
+    (tmp_path / "loop_b.toml").write_text('extends = "loop_a.toml"\n')
+    (tmp_path / "orphan.toml").write_text('extends = "nowhere"\n')
+    (tmp_path / "typo.toml").write_text('extends = 3\n')
+    for name, msg in (("loop_a", "makes a cycle"), ("orphan", "config file not found: nowhere"),
+                      ("typo", "extends must be a config name")):
+        with pytest.raises(EdgefaceError, match=msg):
+            C.load_toml(tmp_path / f"{name}.toml")
+
+
 def test_overrides_order_and_types(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text('[optim]\nlr = 0.05\n[model]\nname = "mobilenetv2"\nalpha = 0.5\n')

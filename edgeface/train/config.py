@@ -108,7 +108,10 @@ def parse_sets(items: Iterable[str]) -> dict:
     return out
 
 
-def load_toml(path: str | os.PathLike) -> dict:
+def load_toml(path: str | os.PathLike, _seen: tuple = ()) -> dict:
+    """A config file's tables. `extends = "NAME"` at the top starts from another config (found beside
+    this one, else as --config finds it) and overrides it table by table, so a follow-up round states
+    only what it changes."""
     path = Path(path)
     if not path.is_file():
         # A bare name finds a shipped config: --config face_micro
@@ -119,11 +122,33 @@ def load_toml(path: str | os.PathLike) -> dict:
             raise EdgefaceError(f"config file not found: {path}")
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise EdgefaceError(f"config {path} is not valid TOML: {e}") from None
     except UnicodeDecodeError:
         raise EdgefaceError(f"config {path} is not UTF-8 text") from None
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str) or not parent:
+        raise EdgefaceError(f"config {path}: extends must be a config name or path, got {parent!r}")
+    seen = (*_seen, path.resolve())
+    beside = path.parent / (parent if parent.endswith(".toml") else f"{parent}.toml")
+    parent_path = beside if beside.is_file() else Path(parent)
+    if parent_path.is_file() and parent_path.resolve() in seen:
+        raise EdgefaceError(f"config {path}: extends {parent!r} makes a cycle")
+    return _overlay(load_toml(parent_path, seen), data)
+
+
+def _overlay(base: dict, over: Mapping) -> dict:
+    """`base` with `over` laid on top: tables merge key by key, any other value replaces."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _overlay(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
