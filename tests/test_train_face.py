@@ -89,13 +89,15 @@ def test_train_resume_and_seed(tiny_aligned, tmp_path, capsys):
 
 
 def test_center_loss_with_distillation(tiny_aligned, tmp_path, teachers_root, monkeypatch):
-    """Joint softmax + center + 1 - cos(teacher) through a training-only 64->128 projection."""
+    """Joint softmax + center + 1 - cos(teacher) through a training-only 64->128 projection, plus
+    the relational term on the 64-d embedding itself."""
     monkeypatch.setenv("EDGEFACE_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "center"
     assert _train(tiny_aligned, run, "--loss", "center", "--batch-size", "16", "--max-steps", "2",
-                  "--teacher", str(teachers_root / "mobilefacenet-ncnn")) == 0
+                  "--teacher", str(teachers_root / "mobilefacenet-ncnn"), "--set", "loss.relational_weight=2") == 0
     rows = read_log(run)
     assert rows[-1]["center_loss"] > 0 and rows[-1]["cls_loss"] > 0 and 0 < rows[-1]["distill_loss"] <= 2
+    assert 0 < rows[-1]["relational_loss"] <= 4  # squared cosine differences
     info = json.loads((run / "run.json").read_text())
     assert info["teacher"]["dim"] == 128 and info["teacher"]["license"]
     assert info["teacher"]["license"] in info["license"]  # the weights inherit the teacher's terms
@@ -150,6 +152,8 @@ def test_extra_unlabelled_faces_and_warm_start(tiny_aligned, tmp_path, teachers_
     assert _train(tiny_aligned, tmp_path / "bad2", *teacher, "--set", f"train.init={first / 'model.keras'}",
                   "--set", "model.alpha=0.5", "--batch-size", "8", "--max-steps", "1") == 2
     assert "architecture differs" in capsys.readouterr().err
+    assert _train(tiny_aligned, tmp_path / "bad3", "--set", "loss.relational_weight=1", "--max-steps", "1") == 2
+    assert "needs a --teacher" in capsys.readouterr().err
 
 
 def test_card_licence_of_distilled_runs(tmp_path):

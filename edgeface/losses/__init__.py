@@ -8,8 +8,8 @@
     loss += w * cosine_distill_loss(embeddings, teacher_embeddings)
 """
 from edgeface.losses.center import CenterLoss
-from edgeface.losses.distill import cosine_distill_loss
+from edgeface.losses.distill import cosine_distill_loss, similarity_distill_loss
 from edgeface.losses.margin import HEADS, ArcFaceHead, CosFaceHead, SoftmaxHead, make_head, softmax_cross_entropy
 
-__all__ = ["CenterLoss", "cosine_distill_loss", "HEADS", "ArcFaceHead", "CosFaceHead", "SoftmaxHead", "make_head",
+__all__ = ["CenterLoss", "cosine_distill_loss", "similarity_distill_loss", "HEADS", "ArcFaceHead", "CosFaceHead", "SoftmaxHead", "make_head",
            "softmax_cross_entropy"]

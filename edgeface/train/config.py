@@ -48,6 +48,8 @@ FACE_DEFAULTS: dict[str, dict[str, Any]] = {
         "center_lambda": 0.003,       # joint loss: softmax + lambda * center
         "center_alpha": 0.5,          # centre moving-average rate
         "distill_weight": 1.0,        # weight of 1 - cos(student, teacher) when a teacher is given
+        "relational_weight": 0.0,     # weight of the pairwise-similarity term (needs a teacher): mean squared
+                                      # difference of the student's and teacher's in-batch cosine matrices
     },
     "optim": {
         "name": "sgd",                # sgd (momentum, Nesterov) | adam | adamw

@@ -24,8 +24,8 @@ from edgeface.train import config as cfgmod
 from edgeface.utils.io import read_json, write_json_atomic, write_text_atomic
 from edgeface.utils.progress import progress
 
-LOG_FIELDS = ["epoch", "step", "lr", "loss", "cls_loss", "center_loss", "distill_loss", "train_acc",
-              "val_acc", "val_threshold", "val_pairs", "images_per_s", "epoch_s"]
+LOG_FIELDS = ["epoch", "step", "lr", "loss", "cls_loss", "center_loss", "distill_loss", "relational_loss",
+              "train_acc", "val_acc", "val_threshold", "val_pairs", "images_per_s", "epoch_s"]
 LOSSES = ("softmax", "center", "arcface", "cosface")
 
 
@@ -43,12 +43,14 @@ def check_config(cfg: dict) -> None:
         raise EdgefaceError(f"data.batch_size must be >= 2, got {d['batch_size']}")
     if tr["epochs"] < 1 or tr["max_steps"] < 0:
         raise EdgefaceError("train.epochs must be >= 1 and train.max_steps >= 0")
-    if loss["weight"] < 0 or loss["distill_weight"] < 0 or loss["center_lambda"] < 0:
+    if min(loss["weight"], loss["distill_weight"], loss["relational_weight"], loss["center_lambda"]) < 0:
         raise EdgefaceError("loss weights must be >= 0")
     if loss["weight"] == 0 and not tr["teacher"] and loss["name"] != "center":
         raise EdgefaceError("loss.weight is 0 and no --teacher: nothing to train")
-    if tr["teacher"] and loss["distill_weight"] == 0:
-        raise EdgefaceError("--teacher given but loss.distill_weight is 0")
+    if tr["teacher"] and loss["distill_weight"] == 0 and loss["relational_weight"] == 0:
+        raise EdgefaceError("--teacher given but loss.distill_weight and loss.relational_weight are 0")
+    if loss["relational_weight"] > 0 and not tr["teacher"]:
+        raise EdgefaceError("loss.relational_weight > 0 needs a --teacher")
     if not isinstance(d["extra"], list):
         raise EdgefaceError(f"data.extra must be a list of folders, got {d['extra']!r}")
     if d["extra"] and (not tr["teacher"] or loss["weight"] > 0 or loss["name"] == "center"):
@@ -259,13 +261,13 @@ class FaceTrainer:
     def _step(self, images, labels, t_emb):
         import tensorflow as tf
 
-        from edgeface.losses import cosine_distill_loss, softmax_cross_entropy
+        from edgeface.losses import cosine_distill_loss, similarity_distill_loss, softmax_cross_entropy
 
         loss_cfg = self.cfg["loss"]
         zero = tf.constant(0.0)
         with tf.GradientTape() as tape:
             emb = self.model(images, training=True)
-            total, cls, cen, dis, acc = zero, zero, zero, zero, zero
+            total, cls, cen, dis, rel, acc = zero, zero, zero, zero, zero, zero
             if self.head is not None:
                 logits = self.head(emb, labels, training=True)
                 cls = softmax_cross_entropy(labels, logits)
@@ -279,11 +281,15 @@ class FaceTrainer:
                 student = self.proj(emb) if self.proj is not None else emb
                 dis = cosine_distill_loss(student, t_emb)
                 total += loss_cfg["distill_weight"] * dis
+                if loss_cfg["relational_weight"] > 0:  # on the exported embedding itself, not the projection
+                    rel = similarity_distill_loss(emb, t_emb)
+                    total += loss_cfg["relational_weight"] * rel
         grads = tape.gradient(total, self.train_vars)
         self.optimizer.apply_gradients(zip(grads, self.train_vars))
         if self.center is not None:
             self.center.update(emb, labels)
-        return {"loss": total, "cls_loss": cls, "center_loss": cen, "distill_loss": dis, "train_acc": acc}
+        return {"loss": total, "cls_loss": cls, "center_loss": cen, "distill_loss": dis, "relational_loss": rel,
+                "train_acc": acc}
 
     # -- data --------------------------------------------------------------------------------
     def _epoch_dataset(self, epoch: int, skip_steps: int):
