@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeface.data.distill_sets import extra_images, make_face_views, make_morphs, part_swap
+from edgeface.data.distill_sets import band_swap, extra_images, make_face_views, make_morphs, part_swap
 from edgeface.errors import EdgefaceError
 from edgeface.utils.images import read_image, write_image
 
@@ -72,6 +72,36 @@ def test_part_morphs_record_mode_and_stay_deterministic(tmp_path):
         assert (tmp_path / "p2" / r["output"]).read_bytes() == (tmp_path / "p1" / r["output"]).read_bytes()
     with pytest.raises(EdgefaceError, match="unknown morph mode"):
         make_morphs(src, tmp_path / "p3", count=2, mode="swirl")
+
+
+def test_band_swap_stacks_three_faces():
+    rng = np.random.default_rng(1)
+    x = 200.0 + rng.normal(0, 8, (60, 20, 3))
+    y = 40.0 + rng.normal(0, 5, (60, 20, 3))
+    z = 120.0 + rng.normal(0, 6, (60, 20, 3))
+    got = band_swap([x, y, z], [0.3, 0.7], soft=1.0)
+    np.testing.assert_allclose(got[:12], x[:12], atol=0.2)  # top band: x itself
+    for band, src in ((slice(24, 36), y), (slice(48, 60), z)):  # the others: their texture, x's tone
+        assert np.corrcoef(got[band, :, 1].ravel(), src[band, :, 1].ravel())[0, 1] > 0.99
+        np.testing.assert_allclose(got[band].mean((0, 1)), x.mean((0, 1)), atol=4.0)
+    np.testing.assert_array_equal(band_swap([x, y], [0.5], 2.0), part_swap(x, y, 0.5, 2.0))
+    with pytest.raises(EdgefaceError, match="increasing seam"):
+        band_swap([x, y, z], [0.7, 0.3], 1.0)
+
+
+def test_band_morphs_use_three_identities(tmp_path):
+    src = _aligned(tmp_path / "aligned", size=64)
+    make_morphs(src, tmp_path / "b", count=8, seed=5, mode="bands", damage=0.0)
+    recs = [json.loads(line) for line in (tmp_path / "b/manifest.jsonl").read_text().splitlines()]
+    assert len(recs) == 8
+    for r in recs:
+        assert r["mode"] == "bands" and len(r["sources"]) == 3 and len(r["identities"]) == 3
+        got = read_image(tmp_path / "b" / r["output"]).astype(np.float64)
+        x = read_image(src / r["sources"][0]).astype(np.float64)
+        assert np.abs(got[:20] - x[:20]).mean() < 2.0  # eyes band: the first parent
+    two = _aligned(tmp_path / "two", ids=("a", "b"))
+    with pytest.raises(EdgefaceError, match="at least 3 identities"):
+        make_morphs(two, tmp_path / "b2", count=2, mode="bands")
 
 
 def test_extra_images_drops_held_out_identities(tmp_path):

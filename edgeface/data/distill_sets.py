@@ -8,7 +8,8 @@ teacher can label any face, so two builders widen what the student sees:
   the teacher places it somewhere new in its space. Some get a small re-warp and photometric damage.
   `--mode parts` instead joins the upper face of one (eyes, brows) to the lower face of the other
   (nose, mouth) across a soft horizontal seam, colour-matched: sharper and further from both parents
-  than a global blend, which drifts towards an average face.
+  than a global blend, which drifts towards an average face. `--mode bands` stacks three identities:
+  eyes and brows from one, nose from a second, mouth and chin from a third.
 - `faces`: any folder of small face crops (e.g. FER2013's 48x48 training faces, thousands of
   people): detected, five-point aligned onto the template, K views (view 0 clean, the rest jittered
   and damaged as in `edgeface.data.views`). Images without a detection use the mean landmarks of
@@ -17,7 +18,7 @@ teacher can label any face, so two builders widen what the student sees:
 Each DST gets `manifest.jsonl` with one {"output", "sources", "identities"} record per image; the
 trainer (`data.extra`) drops every image made from a held-out validation identity.
 
-    python -m edgeface.data.distill_sets morphs ALIGNED_DIR DST --count 30000 [--mode parts]
+    python -m edgeface.data.distill_sets morphs ALIGNED_DIR DST --count 30000 [--mode parts|bands]
     python -m edgeface.data.distill_sets faces SRC_DIR DST --views 2
 """
 from __future__ import annotations
@@ -53,55 +54,83 @@ def rewarp(crop: np.ndarray, rng: np.random.Generator, rot_deg=8.0, scale=0.06, 
     return cv2.warpAffine(crop, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-MORPH_MODES = ("blend", "parts")
+MORPH_MODES = ("blend", "parts", "bands")
+
+
+def band_swap(layers: list[np.ndarray], seams: list[float], soft: float) -> np.ndarray:
+    """Horizontal bands from several faces: rows above seams[0] from layers[0], between seams[k-1]
+    and seams[k] from layers[k], ..., below the last seam from the last layer; each seam a sigmoid
+    `soft` rows wide. Every later layer is first shifted to layers[0]'s per-channel mean and spread
+    so skin tones meet."""
+    if len(seams) != len(layers) - 1 or list(seams) != sorted(seams):
+        raise EdgefaceError("band_swap needs one increasing seam between each two layers")
+    x = layers[0]
+    h = x.shape[0]
+    rows = np.arange(h, dtype=np.float32)[:, None, None]
+    out = x
+    for y, seam in zip(layers[1:], seams):
+        y = (y - y.mean((0, 1))) / (y.std((0, 1)) + 1e-3) * x.std((0, 1)) + x.mean((0, 1))
+        upper = 1.0 / (1.0 + np.exp((rows - seam * h) / soft))
+        out = upper * out + (1.0 - upper) * y
+    return out
 
 
 def part_swap(x: np.ndarray, y: np.ndarray, seam: float, soft: float) -> np.ndarray:
-    """Rows above `seam` (fraction of the height) from x, below from y, with a sigmoid seam `soft`
-    rows wide; y is first shifted to x's per-channel mean and spread so skin tones meet."""
-    h = x.shape[0]
-    y = (y - y.mean((0, 1))) / (y.std((0, 1)) + 1e-3) * x.std((0, 1)) + x.mean((0, 1))
-    rows = np.arange(h, dtype=np.float32)[:, None, None]
-    upper = 1.0 / (1.0 + np.exp((rows - seam * h) / soft))
-    return upper * x + (1.0 - upper) * y
+    """Rows above `seam` (fraction of the height) from x, below from y (two bands)."""
+    return band_swap([x, y], [seam], soft)
+
+
+def _draw_other(rng, ids: np.ndarray, idx: np.ndarray, *others: np.ndarray) -> None:
+    """Redraw idx[i] in place until its identity differs from every others[k][i]."""
+    for i in range(len(idx)):
+        while any(ids[idx[i]] == ids[o[i]] for o in others):
+            idx[i] = rng.integers(0, len(ids))
 
 
 def make_morphs(aligned_dir, dst, count: int = 30000, seed: int = 0, lam=(0.3, 0.7), damage: float = 0.5,
                 mode: str = "blend") -> dict:
-    """Write DST/mNNN/NNNNNN.png: `count` morphs of two faces of different identities: global blends
-    (mode "blend", weight in `lam`) or upper/lower part swaps (mode "parts")."""
+    """Write DST/mNNN/NNNNNN.png: `count` morphs of faces of different identities: global blends of
+    two (mode "blend", weight in `lam`), upper/lower part swaps of two (mode "parts"), or eyes/nose/
+    mouth bands of three (mode "bands")."""
     if mode not in MORPH_MODES:
         raise EdgefaceError(f"unknown morph mode {mode!r}; choose one of {', '.join(MORPH_MODES)}")
     aligned_dir, dst = Path(aligned_dir), Path(dst)
     outputs = _ok_entries(aligned_dir)
     ids = np.array([o.split("/", 1)[0] for o in outputs])
-    if len(np.unique(ids)) < 2:
-        raise EdgefaceError(f"{aligned_dir}: morphs need faces of at least 2 identities")
+    need = 3 if mode == "bands" else 2
+    if len(np.unique(ids)) < need:
+        raise EdgefaceError(f"{aligned_dir}: {mode} morphs need faces of at least {need} identities")
     rng = np.random.default_rng(seed)
     a = rng.integers(0, len(outputs), count)
     b = rng.integers(0, len(outputs), count)
-    for i in np.flatnonzero(ids[a] == ids[b]):  # redraw until the identities differ
-        while ids[a[i]] == ids[b[i]]:
-            b[i] = rng.integers(0, len(outputs))
+    _draw_other(rng, ids, b, a)  # (the draw order keeps earlier sets' images reproducible)
     weights = rng.uniform(lam[0], lam[1], count)
+    c = None
+    if mode == "bands":
+        c = rng.integers(0, len(outputs), count)
+        _draw_other(rng, ids, c, a, b)
     lines = []
     dst.mkdir(parents=True, exist_ok=True)
     for i in progress(range(count), total=count, desc="morphs"):
         out = f"m{i // 1000:03d}/{i:06d}.png"
-        rec = {"output": out, "sources": [outputs[a[i]], outputs[b[i]]], "identities": sorted({ids[a[i]], ids[b[i]]})}
+        picks = [a[i], b[i]] if c is None else [a[i], b[i], c[i]]
+        rec = {"output": out, "sources": [outputs[k] for k in picks], "identities": sorted({ids[k] for k in picks})}
         rec.update({"weight": round(float(weights[i]), 4)} if mode == "blend" else {"mode": mode})
         lines.append(json.dumps(rec))
         if (dst / out).exists():
             continue  # resumable: every image depends only on (seed, i)
         r = np.random.default_rng([seed, i])
-        x = read_image(aligned_dir / outputs[a[i]]).astype(np.float32)
-        y = read_image(aligned_dir / outputs[b[i]]).astype(np.float32)
-        if x.shape != y.shape:
-            raise EdgefaceError(f"{aligned_dir}: crops differ in size ({x.shape} vs {y.shape})")
+        faces = [read_image(aligned_dir / outputs[k]).astype(np.float32) for k in picks]
+        if any(f.shape != faces[0].shape for f in faces):
+            raise EdgefaceError(f"{aligned_dir}: crops differ in size ({', '.join(str(f.shape) for f in faces)})")
+        x, y = faces[:2]
         if mode == "blend":
             mixed = weights[i] * x + (1 - weights[i]) * y
-        else:  # the seam falls between the eyes (row 0.46 of an arcface crop) and the mouth (0.82)
+        elif mode == "parts":  # the seam falls between the eyes (row 0.46 of an arcface crop) and the mouth (0.82)
             mixed = part_swap(x, y, seam=r.uniform(0.55, 0.72), soft=r.uniform(2.0, 6.0))
+        else:  # seams below the eyes (0.46) and above the mouth (0.82), around the nose tip (0.64)
+            seams = [r.uniform(0.52, 0.58), r.uniform(0.70, 0.76)]
+            mixed = band_swap(faces, seams, soft=r.uniform(2.0, 4.0))
         img = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
         if r.random() < damage:
             img = photometric(rewarp(img, r), r)
@@ -212,7 +241,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="kind", required=True)
-    m = sub.add_parser("morphs", help="blends of two aligned faces of different identities")
+    m = sub.add_parser("morphs", help="blends or part swaps of aligned faces of different identities")
     m.add_argument("aligned_dir")
     m.add_argument("dst")
     m.add_argument("--count", type=int, default=30000)
