@@ -8,12 +8,10 @@ import json
 from pathlib import Path
 
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
-import numpy as np
 
 from edgeface.bench.verification import best_threshold, cosine_scores
 from edgeface.errors import EdgefaceError, run_main
 from edgeface.train.face import FaceTrainer, resolve_config
-from edgeface.utils.images import read_image
 from edgeface.utils.io import read_json
 
 
@@ -33,17 +31,13 @@ def main(argv=None) -> int:
     trainer._load_data()  # the same identity split and pairs as the run's validation
     if trainer.val is None:
         raise EdgefaceError(f"{run} has no validation split (data.val_fraction = 0)")
-    from edgeface.teachers import load_teacher
+    from edgeface.teachers import load_teacher, teacher_embeddings
 
     teacher = load_teacher(spec)
-    faces = np.stack([read_image(p) for p in trainer.val.paths])
-
-    def embed(x):
-        return np.concatenate([teacher.embed(np.ascontiguousarray(x[i:i + 64])) for i in range(0, len(x), 64)])
-
-    plain = embed(faces)
-    out = {"run": str(run), "teacher": teacher.name, "val_images": len(faces), "val_pairs": int(len(trainer.val_same))}
-    for name, emb in (("val_acc", plain), ("val_acc_flip", plain + embed(faces[:, :, ::-1]))):
+    # no cache file: the held-out faces' targets never enter the training store
+    plain, mirror = teacher_embeddings(teacher, trainer.val.paths, None)
+    out = {"run": str(run), "teacher": teacher.name, "val_images": len(plain), "val_pairs": int(len(trainer.val_same))}
+    for name, emb in (("val_acc", plain), ("val_acc_flip", plain + mirror)):
         thr, acc = best_threshold(cosine_scores(emb, trainer.val_pairs), trainer.val_same)
         out[name], out[name + "_threshold"] = round(float(acc), 4), round(float(thr), 4)
     print(json.dumps(out))

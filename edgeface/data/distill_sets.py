@@ -241,7 +241,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="kind", required=True)
-    m = sub.add_parser("morphs", help="blends or part swaps of aligned faces of different identities")
+    m = sub.add_parser("morphs", help="blends, part swaps or bands of aligned faces of different identities")
     m.add_argument("aligned_dir")
     m.add_argument("dst")
     m.add_argument("--count", type=int, default=30000)

@@ -11,5 +11,5 @@ from edgeface.losses.center import CenterLoss
 from edgeface.losses.distill import cosine_distill_loss, similarity_distill_loss
 from edgeface.losses.margin import HEADS, ArcFaceHead, CosFaceHead, SoftmaxHead, make_head, softmax_cross_entropy
 
-__all__ = ["CenterLoss", "cosine_distill_loss", "similarity_distill_loss", "HEADS", "ArcFaceHead", "CosFaceHead", "SoftmaxHead", "make_head",
-           "softmax_cross_entropy"]
+__all__ = ["CenterLoss", "cosine_distill_loss", "similarity_distill_loss", "HEADS", "ArcFaceHead", "CosFaceHead",
+           "SoftmaxHead", "make_head", "softmax_cross_entropy"]
