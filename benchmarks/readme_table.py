@@ -22,8 +22,11 @@ def _card(path: str) -> dict:
 
 
 def table(bench: dict) -> str:
-    rows = ["| model | dtype | bytes | budget | LFW acc % | AUC | TAR@FAR=1e-3 | embed ms (1 thread) | end-to-end ms |",
-            "|---|---|---:|---|---|---|---|---:|---:|"]
+    teacher = bench.get("teacher_latency_ms") or {}
+    vs = f"x ncnn teacher ({teacher['median']:.2f} ms)" if teacher.get("median") else "x ncnn teacher"
+    rows = [f"| model | dtype | bytes | budget | LFW acc % | AUC | TAR@FAR=1e-3 | embed ms (1 thread) | {vs} "
+            "| delegate partitions | end-to-end ms |",
+            "|---|---|---:|---|---|---|---|---:|---:|---:|---:|"]
     models = sorted(bench["models"], key=lambda m: (ORDER.get(m["task"], 9), "micro" in m["path"],
                                                     DTYPES.get(m["dtype"], 9), m["path"]))
     for m in models:
@@ -45,8 +48,10 @@ def table(bench: dict) -> str:
             auc = tar = "-"
         else:
             acc = auc = tar = "-"
+        speed = f"{m['speedup_vs_teacher']:.2f}x" if m.get("speedup_vs_teacher") else "-"
+        parts = (m.get("delegate") or {}).get("partitions", "-")
         rows.append(f"| {label} | {m['dtype']} | {m['bytes']:,} | {budget} | {acc} | {auc} | {tar} | "
-                    f"{f'{lat:.2f}' if lat is not None else '-'} | {f'{e2e:.1f}' if e2e else '-'} |")
+                    f"{f'{lat:.2f}' if lat is not None else '-'} | {speed} | {parts} | {f'{e2e:.1f}' if e2e else '-'} |")
     return "\n".join(rows)
 
 

@@ -2,6 +2,7 @@
 
     edgeface align SRC DST            detect + 5-point align a folder of images
     edgeface train face|expression    train an embedder / an expression classifier
+    edgeface import SRC --out RUN     a pretrained embedder (ncnn) -> a verified Keras run
     edgeface convert MODEL            float32 / float16 / int8 .tflite (+ C array) with model cards
     edgeface bench MODEL.tflite...    size, latency, LFW verification / expression accuracy
     edgeface verify A B               same person? (TF-free runtime)
@@ -26,6 +27,7 @@ from edgeface.errors import EdgefaceError
 COMMANDS = {
     "align": ("edgeface.align.cli", "align", "Detect faces and align them onto the 5-point template."),
     "train": ("edgeface.train.cli", "train", "Train a face embedder or an expression classifier."),
+    "import": ("edgeface.importers.cli", "import_model", "Import a pretrained embedder (ncnn) as a verified Keras run."),
     "convert": ("edgeface.convert.cli", "convert", "Convert a Keras model to float32/float16/int8 TFLite."),
     "bench": ("edgeface.bench.cli", "bench", "Benchmark .tflite models: size, latency, accuracy."),
     "verify": ("edgeface.runtime.cli", "verify", "Are two face images the same person? (no TensorFlow)"),

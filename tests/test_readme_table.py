@@ -15,9 +15,10 @@ def _module():
 
 def test_table_between_markers(tmp_path, capsys):
     mod = _module()
-    bench = {"date": "2026-11-22", "models": [
+    bench = {"date": "2026-11-22", "teacher_latency_ms": {"median": 5.6}, "models": [
         {"path": str(tmp_path / "f_int8.tflite"), "task": "face_embedding", "dtype": "int8", "bytes": 862144,
          "budget": 1000000, "budget_ok": True, "latency_ms": {"median": 0.7}, "end_to_end_ms": {"median": 13.2},
+         "speedup_vs_teacher": 8.0, "delegate": {"partitions": 1},
          "lfw": {"accuracy": 0.9512, "std": 0.0101, "auc": 0.98765, "tar_at_far_1e-3": 0.5}},
         {"path": str(tmp_path / "f_float32.tflite"), "task": "face_embedding", "dtype": "float32", "bytes": 2378112,
          "budget": None, "budget_ok": None, "latency_ms": {"median": 1.2}, "lfw": None},
@@ -31,7 +32,8 @@ def test_table_between_markers(tmp_path, capsys):
     assert text.startswith("intro\n<!-- bench:start -->\n") and text.endswith("<!-- bench:end -->\noutro\n")
     assert "old table" not in text
     assert ("| `f_int8` (MCU tier, TFLM arena 1,234 B) | int8 | 862,144 | 1,000,000 ok | 95.12 ± 1.01 | 0.9877 | "
-            "0.500 | 0.70 | 13.2 |") in text
+            "0.500 | 0.70 | 8.00x | 1 | 13.2 |") in text
+    assert "x ncnn teacher (5.60 ms)" in text
     assert text.index("f_int8") < text.index("f_float32")  # int8 first
 
     from edgeface.errors import run_main

@@ -66,13 +66,15 @@ def _command(models, **opts) -> str:
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write results JSON here.")
 @click.option("--markdown", "md_out", type=click.Path(path_type=Path), help="Write a Markdown report here.")
 @click.option("--plots", "plots_dir", type=click.Path(path_type=Path), help="Write roc.png, size_vs_accuracy.png, latency.png here.")
+@click.option("--teacher-latency", "teacher_dir", type=click.Path(path_type=Path, exists=True),
+              help="Also time this ncnn embedder (folder with .param/.bin) on 1 thread, side by side.")
 @click.option("--update-cards", is_flag=True, help="Record the LFW threshold and accuracy in each model card.")
 @click.option("--check", "check_file", type=click.Path(path_type=Path),
               help="Only check sizes against this baseline JSON (exit 1 on a regression).")
 @click.option("--write-baseline", "baseline_out", type=click.Path(path_type=Path), help="Only record the current sizes here.")
 @click.option("--tolerance", type=float, help="Growth tolerance stored by --write-baseline [default: keep, or 0.02].")
 def bench(models, lfw_dir, pairs_file, no_flip, threads, runs, warmup, e2e_images, batch, expr_data, json_out,
-          md_out, plots_dir, update_cards, check_file, baseline_out, tolerance):
+          md_out, plots_dir, teacher_dir, update_cards, check_file, baseline_out, tolerance):
     """Benchmark .tflite MODELS: bytes, gzip, params, budget, latency, LFW View 2 verification."""
     paths = _models(models)
     if check_file or baseline_out:
@@ -85,6 +87,8 @@ def bench(models, lfw_dir, pairs_file, no_flip, threads, runs, warmup, e2e_image
         click.echo("edgeface: note: no --lfw given: size and latency only", err=True)
     command = _command(paths, lfw=lfw_dir, pairs=pairs_file, **{"no-flip": no_flip}, threads=threads,
                        runs=runs)
+    if teacher_dir:
+        command += " --teacher-latency " + shlex.quote(str(teacher_dir))
     for d in expr_data:
         command += " --expr-data " + shlex.quote(str(d))
 
@@ -94,7 +98,7 @@ def bench(models, lfw_dir, pairs_file, no_flip, threads, runs, warmup, e2e_image
 
     result = run_bench(paths, lfw_dir=lfw_dir, pairs_file=pairs_file, flip=not no_flip, threads=thread_counts,
                        runs=runs, warmup=warmup, e2e_images=e2e_images, batch=batch, expr_data=list(expr_data),
-                       plots_dir=plots_dir, command=command)
+                       plots_dir=plots_dir, command=command, teacher_dir=teacher_dir)
     rocs = result.pop("_rocs")
     click.echo(format_table(result["models"]))
     plot_files = make_plots(result["models"], rocs, plots_dir) if plots_dir else []

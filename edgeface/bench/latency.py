@@ -113,3 +113,32 @@ def end_to_end_latency(model_path: str | os.PathLike, image_paths: list[Path], d
     res.update({"images": len(blobs), "no_face": no_face, "detector": detector_name, "threads": threads,
                 "embeds_per_face": 2 if flip else 1, "template": template})
     return res
+
+
+def delegate_partitions(model_path: str | os.PathLike, threads: int = 1) -> dict:
+    """How the interpreter runs the graph: delegate partitions and the ops left on TFLite kernels.
+
+    One partition means XNNPACK runs the whole graph; an op it refuses (int8 PRELU, say) splits the
+    graph at every use and each switch costs time.
+    """
+    model = TFLiteModel(model_path, num_threads=threads)
+    ops = model.interpreter._get_ops_details()
+    names = [o["op_name"] for o in ops]
+    return {"partitions": names.count("DELEGATE"), "nodes": len(names) - names.count("DELEGATE")}
+
+
+def ncnn_latency(teacher_dir: str | os.PathLike, face: np.ndarray | None, runs: int = 200, warmup: int = 20) -> dict:
+    """Single-face time of an ncnn embedder on one thread (Mat from pixels + extract), side by side."""
+    from edgeface.teachers import load_teacher
+
+    teacher = load_teacher(teacher_dir, num_threads=1)
+    crop = face if face is not None and face.shape == (112, 112, 3) else np.full((112, 112, 3), 128, np.uint8)
+    batch = np.ascontiguousarray(crop[None].astype(np.uint8))
+    for _ in range(warmup):
+        teacher.embed(batch)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        teacher.embed(batch)
+        times.append(time.perf_counter() - t0)
+    return {"name": teacher.name, "path": str(teacher_dir), "threads": 1, **summarise_ms(times)}

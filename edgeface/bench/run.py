@@ -88,7 +88,7 @@ def expression_data_for(card: dict, expr_dirs: list[Path]) -> Path:
 def run_bench(model_paths: list[Path], lfw_dir: Path | None = None, pairs_file: Path | None = None,
               flip: bool = True, threads=(1, 2), runs: int = 200, warmup: int = 20, e2e_images: int = 20,
               batch: int = 16, expr_data: list[Path] | None = None, plots_dir: Path | None = None,
-              command: str = "", align_workers: int = 2) -> dict:
+              command: str = "", align_workers: int = 2, teacher_dir: Path | None = None) -> dict:
     t_start = time.time()
     models = []
     for p in model_paths:
@@ -169,6 +169,16 @@ def run_bench(model_paths: list[Path], lfw_dir: Path | None = None, pairs_file: 
         d = lat.embed_latency(m["path"], threads=threads, runs=runs, warmup=warmup, face=face)
         head = d["per_thread"][str(threads[0])]
         m["latency_ms"] = {"median": head["median"], "p90": head["p90"], "threads": int(threads[0]), **d}
+        m["delegate"] = lat.delegate_partitions(m["path"], threads=int(threads[0]))
+
+    teacher_latency = None
+    if teacher_dir is not None:
+        # the reference runtime, timed in the same run on the same face: ratios hold across machines
+        note(f"latency: ncnn teacher {teacher_dir} ({runs} runs, 1 thread)")
+        teacher_latency = lat.ncnn_latency(teacher_dir, sample_face, runs=runs, warmup=warmup)
+        for m in faces_needed:
+            if int(threads[0]) == 1:
+                m["speedup_vs_teacher"] = round(teacher_latency["median"] / m["latency_ms"]["median"], 3)
 
     if e2e_raw:
         detector, detector_name = lat.load_detector()
@@ -192,6 +202,7 @@ def run_bench(model_paths: list[Path], lfw_dir: Path | None = None, pairs_file: 
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "interpreter": backend},
         "threads": list(threads), "runs": runs, "warmup": warmup, "lfw_setup": lfw_setup,
+        "teacher_latency_ms": teacher_latency,
         "models": [{k: v for k, v in m.items() if not k.startswith("_")} for m in models],
     }
     result["_rocs"] = rocs

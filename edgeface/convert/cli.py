@@ -43,8 +43,17 @@ FINETUNE_COUNT = 1000
               help="Quantisation-aware fine-tune (self-distillation) for STEPS before the int8 convert.")
 @click.option("--finetune-count", type=click.IntRange(min=1), default=FINETUNE_COUNT, show_default=True,
               help="Training images used by --prune / --qat-finetune.")
+@click.option("--fit/--no-fit", "fit", default=None,
+              help="Prune + recover until the int8 file fits --budget (structured pruning, self-distillation, "
+                   "per-tensor int8) [default: on for `edgeface import` runs].")
+@click.option("--fit-step", type=click.FloatRange(0.005, 0.5), default=0.04, show_default=True,
+              help="With --fit: fraction of the prunable channels removed per round.")
+@click.option("--fit-steps", "fit_finetune_steps", type=click.IntRange(min=0), default=300, show_default=True,
+              help="With --fit: recovery fine-tune steps per round.")
+@click.option("--fit-images", type=click.IntRange(min=16), default=2000, show_default=True,
+              help="With --fit: training faces for recovery and calibration (identity-disjoint from the validation faces).")
 def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, per_tensor, c_array, prune_sparsity,
-            prune_steps, qat_steps, finetune_count):
+            prune_steps, qat_steps, finetune_count, fit, fit_step, fit_finetune_steps, fit_images):
     """Convert MODEL (a run directory or a .keras file) to TFLite artifacts with model cards."""
     from edgeface.convert.calibration import load_calibration, refuse_lfw
     from edgeface.convert.source import load_source
@@ -64,6 +73,11 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
             return budget
         return DEFAULT_FACE_BUDGET if (src.task == TASK_EMBEDDING and dtype == "int8") else 0
     extra = src.card_extra()
+    if fit is None:
+        fit = src.run.get("kind") == "imported" and "int8" in dtype_list
+    if fit:
+        return _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget_for("int8"), extra, c_array,
+                            fit_step, fit_finetune_steps, fit_images)
 
     needs_images = "int8" in dtype_list or prune_sparsity or qat_steps
     images = calib_info = None
@@ -132,6 +146,50 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
                    + f", sha256 {card['sha256'][:12]}")
     if over:
         raise CheckFailed(over_budget_message(over) + " (drop those --dtypes, shrink the model, or --budget 0 for no limit)")
+
+
+def _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget, extra, c_array, step, finetune_steps,
+                 max_images):
+    """--fit: prune and recover until int8 fits, then write every dtype of the fitted model."""
+    import time
+
+    from edgeface.convert.tflite import convert_all
+    from edgeface.optimize.compress import fit_budget, load_faces_split
+
+    if not budget:
+        raise EdgefaceError("--fit needs a byte budget (--budget N)")
+    faces = calib or src.training_dir()
+    if faces is None:
+        raise EdgefaceError("--fit needs aligned training faces: pass --calib DIR")
+    norm = src.normalization()
+    train_x, val_x, split = load_faces_split(faces, src.input_shape, norm["mean"], norm["std"], max_train=max_images)
+    t0 = time.perf_counter()
+    result = fit_budget(src.model, train_x, val_x, budget, step=step, finetune_steps=finetune_steps,
+                        calib_count=calib_count, log=click.echo)
+    extra["optimization"] = {
+        "fit_budget": {"budget": budget, "step": step, "finetune_steps": finetune_steps,
+                       "importance": "activation energy x outgoing weight norm, least-squares refit of the next conv",
+                       "recovery": "self-distillation to the unpruned float model, flip augmentation",
+                       "int8": "cross-layer equalisation, PReLU split into delegatable ops, per-tensor weights",
+                       "faces": split, "seconds": round(time.perf_counter() - t0, 1), "rounds": result.rounds}}
+    extra["calibration"] = {**split, "count": min(calib_count, len(train_x))}
+    floats = [d for d in dtype_list if d != "int8"]
+    cards, over = convert_all(result.model, out_dir, name, floats, None, False, extra, 0) if floats else ([], [])
+    if "int8" in dtype_list:
+        c, o = convert_all(result.deploy, out_dir, name, ["int8"], train_x[:calib_count], False, extra, budget,
+                           per_channel=False)
+        cards, over = cards + c, over + o
+    for card in cards:
+        click.echo(f"{out_dir / card['file']}: {card['dtype']}, {card['bytes']:,} bytes, sha256 {card['sha256'][:12]}")
+    if c_array:
+        from edgeface.convert.micro import export_micro
+        for card in cards:
+            if card["dtype"] in MICRO_DTYPES:
+                info = export_micro(Path(out_dir) / card["file"])
+                click.echo(f"  micro: {out_dir / info['dir']}/ ({len(info['ops'])} ops, arena {info['arena_bytes']:,} B)")
+    if over:
+        from edgeface.convert.tflite import over_budget_message
+        raise CheckFailed(over_budget_message(over))
 
 
 @click.command("info")

@@ -27,7 +27,9 @@ def with_flips(images: np.ndarray) -> np.ndarray:
 
 
 def predict(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False))
+    import tensorflow as tf
+    run = tf.function(lambda b: model(b, training=False))  # a graph: ~2x faster than eager calls on deep nets
+    return np.concatenate([np.asarray(run(tf.constant(x[i:i + batch_size])))
                            for i in range(0, len(x), batch_size)], axis=0)
 
 

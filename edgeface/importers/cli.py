@@ -1,0 +1,116 @@
+"""`edgeface import SRC --out RUN`: a pretrained embedder -> RUN/model.keras + RUN/run.json.
+
+The import is verified on real aligned faces: both the source runtime (ncnn) and the rebuilt
+Keras model embed them, and the result is refused when the lowest cosine is under --min-cosine.
+`edgeface convert RUN` then treats RUN like a training run (and fits it under --budget).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import click
+
+from edgeface.errors import CheckFailed, EdgefaceError
+
+NCNN_LICENSE = "insightface MobileFaceNet weights (trained on MS1M-ArcFace): non-commercial research use only"
+
+
+def _ncnn_files(src: Path) -> tuple[Path, Path]:
+    if src.is_dir():
+        params = sorted(src.glob("*.param"))
+        if len(params) != 1:
+            raise EdgefaceError(f"{src}: expected one ncnn .param file, found {len(params)}")
+        src = params[0]
+    if src.suffix != ".param":
+        raise EdgefaceError(f"unsupported model format {src.name}: give an ncnn .param file or its folder")
+    weights = src.with_suffix(".bin")
+    if not src.is_file() or not weights.is_file():
+        raise EdgefaceError(f"ncnn model needs both {src.name} and {weights.name}")
+    return src, weights
+
+
+def verification_faces(faces_dir: Path, count: int, size: int):
+    """Up to `count` aligned uint8 RGB crops of size x size from `faces_dir` (fixed-seed sample)."""
+    import numpy as np
+
+    from edgeface.convert.calibration import list_images, refuse_lfw, sample_files
+    from edgeface.utils.images import read_image
+
+    refuse_lfw(faces_dir)
+    # crops live in <identity>/ folders; `edgeface align` also leaves a summary picture at the top
+    found = [f for f in list_images(faces_dir) if f.parent != Path(faces_dir)] or list_images(faces_dir)
+    files = sample_files(found, count)
+    crops = [read_image(f) for f in files]
+    bad = [f.name for f, c in zip(files, crops) if c.shape != (size, size, 3)]
+    if bad:
+        raise EdgefaceError(f"verification faces must be aligned {size}x{size} RGB crops (edgeface align); "
+                            f"{bad[0]} is not")
+    return np.stack(crops), files
+
+
+@click.command("import")
+@click.argument("src", type=click.Path(path_type=Path, exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Run folder to write (model.keras + run.json).")
+@click.option("--faces", "faces_dir", type=click.Path(path_type=Path), default=None,
+              help="Aligned 112x112 training faces to verify on (and, later, to calibrate and fine-tune on). "
+                   "Never LFW. [default: the aligned CelebA crops in cache/celeba/arcface112]")
+@click.option("--count", type=click.IntRange(min=2), default=50, show_default=True, help="Faces to verify on.")
+@click.option("--min-cosine", type=click.FloatRange(0.0, 1.0), default=0.999, show_default=True,
+              help="Refuse the import if any face's cosine between source and Keras embeddings is lower.")
+@click.option("--input-size", type=click.IntRange(min=16), default=112, show_default=True)
+@click.option("--mean", type=float, default=127.5, show_default=True, help="Pixel mean of the project's normalisation.")
+@click.option("--std", type=float, default=127.5, show_default=True, help="Pixel std of the project's normalisation.")
+@click.option("--license", "license_text", default=NCNN_LICENSE, show_default=False,
+              help="The source weights' licence, carried into every card [default: insightface's research-only terms].")
+def import_model(src, out_dir, faces_dir, count, min_cosine, input_size, mean, std, license_text):
+    """Import a pretrained face embedder (ncnn .param/.bin) as a verified Keras run."""
+    import numpy as np
+
+    from edgeface.utils.io import write_json_atomic
+
+    param, weights = _ncnn_files(src)
+    faces_dir = faces_dir or Path("cache/celeba/arcface112")
+    if not Path(faces_dir).is_dir():
+        raise EdgefaceError(f"verification faces not found: {faces_dir} (align some training faces with "
+                            "`edgeface align SRC DST` and pass --faces DST)")
+    if (out_dir / "model.keras").exists():
+        raise EdgefaceError(f"{out_dir} already holds a model.keras: choose a new --out")
+    crops, files = verification_faces(Path(faces_dir), count, input_size)
+
+    t0 = time.perf_counter()
+    from edgeface.importers.ncnn import load_ncnn
+    from edgeface.nets import save_model
+    from edgeface.teachers.base import NcnnTeacher
+
+    model, layers = load_ncnn(param, weights, input_size, mean, std)
+    source = NcnnTeacher(param, weights)
+    ref = source.embed(crops)
+    got = np.asarray(model((crops.astype(np.float32) - mean) / std, training=False), np.float64)
+    got /= np.maximum(np.linalg.norm(got, axis=1, keepdims=True), 1e-12)
+    cos = np.sum(ref * got, axis=1)
+    if float(cos.min()) < min_cosine:
+        raise CheckFailed(f"import refused: lowest cosine to ncnn on {len(cos)} faces is {cos.min():.6f} "
+                          f"< {min_cosine} ({files[int(cos.argmin())].name})")
+    digest = hashlib.sha256(param.read_bytes() + weights.read_bytes()).hexdigest()
+    run = {
+        "task": "face_embedding",
+        "kind": "imported",
+        "status": "done",
+        "input": {"size": input_size, "color": "RGB", "normalization": {"mean": mean, "std": std}},
+        "alignment": "arcface112" if input_size == 112 else None,
+        "data": {"dir": str(faces_dir)},
+        "source": {"format": "ncnn", "param": param.name, "weights": weights.name, "sha256": digest,
+                   "layers": len(layers)},
+        "model": {"name": "imported-ncnn", "params": int(model.count_params()), "embedding_dim": int(model.output_shape[-1])},
+        "license": license_text,
+        "verification": {"faces": len(cos), "faces_dir": str(faces_dir), "min_cosine": float(cos.min()),
+                         "mean_cosine": float(cos.mean()), "threshold": min_cosine},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    save_model(model, out_dir / "model.keras")
+    write_json_atomic(out_dir / "run.json", run)
+    click.echo(f"{out_dir}/model.keras: {run['model']['params']:,} parameters, {len(layers)} ncnn layers; "
+               f"cosine to ncnn on {len(cos)} faces: min {cos.min():.6f}, mean {cos.mean():.6f}")

@@ -1,0 +1,146 @@
+"""`edgeface import` on the shared insightface MobileFaceNet (ncnn), and the exact int8 rewrites.
+
+Real faces (CelebA, aligned by the real MTCNN pipeline), the real ncnn runtime, the real TFLite
+interpreter; every numeric claim is checked against an independent numpy computation.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from edgeface.cli import main
+
+N_IDS, PER_ID = 3, 4
+
+
+@pytest.fixture(scope="module")
+def aligned(tmp_path_factory, celeba_root):
+    from edgeface.align.pipeline import align_folder
+
+    src = tmp_path_factory.mktemp("celeba_src")
+    ids = [d for d in sorted(celeba_root.iterdir()) if d.is_dir() and len(list(d.iterdir())) >= PER_ID][:N_IDS]
+    for d in ids:
+        (src / d.name).mkdir()
+        for f in sorted(d.iterdir())[:PER_ID]:
+            os.symlink(f, src / d.name / f.name)
+    dst = tmp_path_factory.mktemp("celeba_aligned")
+    align_folder(src, dst, workers=0)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(teachers_root):
+    p = teachers_root / "mobilefacenet-ncnn"
+    if not (p / "mobilefacenet.param").is_file():
+        pytest.skip("ncnn MobileFaceNet not found")
+    return p
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory, teacher_dir, aligned):
+    run = tmp_path_factory.mktemp("imp") / "run"
+    assert main(["import", str(teacher_dir), "--out", str(run), "--faces", str(aligned), "--count", "12"]) == 0
+    return run
+
+
+def _crops(aligned):
+    from edgeface.utils.images import read_image
+    return np.stack([read_image(p) for p in sorted(aligned.glob("*/*.png"))])
+
+
+def _unit(x):
+    x = np.asarray(x, np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_import_matches_ncnn_on_real_faces(imported, teacher_dir, aligned):
+    from edgeface.nets import load_model
+    from edgeface.teachers import load_teacher
+
+    run = json.loads((imported / "run.json").read_text())
+    assert run["kind"] == "imported" and run["verification"]["min_cosine"] >= 0.999
+    assert run["model"]["params"] == 993_344  # BN folded: the figure insightface publishes for MobileFaceNet
+    crops = _crops(aligned)
+    ref = load_teacher(teacher_dir).embed(crops)
+    got = _unit(load_model(imported / "model.keras")((crops.astype(np.float32) - 127.5) / 127.5))
+    assert np.min(np.sum(ref * got, axis=1)) > 0.9999
+
+
+def test_unsupported_layer_is_named(tmp_path, teacher_dir, aligned, capsys):
+    text = (teacher_dir / "mobilefacenet.param").read_text().replace("PReLU            conv_1_relu",
+                                                                      "Pooling          conv_1_relu", 1)
+    (tmp_path / "m.param").write_text(text)
+    shutil.copy(teacher_dir / "mobilefacenet.bin", tmp_path / "m.bin")
+    assert main(["import", str(tmp_path / "m.param"), "--out", str(tmp_path / "run"), "--faces", str(aligned)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unsupported ncnn layer type 'Pooling'" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_truncated_weights_refused(tmp_path, teacher_dir, aligned, capsys):
+    shutil.copy(teacher_dir / "mobilefacenet.param", tmp_path / "m.param")
+    (tmp_path / "m.bin").write_bytes((teacher_dir / "mobilefacenet.bin").read_bytes()[:1_000_000])
+    assert main(["import", str(tmp_path / "m.param"), "--out", str(tmp_path / "run"), "--faces", str(aligned)]) == 2
+    assert "weights end early" in capsys.readouterr().err
+
+
+def test_equalize_and_split_are_exact_and_delegated(imported, aligned):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeface.convert.tflite import convert_bytes
+    from edgeface.nets import load_model
+    from edgeface.optimize.equalize import activation_ranges, equalize_channels, scale_points, split_prelu
+
+    model = load_model(imported / "model.keras")
+    x = (_crops(aligned).astype(np.float32) - 127.5) / 127.5
+    before = np.asarray(model(x))
+    src = "conv_6sep_conv2d"  # the layer whose one channel reaches 36 in the original
+    spread_before = activation_ranges(model, [src], x)[src]
+    equalize_channels(model, x)
+    spread_after = activation_ranges(model, [src], x)[src]
+    np.testing.assert_allclose(np.asarray(model(x)), before, rtol=1e-3, atol=1e-4)
+    assert spread_after.max() / np.median(spread_after) < spread_before.max() / np.median(spread_before)
+    assert len(scale_points(model)) == 34
+
+    split = split_prelu(model)
+    np.testing.assert_allclose(np.asarray(split(x)), before, rtol=1e-3, atol=1e-4)
+    it = Interpreter(model_content=convert_bytes(split, "int8", x, per_channel=False), num_threads=1)
+    it.allocate_tensors()
+    ops = [o["op_name"] for o in it._get_ops_details()]
+    assert "PRELU" not in ops and ops.count("DELEGATE") == 1  # XNNPACK runs the whole graph
+
+
+def test_least_squares_refit_matches_numpy():
+    from edgeface.optimize.compress import refit_consumer
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(500, 12)).astype(np.float32)
+    w = rng.normal(size=(12, 5)).astype(np.float32)
+    b = rng.normal(size=5).astype(np.float32)
+    keep = np.array([0, 2, 3, 5, 7, 8, 11])
+    kernel, bias = refit_consumer(z, w, b, keep, ridge=0.0)
+    design = np.concatenate([z[:, keep], np.ones((500, 1))], axis=1)
+    sol, *_ = np.linalg.lstsq(design, z @ w + b, rcond=None)
+    np.testing.assert_allclose(kernel, sol[:-1], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(bias, sol[-1], rtol=1e-4, atol=1e-4)
+
+
+def test_activation_pruning_with_refit_beats_no_refit(imported, aligned):
+    from edgeface.nets import load_model
+    from edgeface.optimize.compress import prune_channels
+    from edgeface.optimize.surgery import all_groups
+
+    model = load_model(imported / "model.keras")
+    x = (_crops(aligned).astype(np.float32) - 127.5) / 127.5
+    ref = _unit(model(x))
+    total = sum(g.units for g in all_groups(model))
+    cos = {}
+    for refit in (True, False):
+        pruned, keeps = prune_channels(model, x, int(0.08 * total), refit=refit)
+        cos[refit] = float(np.mean(np.sum(_unit(pruned(x)) * ref, axis=1)))
+        assert sum(g.units for g in all_groups(pruned)) == total - int(0.08 * total)
+    assert cos[True] > cos[False] and cos[True] > 0.9
