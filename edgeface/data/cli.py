@@ -1,0 +1,67 @@
+"""`edgeface data`: the registered public face sets, pairs files and training-data hygiene. TF-free.
+
+    edgeface data list [--json]                          the registry
+    edgeface data get NAME DEST [--mirror GITDIR]        clone (or read a local mirror) at the pinned commit,
+                                                         extract the one path, check counts, write manifest.json
+    edgeface data pairs DIR --out pairs.txt              an LFW-format View 2 pairs file from <person>/<photo>
+    edgeface data dedupe SET_DIR... --out DST            exact duplicates removed (content hash), hard links
+    edgeface data lfw-overlap ALIGNED... --lfw ALIGNED   training faces the teacher matches to any LFW face
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgeface.errors import EdgefaceError
+
+REGISTRY_OPTION = click.option(
+    "--registry", "registry_file", type=click.Path(path_type=Path),
+    help="JSON list of extra data-set entries (same fields as `data list --json`).")
+
+
+@click.group("data")
+def data():
+    """Get the registered public face sets; make pairs files; remove duplicates and LFW look-alikes."""
+
+
+@data.command("list")
+@REGISTRY_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
+def list_cmd(registry_file, as_json):
+    """Print the registered data sets: repository, pinned commit, path, file count, terms."""
+    from edgeface.data.registry import load_registry
+
+    reg = load_registry(registry_file)
+    if as_json:
+        click.echo(json.dumps([d.describe() for d in reg.values()], indent=2))
+        return
+    for d in reg.values():
+        click.echo(f"{d.name}: {d.files:,} files")
+        click.echo(f"  source : {d.clone_url} @ {d.commit}, path {d.path!r}")
+        if d.classes:
+            click.echo("  classes: " + ", ".join(f"{c} {n:,}" for c, n in d.classes.items()))
+        click.echo(f"  what   : {d.what}")
+        click.echo(f"  terms  : {d.terms}")
+
+
+@data.command("get")
+@click.argument("name")
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--mirror", type=click.Path(path_type=Path),
+              help="Read this local git directory (a mirror or clone) instead of cloning from the internet.")
+@click.option("--force", is_flag=True, help="Replace an existing DEST (only once the new copy passed every check).")
+@REGISTRY_OPTION
+def get_cmd(name, dest, mirror, force, registry_file):
+    """Extract data set NAME into DEST at its pinned commit and write DEST/manifest.json."""
+    from edgeface.data.get import get_dataset_files
+    from edgeface.data.registry import get_dataset, load_registry
+
+    if str(dest).startswith("-"):
+        raise EdgefaceError(f"DEST {dest!r} looks like an option: give a folder path")
+    ds = get_dataset(name, load_registry(registry_file))
+    m = get_dataset_files(ds, dest, mirror=mirror, force=force)
+    classes = (" (" + ", ".join(f"{c} {n}" for c, n in m["classes"].items()) + ")") if m["classes"] else ""
+    click.echo(f"{ds.name}: {m['count']:,} files{classes}, {m['bytes']:,} bytes, {ds.repo} @ {ds.commit[:12]} "
+               f"{ds.path!r} -> {dest} in {m['seconds']['total']:.1f} s; sha256 of each in {dest}/manifest.json")
