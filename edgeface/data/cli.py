@@ -65,3 +65,31 @@ def get_cmd(name, dest, mirror, force, registry_file):
     classes = (" (" + ", ".join(f"{c} {n}" for c, n in m["classes"].items()) + ")") if m["classes"] else ""
     click.echo(f"{ds.name}: {m['count']:,} files{classes}, {m['bytes']:,} bytes, {ds.repo} @ {ds.commit[:12]} "
                f"{ds.path!r} -> {dest} in {m['seconds']['total']:.1f} s; sha256 of each in {dest}/manifest.json")
+
+
+@data.command("pairs")
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="The pairs file to write.")
+@click.option("--folds", default=10, show_default=True, type=int, help="Identity-disjoint folds (LFW: 10).")
+@click.option("--per-fold", type=int, help="Same-person (and as many different-person) pairs per fold "
+              "[default: as many as every fold allows, at most 300].")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--lfw-layout", type=click.Path(path_type=Path),
+              help="Write LFW-named links <person>/<person>_NNNN.jpg here (needed unless ROOT is named so).")
+@click.option("--train", "train_dir", type=click.Path(path_type=Path),
+              help="The training folder: refuse if any person of ROOT is also in it.")
+def pairs_cmd(root, out, folds, per_fold, seed, lfw_layout, train_dir):
+    """An LFW-format View 2 pairs file from ROOT/<person>/<photo> (your own held-out people).
+
+    Image i of a person is their i-th photo in sorted file-name order (from 1); each person is in
+    exactly one fold. Bench on it with: edgeface bench MODEL --lfw ROOT_OR_LINKS --pairs OUT
+    """
+    from edgeface.data.make_pairs import make_pairs
+
+    if str(out).startswith("-"):
+        raise EdgefaceError(f"--out {out!r} looks like an option: give a file path")
+    s = make_pairs(root, out, folds=folds, per_fold=per_fold, seed=seed, lfw_layout=lfw_layout, train_dir=train_dir)
+    links = f"; {s['links']} LFW-named links in {lfw_layout}" if s["links"] is not None else ""
+    click.echo(f"wrote {out}: {s['folds']} folds x {s['per_fold']} same + {s['per_fold']} different pairs "
+               f"({s['pairs']} pairs) from {s['people']} people, {s['images']} photos{links}")
+    click.echo(f"bench on it: edgeface bench MODEL.tflite --lfw {s['bench_root']} --pairs {out}")
