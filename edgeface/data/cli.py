@@ -93,3 +93,62 @@ def pairs_cmd(root, out, folds, per_fold, seed, lfw_layout, train_dir):
     click.echo(f"wrote {out}: {s['folds']} folds x {s['per_fold']} same + {s['per_fold']} different pairs "
                f"({s['pairs']} pairs) from {s['people']} people, {s['images']} photos{links}")
     click.echo(f"bench on it: edgeface bench MODEL.tflite --lfw {s['bench_root']} --pairs {out}")
+
+
+def _print_counts(counts: dict) -> None:
+    for name, c in counts.items():
+        click.echo(f"  {name}: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in c.items()))
+
+
+@data.command("dedupe")
+@click.argument("sets", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "dst", required=True, type=click.Path(path_type=Path),
+              help="New folder: OUT/<set>/<path> hard links of the kept files + dedupe.json.")
+def dedupe_cmd(sets, dst):
+    """Drop exact duplicates (same sha256) within and across SETS; the first copy is kept.
+
+    Sets are taken in the order given, each set's files in sorted order; a set is named by its folder.
+    """
+    from edgeface.data.hygiene import check_new_dst, find_duplicates, write_clean_tree
+
+    check_new_dst(dst, list(sets))
+    kept, dropped, counts = find_duplicates(list(sets))
+    report = {"sets": {n: str(Path(r).absolute()) for n, r in zip(counts, sets)}, "counts": counts,
+              "dropped": dropped}
+    write_clean_tree(list(sets), kept, dst, "dedupe.json", report)
+    click.echo(f"wrote {dst}: kept {sum(map(len, kept.values())):,} files, dropped {len(dropped):,} duplicates "
+               f"(list in {dst}/dedupe.json)")
+    _print_counts(counts)
+
+
+@data.command("lfw-overlap")
+@click.argument("sets", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--lfw", "lfw_dir", required=True, type=click.Path(path_type=Path),
+              help="LFW aligned by `edgeface align` (the same template as SETS).")
+@click.option("--teacher", required=True, help="Teacher embedder (e.g. ../shared/teachers/mobilefacenet-ncnn).")
+@click.option("--threshold", type=float, default=None,
+              help="Drop at cosine >= this [default: the ncnn teacher's LFW threshold, 0.2713].")
+@click.option("--out", "dst", required=True, type=click.Path(path_type=Path),
+              help="New folder: OUT/<set>/<path> hard links of the kept crops + lfw_overlap.json.")
+@click.option("--cache", "cache_dir", type=click.Path(path_type=Path),
+              help="Keep the teacher embeddings here (teacher_<set>.npz) so a rerun is instant.")
+def lfw_overlap_cmd(sets, lfw_dir, teacher, threshold, dst, cache_dir):
+    """Drop every face of the aligned SETS the teacher matches to any LFW face (cosine >= threshold).
+
+    LFW only removes training data here; nothing is chosen on it.
+    """
+    from edgeface.data.hygiene import TEACHER_LFW_THRESHOLD, check_new_dst, lfw_overlap, write_clean_tree
+    from edgeface.teachers.base import load_teacher
+
+    check_new_dst(dst, list(sets))
+    threshold = TEACHER_LFW_THRESHOLD if threshold is None else threshold
+    if not -1.0 <= threshold <= 1.0:
+        raise EdgefaceError(f"--threshold is a cosine in [-1, 1], got {threshold}")
+    t = load_teacher(teacher)
+    kept, dropped, counts = lfw_overlap(list(sets), lfw_dir, t, threshold=threshold, cache_dir=cache_dir)
+    report = {"sets": {n: str(Path(r).absolute()) for n, r in zip(counts, sets)}, "lfw": str(Path(lfw_dir).absolute()),
+              "teacher": t.describe(), "threshold": threshold, "counts": counts, "dropped": dropped}
+    write_clean_tree(list(sets), kept, dst, "lfw_overlap.json", report)
+    click.echo(f"wrote {dst}: kept {sum(map(len, kept.values())):,} faces, dropped {len(dropped):,} at cosine >= "
+               f"{threshold} to an LFW face (list in {dst}/lfw_overlap.json)")
+    _print_counts(counts)
