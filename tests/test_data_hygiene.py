@@ -132,3 +132,20 @@ def test_lfw_people_among_celeba_are_dropped(tmp_path, mixed_aligned, teachers_r
                  "--teacher", str(teacher), "--out", str(tmp_path / "c3")]) == 2
     assert "no LFW face crops" in _one_line_error(capsys)
     assert not (tmp_path / "c3").exists()
+
+
+def test_dedupe_held_out_copies_are_dropped_and_never_kept(tmp_path, celeba_root):
+    jpgs = _celeba_jpgs(celeba_root, 3)
+    train, test = tmp_path / "train", tmp_path / "public_test"
+    train.mkdir()
+    test.mkdir()
+    for i, j in enumerate(jpgs):
+        shutil.copy(j, train / f"{i}.jpg")
+    shutil.copy(jpgs[1], test / "PublicTest_1.jpg")  # a test face that is also in training
+    dst = tmp_path / "clean"
+    assert main(["data", "dedupe", str(train), "--held-out", str(test), "--out", str(dst)]) == 0
+    report = json.loads((dst / "dedupe.json").read_text())
+    assert report["counts"]["train"] == {"files": 3, "duplicates_within": 0, "duplicates_of_earlier_sets": 0,
+                                         "kept": 2, "copies_of_held_out": 1}
+    assert report["dropped"] == [{"set": "train", "path": "1.jpg", "same_as": "held-out:public_test/PublicTest_1.jpg"}]
+    assert sorted(p.name for p in dst.iterdir()) == ["dedupe.json", "train"]

@@ -104,7 +104,9 @@ def _print_counts(counts: dict) -> None:
 @click.argument("sets", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "dst", required=True, type=click.Path(path_type=Path),
               help="New folder: OUT/<set>/<path> hard links of the kept files + dedupe.json.")
-def dedupe_cmd(sets, dst):
+@click.option("--held-out", multiple=True, type=click.Path(path_type=Path),
+              help="A test split (repeatable): never kept, only drops training files identical to one of its files.")
+def dedupe_cmd(sets, dst, held_out):
     """Drop exact duplicates (same sha256) within and across SETS; the first copy is kept.
 
     Sets are taken in the order given, each set's files in sorted order; a set is named by its folder.
@@ -112,9 +114,9 @@ def dedupe_cmd(sets, dst):
     from edgeface.data.hygiene import check_new_dst, find_duplicates, write_clean_tree
 
     check_new_dst(dst, list(sets))
-    kept, dropped, counts = find_duplicates(list(sets))
-    report = {"sets": {n: str(Path(r).absolute()) for n, r in zip(counts, sets)}, "counts": counts,
-              "dropped": dropped}
+    kept, dropped, counts = find_duplicates(list(sets), list(held_out))
+    report = {"sets": {n: str(Path(r).absolute()) for n, r in zip(counts, sets)},
+              "held_out": [str(Path(h).absolute()) for h in held_out], "counts": counts, "dropped": dropped}
     write_clean_tree(list(sets), kept, dst, "dedupe.json", report)
     click.echo(f"wrote {dst}: kept {sum(map(len, kept.values())):,} files, dropped {len(dropped):,} duplicates "
                f"(list in {dst}/dedupe.json)")

@@ -71,26 +71,34 @@ def content_hashes(root: Path) -> dict[str, str]:
     return {p: sha256_file(root / p) for p in progress(files, desc=f"sha256 {root.name}", unit="file")}
 
 
-def find_duplicates(roots: list[Path]) -> tuple[dict[str, list[str]], list[dict], dict]:
-    """(set -> kept relative paths, dropped [{set, path, same_as}], per-set counts)."""
-    names = set_names(roots)
+def find_duplicates(roots: list[Path], held_out: list[Path] = ()) -> tuple[dict[str, list[str]], list[dict], dict]:
+    """(set -> kept relative paths, dropped [{set, path, same_as}], per-set counts).
+
+    `held_out` sets (e.g. a test split) are never kept: they only remove the training files that are
+    byte-identical to one of theirs (`same_as` then starts with "held-out:")."""
+    names = set_names(list(roots) + list(held_out))[:len(roots)]
     first: dict[str, str] = {}  # sha256 -> "set/path" of the kept copy
+    for h_root in held_out:
+        for rel, h in content_hashes(Path(h_root)).items():
+            first.setdefault(h, f"held-out:{Path(h_root).name}/{rel}")
     kept, dropped, counts = {}, [], {}
     for name, root in zip(names, roots):
         hashes = content_hashes(Path(root))
         kept[name] = []
-        within = across = 0
+        where = Counter()
         for rel, h in hashes.items():
             if h in first:
                 same_as = first[h]
-                within += same_as.split("/", 1)[0] == name
-                across += same_as.split("/", 1)[0] != name
+                origin = same_as.split("/", 1)[0]
+                where["held_out" if origin.startswith("held-out:") else "within" if origin == name else "earlier"] += 1
                 dropped.append({"set": name, "path": rel, "same_as": same_as})
             else:
                 first[h] = f"{name}/{rel}"
                 kept[name].append(rel)
-        counts[name] = {"files": len(hashes), "duplicates_within": within, "duplicates_of_earlier_sets": across,
-                        "kept": len(kept[name])}
+        counts[name] = {"files": len(hashes), "duplicates_within": where["within"],
+                        "duplicates_of_earlier_sets": where["earlier"], "kept": len(kept[name])}
+        if held_out:
+            counts[name]["copies_of_held_out"] = where["held_out"]
     return kept, dropped, counts
 
 
