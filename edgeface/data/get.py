@@ -55,15 +55,24 @@ def git_dir_of(mirror: str | os.PathLike) -> Path:
     return Path(out.strip())
 
 
-def listed_files(git_dir: Path, ds: DataSet) -> list[str]:
-    """Paths of the files under ds.path at ds.commit (from the tree alone: no blob is read)."""
+def listed_files(git_dir: Path, ds: DataSet) -> dict[str, str]:
+    """{path relative to ds.path: git blob id} of the files under ds.path at ds.commit (the tree alone)."""
     try:
         _git(["--git-dir", str(git_dir), "cat-file", "-e", f"{ds.commit}^{{commit}}"])
     except EdgefaceError:
         raise EdgefaceError(f"{ds.name}: commit {ds.commit} is not in {git_dir}") from None
-    out = _git(["--git-dir", str(git_dir), "ls-tree", "-r", "-z", "--name-only", ds.commit, "--", ds.path],
+    out = _git(["--git-dir", str(git_dir), "ls-tree", "-r", "-z", ds.commit, "--", ds.path],
                what=f"listing {ds.path} at {ds.commit[:12]}")
-    return [p for p in out.split("\0") if p]
+    listed = {}
+    for line in filter(None, out.split("\0")):
+        meta, path = line.split("\t", 1)  # "<mode> <type> <object id>\t<path>"
+        listed[path[len(ds.path):]] = meta.split()[2]
+    return listed
+
+
+def git_blob_id(size: int) -> "hashlib._Hash":
+    """A sha1 primed as git hashes a blob, so a file's bytes can be checked against the commit's tree."""
+    return hashlib.sha1(b"blob %d\0" % size)
 
 
 def check_counts(ds: DataSet, relpaths: list[str], stage: str) -> None:
@@ -107,8 +116,10 @@ def _is_lfs_pointer(head: bytes, size: int) -> bool:
     return size <= LFS_POINTER_MAX and head.startswith(LFS_MAGIC)
 
 
-def extract(git_dir: Path, ds: DataSet, out: Path) -> list[dict]:
-    """`git archive COMMIT -- PATH | tar -x` into `out`, PATH stripped; manifest entries, sorted."""
+def extract(git_dir: Path, ds: DataSet, out: Path, blob_ids: dict[str, str]) -> list[dict]:
+    """`git archive COMMIT -- PATH | tar -x` into `out`, PATH stripped; manifest entries, sorted.
+
+    Every file's bytes must hash to the blob id the commit's tree lists for it (`blob_ids`)."""
     proc = subprocess.Popen(["git", "--git-dir", str(git_dir), "archive", "--format=tar", ds.commit, "--", ds.path],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     entries = []
@@ -133,12 +144,17 @@ def extract(git_dir: Path, ds: DataSet, out: Path) -> list[dict]:
                                         f"{ds.commit[:12]} does not hold the data itself")
                 target = out / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                h = hashlib.sha256(head)
+                h, git_h = hashlib.sha256(head), git_blob_id(member.size)
+                git_h.update(head)
                 with open(target, "wb") as f:
                     f.write(head)
                     for block in iter(lambda: src.read(1 << 20), b""):
                         h.update(block)
+                        git_h.update(block)
                         f.write(block)
+                if blob_ids.get(rel) != git_h.hexdigest():
+                    raise EdgefaceError(f"{ds.name}: {member.name!r} does not match blob "
+                                        f"{blob_ids.get(rel, 'none')} of commit {ds.commit[:12]}'s tree")
                 entries.append({"path": rel, "bytes": member.size, "sha256": h.hexdigest()})
                 bar.update(1)
             bar.close()
@@ -186,7 +202,8 @@ def get_dataset_files(ds: DataSet, dest: str | os.PathLike, mirror: str | os.Pat
             raise EdgefaceError(f"{dest} exists and is not a folder")
     git_dir = git_dir_of(mirror) if mirror is not None else None
     if git_dir is not None:
-        check_counts(ds, [p[len(ds.path):] for p in listed_files(git_dir, ds)], "the mirror lists")
+        listed = listed_files(git_dir, ds)
+        check_counts(ds, list(listed), "the mirror lists")
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
@@ -194,11 +211,12 @@ def get_dataset_files(ds: DataSet, dest: str | os.PathLike, mirror: str | os.Pat
     try:
         if git_dir is None:
             git_dir = clone_pinned(ds, work / "clone")
-            check_counts(ds, [p[len(ds.path):] for p in listed_files(git_dir, ds)], "the repository lists")
+            listed = listed_files(git_dir, ds)
+            check_counts(ds, list(listed), "the repository lists")
         t_fetch = time.time() - t0
         files = work / "files"
         files.mkdir()
-        entries = extract(git_dir, ds, files)
+        entries = extract(git_dir, ds, files, listed)
         check_counts(ds, [e["path"] for e in entries], "extracted")
         manifest = {"name": ds.name, "repo": ds.repo, "url": ds.clone_url, "commit": ds.commit, "path": ds.path,
                     "what": ds.what, "terms": ds.terms, "count": len(entries),
