@@ -95,6 +95,10 @@ def test_get_from_mirror_writes_files_and_sha256_manifest(tmp_path, tiny_repo, c
     assert main(["data", "get", "tiny", str(dest), "--mirror", str(tiny_repo["repo"]), "--registry", str(reg)]) == 0
     assert "5 files" in capsys.readouterr().out
     _check_extracted(dest, tiny_repo, tiny_repo["good"])
+    # Again: the complete copy is recognised by its manifest and left as it is.
+    before = _snapshot(dest)
+    assert main(["data", "get", "tiny", str(dest), "--mirror", str(tiny_repo["repo"]), "--registry", str(reg)]) == 0
+    assert "nothing to do" in capsys.readouterr().out and _snapshot(dest) == before
 
 
 def test_get_without_mirror_clones_the_pinned_commit(tmp_path, tiny_repo):

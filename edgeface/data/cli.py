@@ -62,6 +62,10 @@ def get_cmd(name, dest, mirror, force, registry_file):
         raise EdgefaceError(f"DEST {dest!r} looks like an option: give a folder path")
     ds = get_dataset(name, load_registry(registry_file))
     m = get_dataset_files(ds, dest, mirror=mirror, force=force)
+    if m.get("already"):
+        click.echo(f"{ds.name}: {dest} already holds its {m['count']:,} files at {ds.commit[:12]} "
+                   "(manifest.json); nothing to do (--force extracts again)")
+        return
     classes = (" (" + ", ".join(f"{c} {n}" for c, n in m["classes"].items()) + ")") if m["classes"] else ""
     click.echo(f"{ds.name}: {m['count']:,} files{classes}, {m['bytes']:,} bytes, {ds.repo} @ {ds.commit[:12]} "
                f"{ds.path!r} -> {dest} in {m['seconds']['total']:.1f} s; sha256 of each in {dest}/manifest.json")

@@ -194,8 +194,8 @@ def get_dataset_files(ds: DataSet, dest: str | os.PathLike, mirror: str | os.Pat
     if dest.exists():
         old = read_manifest(dest)
         if old and (old.get("commit"), old.get("path")) == (ds.commit, ds.path) and not force:
-            raise EdgefaceError(f"{dest} already holds {ds.name} at {ds.commit[:12]} (its manifest.json); "
-                                "pass --force to extract it again")
+            # The manifest is written last, inside the temporary folder: its presence means complete.
+            return {k: v for k, v in old.items() if k != "files"} | {"already": True}
         if not force:
             raise EdgefaceError(f"{dest} already exists: choose a new folder or pass --force to replace it")
         if not dest.is_dir():
