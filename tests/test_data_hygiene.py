@@ -118,6 +118,10 @@ def test_lfw_people_among_celeba_are_dropped(tmp_path, mixed_aligned, teachers_r
         # Caught by a DIFFERENT photo of the same person (photo 2), not by a copy.
         assert d["lfw"] == f"{path.split('/')[0][4:]}/{path.split('/')[0][4:]}_0002.png"
         assert d["cosine"] >= 0.2713
+    # The reference is the 16 LFW crops, not the contact sheet `edgeface align` writes beside them.
+    assert (mixed_aligned["lfw"] / "summary.png").is_file()
+    assert not any(d["lfw"] == "summary.png" for d in report["dropped"])
+    assert report["lfw_faces"] == 16
     c = report["counts"]["mixed"]
     assert (c["faces"], c["dropped"], c["kept"]) == (16, 4, 12)
     kept = sorted(p.parent.name for p in (dst / "mixed").rglob("*.png"))

@@ -151,10 +151,11 @@ def lfw_overlap_cmd(sets, lfw_dir, teacher, threshold, dst, cache_dir):
     if not -1.0 <= threshold <= 1.0:
         raise EdgefaceError(f"--threshold is a cosine in [-1, 1], got {threshold}")
     t = load_teacher(teacher)
-    kept, dropped, counts = lfw_overlap(list(sets), lfw_dir, t, threshold=threshold, cache_dir=cache_dir)
-    report = {"sets": {n: str(Path(r).absolute()) for n, r in zip(counts, sets)}, "lfw": str(Path(lfw_dir).absolute()),
+    kept, dropped, counts, n_lfw = lfw_overlap(list(sets), lfw_dir, t, threshold=threshold, cache_dir=cache_dir)
+    report = {"sets": {n: str(Path(r).absolute()) for n, r in zip(counts, sets)},
+              "lfw": str(Path(lfw_dir).absolute()), "lfw_faces": n_lfw,
               "teacher": t.describe(), "threshold": threshold, "counts": counts, "dropped": dropped}
     write_clean_tree(list(sets), kept, dst, "lfw_overlap.json", report)
     click.echo(f"wrote {dst}: kept {sum(map(len, kept.values())):,} faces, dropped {len(dropped):,} at cosine >= "
-               f"{threshold} to an LFW face (list in {dst}/lfw_overlap.json)")
+               f"{threshold} to one of {n_lfw:,} LFW faces (list in {dst}/lfw_overlap.json)")
     _print_counts(counts)

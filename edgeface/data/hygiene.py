@@ -135,13 +135,15 @@ def max_cosine(train: np.ndarray, reference: np.ndarray, chunk: int = 4096) -> t
 
 
 def lfw_overlap(roots: list[Path], lfw_root: Path, teacher, threshold: float = TEACHER_LFW_THRESHOLD,
-                cache_dir: Path | None = None) -> tuple[dict[str, list[str]], list[dict], dict]:
-    """(set -> kept relative paths, dropped [{set, path, lfw, cosine}], per-set counts) for aligned crops.
+                cache_dir: Path | None = None) -> tuple[dict[str, list[str]], list[dict], dict, int]:
+    """(set -> kept relative paths, dropped [{set, path, lfw, cosine}], per-set counts, LFW faces compared)
+    for aligned crops.
 
     In folders made by `edgeface align` only detected faces count (non-faces are left out and counted)."""
     names = set_names(roots)
     lfw_root = Path(lfw_root)
-    lfw_files = image_files(lfw_root) if lfw_root.is_dir() else []
+    # Detected faces only: an aligned folder also holds summary.png, a contact sheet, not a face.
+    lfw_files = detected_faces(lfw_root)[0] if lfw_root.is_dir() else []
     if not lfw_files:
         raise EdgefaceError(f"no LFW face crops under {lfw_root} (give the folder `edgeface align` made of LFW)")
     per_set, not_faces = {}, {}
@@ -167,7 +169,7 @@ def lfw_overlap(roots: list[Path], lfw_root: Path, teacher, threshold: float = T
                         "kept": len(kept[name]),
                         "max_cosine_quantiles": {q: round(float(np.quantile(best, q)), 4)
                                                  for q in (0.5, 0.9, 0.99, 0.999)}}
-    return kept, dropped, counts
+    return kept, dropped, counts, len(lfw_files)
 
 
 def write_clean_tree(roots: list[Path], kept: dict[str, list[str]], dst: Path, report_name: str, report: dict) -> None:
