@@ -75,7 +75,7 @@ REGISTRY: dict[str, DataSet] = {d.name: d for d in [
         name="all_age_faces", repo="middleyuan/All-Age-Faces-Dataset",
         commit="28741a75e2efb7a2f96e13d4beb58411536f473d", path="All-Age-Faces Dataset/aglined faces/", files=13322,
         what="All-Age-Faces (AAF) aligned faces (the folder is spelled 'aglined'), ~310x360 JPEG, one image per person, "
-             "Asian faces aged 2-80",
+             "Asian faces aged 2-80; 196 exact duplicates",
         terms=f"All-Age-Faces (Cheng et al. 2019): {_RESEARCH}."),
     DataSet(
         name="scut_fbp5500", repo="qijialiv-cell/SCUT-FBP5500-Beauty-Score",
@@ -89,7 +89,9 @@ REGISTRY: dict[str, DataSet] = {d.name: d for d in [
         classes={"angry": 3995, "disgust": 436, "fear": 4097, "happy": 7215, "neutral": 4965, "sad": 4830,
                  "surprise": 3171},
         what="FER2013 official Training split, data/train/<class>/Training_*.jpg, 48x48 grayscale, 7 classes. "
-             "The repository's data/test (PublicTest and PrivateTest) is never extracted.",
+             "1,236 exact duplicates, and 351 files byte-identical to PublicTest images (remove them: "
+             "`edgeface data dedupe --held-out PUBLICTEST`). The repository's data/test (PublicTest and PrivateTest) "
+             "is never extracted.",
         terms=f"FER2013 (Goodfellow et al. 2013, ICML challenge): {_RESEARCH}."),
 ]}
 
