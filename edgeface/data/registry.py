@@ -62,6 +62,8 @@ class DataSet:
 
 
 _RESEARCH = "research and non-commercial use only, as its authors state; not redistributed by edgeface"
+_UNSTATED = ("released for research; no licence file in this repository: check the authors' terms before any "
+             "other use; not redistributed by edgeface")
 
 REGISTRY: dict[str, DataSet] = {d.name: d for d in [
     DataSet(
@@ -69,14 +71,15 @@ REGISTRY: dict[str, DataSet] = {d.name: d for d in [
         path="dataset/UTKFace/", files=23708,
         what="UTKFace aligned & cropped faces, 200x200 JPEG, file name age_gender_race_date; ~20k people, no ids; "
              "390 exact duplicates",
-        terms=f"UTKFace (Zhang, Song, Qi 2017): {_RESEARCH}. Later commits of this repository hold only Git LFS "
+        terms=f"UTKFace (Zhang, Song, Qi 2017): {_RESEARCH} (the repository's MIT licence covers its code, not "
+              "these images). Later commits of this repository hold only Git LFS "
               "pointers: keep the pin."),
     DataSet(
         name="all_age_faces", repo="middleyuan/All-Age-Faces-Dataset",
         commit="28741a75e2efb7a2f96e13d4beb58411536f473d", path="All-Age-Faces Dataset/aglined faces/", files=13322,
-        what="All-Age-Faces (AAF) aligned faces (the folder is spelled 'aglined'), ~310x360 JPEG, one image per person, "
+        what="All-Age-Faces (AAF) aligned faces (the folder is spelled 'aglined'), 309 px wide, ~390 high JPEG, one image per person, "
              "Asian faces aged 2-80; 196 exact duplicates",
-        terms=f"All-Age-Faces (Cheng et al. 2019): {_RESEARCH}."),
+        terms=f"All-Age-Faces (Cheng et al. 2019): {_UNSTATED}."),
     DataSet(
         name="scut_fbp5500", repo="qijialiv-cell/SCUT-FBP5500-Beauty-Score",
         commit="aab5287e5b4055575fc2417e442d0c0dd953a83e", path="SCUT-FBP5500_v2/Images/", files=5500,
@@ -92,7 +95,7 @@ REGISTRY: dict[str, DataSet] = {d.name: d for d in [
              "1,236 exact duplicates, and 351 files byte-identical to PublicTest images (remove them: "
              "`edgeface data dedupe --held-out PUBLICTEST`). The repository's data/test (PublicTest and PrivateTest) "
              "is never extracted.",
-        terms=f"FER2013 (Goodfellow et al. 2013, ICML challenge): {_RESEARCH}."),
+        terms=f"FER2013 (Goodfellow et al. 2013, ICML 2013 workshop challenge): {_UNSTATED}."),
 ]}
 
 
