@@ -5,6 +5,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,18 @@ def test_registry_entries_are_the_pinned_ones():
     assert set(reg) == {"utkface", "all_age_faces", "scut_fbp5500", "fer2013_train"}
     assert reg["fer2013_train"].path == "data/train/" and sum(reg["fer2013_train"].classes.values()) == 28709
     assert REGISTRY["utkface"].commit == "b06607bf2477c8295b33facb5dea7aada27cac01"
+
+
+def test_data_commands_run_without_tensorflow(tmp_path, tiny_repo):
+    # get, dedupe and pairs are TF-free: they run with TensorFlow blocked from import.
+    reg = _registry(tmp_path, tiny_repo, tiny_repo["good"])
+    code = ("import sys; sys.modules['tensorflow'] = None; from edgeface.cli import main; "
+            f"r = main(['data', 'get', 'tiny', {str(tmp_path / 'd')!r}, '--mirror', {str(tiny_repo['repo'])!r}, "
+            f"'--registry', {str(reg)!r}]); "
+            f"r += main(['data', 'dedupe', {str(tmp_path / 'd')!r}, '--out', {str(tmp_path / 'clean')!r}]); "
+            f"r += main(['data', 'pairs', {str(tmp_path / 'd')!r}, '--out', {str(tmp_path / 'p.txt')!r}, "
+            f"'--lfw-layout', {str(tmp_path / 'links')!r}, '--folds', '1']); "
+            "sys.exit(r)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "clean" / "d").is_dir() and (tmp_path / "p.txt").read_text().startswith("1\t")
