@@ -133,7 +133,8 @@ def dedupe_cmd(sets, dst, held_out):
               help="LFW aligned by `edgeface align` (the same template as SETS).")
 @click.option("--teacher", required=True, help="Teacher embedder (e.g. ../shared/teachers/mobilefacenet-ncnn).")
 @click.option("--threshold", type=float, default=None,
-              help="Drop at cosine >= this [default: the ncnn teacher's LFW threshold, 0.2713].")
+              help="Drop at cosine >= this to the nearest LFW face [default: 0.5, measured for the ncnn teacher; "
+                   "its pair threshold 0.27 would drop every face].")
 @click.option("--out", "dst", required=True, type=click.Path(path_type=Path),
               help="New folder: OUT/<set>/<path> hard links of the kept crops + lfw_overlap.json.")
 @click.option("--cache", "cache_dir", type=click.Path(path_type=Path),
@@ -143,11 +144,11 @@ def lfw_overlap_cmd(sets, lfw_dir, teacher, threshold, dst, cache_dir):
 
     LFW only removes training data here; nothing is chosen on it.
     """
-    from edgeface.data.hygiene import TEACHER_LFW_THRESHOLD, check_new_dst, lfw_overlap, write_clean_tree
+    from edgeface.data.hygiene import OVERLAP_THRESHOLD, check_new_dst, lfw_overlap, write_clean_tree
     from edgeface.teachers.base import load_teacher
 
     check_new_dst(dst, list(sets))
-    threshold = TEACHER_LFW_THRESHOLD if threshold is None else threshold
+    threshold = OVERLAP_THRESHOLD if threshold is None else threshold
     if not -1.0 <= threshold <= 1.0:
         raise EdgefaceError(f"--threshold is a cosine in [-1, 1], got {threshold}")
     t = load_teacher(teacher)
