@@ -8,6 +8,7 @@
     edgeface verify A B               same person? (TF-free runtime)
     edgeface enroll / identify        a gallery of people (TF-free runtime)
     edgeface info MODEL.tflite        print a model card
+    edgeface data list|get|pairs|...  the registered public face sets, pairs files, data hygiene
 
 Subcommands live in their stage's package and are imported only when called, so `--help` is
 instant and the runtime commands never import TensorFlow.
@@ -34,6 +35,7 @@ COMMANDS = {
     "enroll": ("edgeface.runtime.cli", "enroll", "Add a person's face images to a gallery. (no TensorFlow)"),
     "identify": ("edgeface.runtime.cli", "identify", "Name the faces in an image, video or camera. (no TensorFlow)"),
     "info": ("edgeface.convert.cli", "info", "Print the model card of a .tflite artifact."),
+    "data": ("edgeface.data.cli", "data", "Get the registered public face sets; pairs files; de-duplication."),
 }
 
 

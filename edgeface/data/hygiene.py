@@ -1,0 +1,209 @@
+"""Training-data hygiene before any training: exact duplicates out, LFW look-alikes out. TF-free.
+
+- `dedupe`: files with the same content (sha256) within and across sets keep their first copy
+  (sets in the order given, files in sorted path order). Hashes come from a set's manifest.json
+  (written by `edgeface data get`) when it has one, else are computed.
+- `lfw_overlap`: every training face whose teacher embedding (face + mirror, L2-normalised) has
+  cosine >= threshold with ANY LFW face is dropped, because it may be an LFW person and the bench
+  would then measure memory, not generalisation. LFW only removes training data here: nothing is
+  chosen or tuned on it.
+
+  The threshold is a one-to-13,233 search threshold, not the teacher's pair threshold: at the LFW
+  View 2 threshold (0.2713) every one of 5,261 CelebA faces has some LFW face above it (the best of
+  13,233 impostors is high: median 0.378). The default 0.5 was measured on CelebA against all of LFW
+  (benchmarks/data_sets.md): it drops 0.8% of the CelebA faces of people not in LFW and catches 83%
+  of the faces of the four CelebA identities found to be LFW people.
+
+Both write DST/<set>/<relative path> as hard links to the kept files (copies across file systems)
+and a JSON report with per-set counts and every dropped file, into a temporary folder renamed onto
+DST at the end, so an interrupted run leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from edgeface.data.get import MANIFEST as GET_MANIFEST, read_manifest
+from edgeface.data.pairs import MANIFEST as ALIGN_MANIFEST
+from edgeface.errors import EdgefaceError
+from edgeface.utils.images import is_image_name
+from edgeface.utils.io import sha256_file
+from edgeface.utils.progress import progress
+
+# Cosine of the ncnn MobileFaceNet teacher (flip TTA) to the nearest LFW face at which a training
+# face is called an LFW person (measured on CelebA vs all of LFW, benchmarks/data_sets.md).
+OVERLAP_THRESHOLD = 0.5
+
+
+def image_files(root: Path) -> list[str]:
+    """Relative paths of the images under root (sorted; hidden files and folders skipped)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out += [Path(dirpath, f).relative_to(root).as_posix() for f in sorted(filenames)
+                if not f.startswith(".") and is_image_name(f)]
+    return sorted(out)
+
+
+def set_names(roots: list[Path]) -> list[str]:
+    names = [Path(r).name for r in roots]
+    dup = [n for n, c in Counter(names).items() if c > 1]
+    if dup:
+        raise EdgefaceError(f"two sets are named {dup[0]!r} (the folder name names the set): rename one")
+    for r in roots:
+        if not Path(r).is_dir():
+            raise EdgefaceError(f"set folder not found: {r}")
+    return names
+
+
+def content_hashes(root: Path) -> dict[str, str]:
+    """relative path -> sha256 of every image: from `data get`'s manifest.json if present, else computed."""
+    m = read_manifest(root)
+    files = image_files(root)
+    if m and "files" in m:
+        known = {e["path"]: e["sha256"] for e in m["files"]}
+        if set(known) == set(files):
+            return {p: known[p] for p in files}
+        print(f"edgeface: note: {root}/{GET_MANIFEST} does not list exactly the images there: hashing them",
+              file=sys.stderr)
+    return {p: sha256_file(root / p) for p in progress(files, desc=f"sha256 {root.name}", unit="file")}
+
+
+def find_duplicates(roots: list[Path], held_out: list[Path] = ()) -> tuple[dict[str, list[str]], list[dict], dict]:
+    """(set -> kept relative paths, dropped [{set, path, same_as}], per-set counts).
+
+    `held_out` sets (e.g. a test split) are never kept: they only remove the training files that are
+    byte-identical to one of theirs (`same_as` then starts with "held-out:")."""
+    names = set_names(list(roots) + list(held_out))[:len(roots)]
+    first: dict[str, str] = {}  # sha256 -> "set/path" of the kept copy
+    for h_root in held_out:
+        for rel, h in content_hashes(Path(h_root)).items():
+            first.setdefault(h, f"held-out:{Path(h_root).name}/{rel}")
+    kept, dropped, counts = {}, [], {}
+    for name, root in zip(names, roots):
+        hashes = content_hashes(Path(root))
+        kept[name] = []
+        where = Counter()
+        for rel, h in hashes.items():
+            if h in first:
+                same_as = first[h]
+                origin = same_as.split("/", 1)[0]
+                where["held_out" if origin.startswith("held-out:") else "within" if origin == name else "earlier"] += 1
+                dropped.append({"set": name, "path": rel, "same_as": same_as})
+            else:
+                first[h] = f"{name}/{rel}"
+                kept[name].append(rel)
+        counts[name] = {"files": len(hashes), "duplicates_within": where["within"],
+                        "duplicates_of_earlier_sets": where["earlier"], "kept": len(kept[name])}
+        if held_out:
+            counts[name]["copies_of_held_out"] = where["held_out"]
+    return kept, dropped, counts
+
+
+def detected_faces(root: Path) -> tuple[list[str], int]:
+    """(crops of detected faces, number of non-faces) of an `edgeface align` folder; any other folder:
+    (all its images, 0). Fallback centre crops (no detection) and unreadable files are the non-faces."""
+    if not (Path(root) / ALIGN_MANIFEST).is_file():
+        return image_files(Path(root)), 0
+    from edgeface.align.pipeline import read_manifest as read_align_manifest
+
+    records = read_align_manifest(root)
+    ok = sorted(r["output"] for r in records if r.get("status") == "ok" and r.get("output"))
+    return ok, len(records) - len(ok)
+
+
+def flip_embeddings(teacher, paths: list[Path], cache_file: Path | None) -> np.ndarray:
+    """Face + mirror teacher embeddings, summed and L2-normalised (as the bench's flip TTA)."""
+    from edgeface.runtime.interpreter import l2_normalize
+    from edgeface.teachers.base import teacher_embeddings
+
+    emb, emb_m = teacher_embeddings(teacher, paths, cache_file)
+    return l2_normalize(emb + emb_m) if len(paths) else emb
+
+
+def max_cosine(train: np.ndarray, reference: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """(best cosine, index of the best reference) for each row of L2-normalised `train`."""
+    best = np.full(len(train), -np.inf, np.float32)
+    arg = np.zeros(len(train), np.int64)
+    for s in range(0, len(train), chunk):
+        sims = train[s:s + chunk] @ reference.T
+        arg[s:s + chunk] = sims.argmax(axis=1)
+        best[s:s + chunk] = sims[np.arange(len(sims)), arg[s:s + chunk]]
+    return best, arg
+
+
+def lfw_overlap(roots: list[Path], lfw_root: Path, teacher, threshold: float = OVERLAP_THRESHOLD,
+                cache_dir: Path | None = None) -> tuple[dict[str, list[str]], list[dict], dict, int]:
+    """(set -> kept relative paths, dropped [{set, path, lfw, cosine}], per-set counts, LFW faces compared)
+    for aligned crops.
+
+    In folders made by `edgeface align` only detected faces count (non-faces are left out and counted)."""
+    names = set_names(roots)
+    lfw_root = Path(lfw_root)
+    # Detected faces only: an aligned folder also holds summary.png, a contact sheet, not a face.
+    lfw_files = detected_faces(lfw_root)[0] if lfw_root.is_dir() else []
+    if not lfw_files:
+        raise EdgefaceError(f"no LFW face crops under {lfw_root} (give the folder `edgeface align` made of LFW)")
+    per_set, not_faces = {}, {}
+    for n, r in zip(names, roots):
+        per_set[n], not_faces[n] = detected_faces(Path(r))
+    for n, files in per_set.items():
+        if not files:
+            raise EdgefaceError(f"set {n!r} has no images")
+
+    def cache(name):
+        return Path(cache_dir) / f"teacher_{name}.npz" if cache_dir else None
+
+    ref = flip_embeddings(teacher, [lfw_root / p for p in lfw_files], cache("lfw"))
+    kept, dropped, counts = {}, [], {}
+    for name, root in zip(names, roots):
+        files = per_set[name]
+        best, arg = max_cosine(flip_embeddings(teacher, [Path(root) / p for p in files], cache(name)), ref)
+        hit = best >= threshold
+        kept[name] = [p for p, h in zip(files, hit) if not h]
+        dropped += [{"set": name, "path": p, "lfw": lfw_files[a], "cosine": round(float(b), 4)}
+                    for p, h, a, b in zip(files, hit, arg, best) if h]
+        counts[name] = {"not_faces": not_faces[name], "faces": len(files), "dropped": int(hit.sum()),
+                        "kept": len(kept[name]),
+                        "max_cosine_quantiles": {q: round(float(np.quantile(best, q)), 4)
+                                                 for q in (0.5, 0.9, 0.99, 0.999)}}
+    return kept, dropped, counts, len(lfw_files)
+
+
+def write_clean_tree(roots: list[Path], kept: dict[str, list[str]], dst: Path, report_name: str, report: dict) -> None:
+    """dst/<set>/<path> for every kept file (hard links, copies across file systems) + dst/report_name."""
+    dst = Path(dst).absolute()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
+    try:
+        for (name, files), root in zip(kept.items(), roots):
+            for rel in progress(files, desc=f"link {name}", unit="file"):
+                target = work / name / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(Path(root) / rel, target)
+                except OSError:
+                    shutil.copy2(Path(root) / rel, target)
+        with open(work / report_name, "w") as f:
+            json.dump(report, f, indent=1)
+            f.write("\n")
+        os.rename(work, dst)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def check_new_dst(dst: Path, roots: list[Path]) -> None:
+    """Refuse an existing DST, or one inside a source set (validated before any hashing or embedding)."""
+    dst = Path(dst).absolute()
+    if dst.exists():
+        raise EdgefaceError(f"{dst} already exists: choose a new folder")
+    for r in roots:
+        if Path(r).absolute() in dst.parents:
+            raise EdgefaceError(f"{dst} is inside the source set {r}: choose a folder outside it")
