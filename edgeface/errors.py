@@ -13,6 +13,12 @@ class CheckFailed(EdgefaceError):
     exit_code = 1
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's first message line, or its type when it has no message."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def run_main(main, argv=None) -> int:
     """Exit code of a `python -m edgeface.X` entry point: EdgefaceError becomes one line on stderr
     (exit 1 or 2), Ctrl-C exits 130; like the `edgeface` CLI, without a traceback."""

@@ -225,10 +225,8 @@ def _set_aside_over_budget(tflite: Path, data: bytes) -> Path:
     aside = tflite.with_name(tflite.name + OVER_BUDGET_SUFFIX)
     with atomic_path(aside) as tmp:
         tmp.write_bytes(data)
-    # A stale good-looking artifact of the same name from an earlier run would now be a lie.
-    for stale in (tflite, card_path(tflite)):
-        if stale.exists():
-            stale.unlink()
+    # An existing NAME.tflite and its card (maybe the shipped model) stay byte-identical: the
+    # failed result never replaces or deletes what was there.
     return aside
 
 
@@ -276,7 +274,8 @@ def convert_all(model, out_dir, name, dtypes, representative=None, int8_io=False
         tflite, _ = artifact_paths(out_dir, name, dtype)
         if budget is not None and len(data) > budget:
             aside = _set_aside_over_budget(tflite, data)
-            over.append(f"{tflite.name} is {len(data):,} bytes > budget {budget:,} (set aside as {aside.name})")
+            kept = f"; the existing {tflite.name} is unchanged" if tflite.exists() else ""
+            over.append(f"{tflite.name} is {len(data):,} bytes > budget {budget:,} (set aside as {aside.name}{kept})")
             continue
         card = _write_pair(tflite, data, lambda tmp, d=dtype, det=details: {
             **build_card(tflite.stem, d, tmp, det, extra, budget), "file": tflite.name})
