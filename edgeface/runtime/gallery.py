@@ -46,17 +46,81 @@ class Match:
                 "top_k": [{"name": n, "score": round(s, 5)} for n, s in self.candidates]}
 
 
+DEFAULT_LOCK_TIMEOUT = 30.0
+MAX_NAME_LENGTH = 200
+
+
+def safe_text(text: str) -> str:
+    """`text` with control and format characters escaped, so a name can never drive the terminal."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
+
+
+def check_name(name: str) -> str:
+    """The stripped person name, or EdgefaceError: not empty, not 'unknown', printable, not too long."""
+    name = str(name).strip()
+    if not name or name == UNKNOWN:
+        raise EdgefaceError(f"invalid person name '{safe_text(name)}'")
+    if len(name) > MAX_NAME_LENGTH:
+        raise EdgefaceError(f"person name is {len(name):,} characters, more than {MAX_NAME_LENGTH}: "
+                            f"{safe_text(name[:40])}...")
+    if not name.isprintable():
+        raise EdgefaceError(f"person name '{safe_text(name)}' contains control characters")
+    return name
+
+
+def clean_stale_temp_files(path: Path) -> list[Path]:
+    """Remove temp files a killed writer left beside `path` (call under `locked(path)`: every live
+    writer holds the lock while its temp file exists, so any temp file seen here is a dead one's)."""
+    stale = list(path.parent.glob(f".{path.name}.*.tmp"))
+    for t in stale:
+        with contextlib.suppress(FileNotFoundError):
+            t.unlink()
+    return stale
+
+
 @contextlib.contextmanager
-def locked(path: str | os.PathLike):
-    """Exclusive advisory lock on PATH.lock (released by the kernel if the holder dies)."""
+def locked(path: str | os.PathLike, timeout: float = DEFAULT_LOCK_TIMEOUT, on_wait=None):
+    """Exclusive advisory lock on PATH.lock (released by the kernel if the holder dies).
+
+    Waits up to `timeout` seconds (on_wait(message) is called once when it has to wait), then
+    raises EdgefaceError. The lock file is removed on release; a waiter that then holds the lock
+    of a removed file retries on the new one.
+    """
     lock = Path(f"{path}.lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+    deadline = time.monotonic() + timeout
+    waited = False
+    while True:
+        f = open(lock, "a+")
         try:
-            yield
+            while True:
+                try:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise EdgefaceError(f"gallery {path} is locked by another process ({lock}); gave up "
+                                            f"after {timeout:g} s (--lock-timeout)") from None
+                    if not waited and on_wait:
+                        on_wait(f"waiting for the lock on {path} (held by another process)")
+                    waited = True
+                    time.sleep(0.05)
+            try:
+                same = os.fstat(f.fileno()).st_ino == os.stat(lock).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # the holder removed that lock file while we waited: lock the new one
+                f.close()
+                continue
+            try:
+                yield
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            return
         finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            f.close()
 
 
 class Gallery:
@@ -101,6 +165,8 @@ class Gallery:
             g.embeddings, g.labels = embeddings.reshape(-1, g.dim), labels.reshape(-1)
         except (KeyError, TypeError, ValueError) as e:
             raise EdgefaceError(f"corrupt gallery metadata in {path} ({type(e).__name__}: {e})") from None
+        if not np.isfinite(g.embeddings).all():
+            raise EdgefaceError(f"corrupt gallery (non-finite embeddings): {path}")
         if (len(g.labels) != len(g.embeddings) or len(g.sources) != len(g.labels)
                 or (len(labels) and (labels.min() < 0 or labels.max() >= len(g.names)))):
             raise EdgefaceError(f"corrupt gallery (labels do not match embeddings): {path}")
@@ -113,10 +179,11 @@ class Gallery:
 
     # ---- writing -------------------------------------------------------------------------
     def add(self, name: str, embeddings: np.ndarray, sources: list[str] | None = None) -> None:
-        name = str(name).strip()
-        if not name or name == UNKNOWN or "\n" in name:
-            raise EdgefaceError(f"invalid person name {name!r}")
-        embeddings = l2_normalize(np.atleast_2d(np.asarray(embeddings, np.float32)))
+        name = check_name(name)
+        embeddings = np.atleast_2d(np.asarray(embeddings, np.float32))
+        if not np.isfinite(embeddings).all():
+            raise EdgefaceError(f"refusing non-finite embeddings for {safe_text(name)} (NaN or inf from the model)")
+        embeddings = l2_normalize(embeddings)
         if self.dim is None:  # a new gallery takes the size of its first embeddings
             self.dim = embeddings.shape[1]
             self.embeddings = self.embeddings.reshape(0, self.dim)
@@ -170,9 +237,13 @@ class Gallery:
 
 
 def enroll(path: str | os.PathLike, name: str, embeddings: np.ndarray, sources: list[str], model_sha256: str,
-           model_name: str = "") -> Gallery:
-    """Add a person's embeddings to the gallery at `path` (created if absent): locked, atomic."""
-    with locked(path):
+           model_name: str = "", lock_timeout: float = DEFAULT_LOCK_TIMEOUT, on_wait=None) -> Gallery:
+    """Add a person's embeddings to the gallery at `path` (created if absent): locked, atomic.
+
+    A symlinked gallery is written through the link (the real file gets the entry)."""
+    path = Path(os.path.realpath(path))
+    with locked(path, lock_timeout, on_wait):
+        clean_stale_temp_files(path)
         g = Gallery.load(path, model_sha256=model_sha256, model_name=model_name, missing_ok=True)
         g.add(name, embeddings, sources)
         g.save()

@@ -7,15 +7,14 @@ normalised range and always get dequantised float outputs back.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from edgeface.errors import EdgefaceError, first_line
 from edgeface.spec import card_path, load_card  # noqa: F401  (re-exported: every card read is validated)
+from edgeface.utils.native import quiet_native_stderr
 
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8 of every .tflite
 
@@ -39,29 +38,6 @@ def interpreter_class():
     except ImportError:
         raise EdgefaceError("no TFLite interpreter found: pip install ai-edge-litert "
                             "(or: pip install 'edgeface[runtime]')") from None
-
-
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Silence C++ log lines written straight to fd 2 while an interpreter is built.
-
-    LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on every start, which
-    would break the CLI's one-line-per-outcome output. Python-level errors still surface as
-    exceptions. Only the file descriptor is swapped, so nothing else changes.
-    """
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): nothing to silence
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def make_interpreter(data: bytes, num_threads: int = 1):
