@@ -80,6 +80,10 @@ def split_debug(argv: list[str]) -> tuple[list[str], bool]:
 
 def main(argv=None) -> int:
     argv, debug = split_debug(list(argv if argv is not None else sys.argv[1:]))
+    if not debug:
+        from edgeface.utils.native import quiet_tensorflow_import
+
+        quiet_tensorflow_import()
     try:
         cli.main(args=argv, prog_name="edgeface", standalone_mode=False)
         return 0

@@ -111,6 +111,20 @@ def _check_complete(data: bytes, path) -> None:
             raise BadImage(f"truncated PNG (no IEND chunk): {path}")
 
 
+IMAGE_SIGNATURES = (PNG_SIGNATURE, JPEG_SOI, b"BM", b"RIFF", b"II*\x00", b"MM\x00*", b"P1", b"P2", b"P3", b"P4",
+                    b"P5", b"P6")
+
+
+def check_image_bytes(data: bytes, path, max_pixels: int | None = None) -> None:
+    """The checks that need no decoding: not empty, a known image format, complete, not too large."""
+    if not data:
+        raise BadImage(f"empty file (0 bytes): {path}")
+    if not data.startswith(IMAGE_SIGNATURES):
+        raise BadImage(f"not a readable image: {path}")
+    _check_complete(data, path)
+    _check_pixels(header_size(data), path, max_pixels_default() if max_pixels is None else max_pixels)
+
+
 def _check_pixels(size: tuple[int, int] | None, path, max_pixels: int) -> None:
     if size is not None and max_pixels and size[0] * size[1] > max_pixels:
         raise BadImage(f"image too large: {size[0]}x{size[1]} = {size[0] * size[1] / 1e6:.0f} megapixels > "
