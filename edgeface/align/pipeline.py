@@ -7,6 +7,7 @@ Parallel: a 'spawn' pool where every worker builds its own MTCNN once and runs T
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -20,7 +21,8 @@ import numpy as np
 from edgeface.align.transform import align_face, centre_crop, clahe as apply_clahe, get_template
 from edgeface.errors import EdgefaceError
 from edgeface.utils.images import BadImage, is_image_name, read_image, write_image
-from edgeface.utils.io import write_json_atomic
+from edgeface.utils.io import check_output_path, write_json_atomic
+from edgeface.utils.locks import locked
 from edgeface.utils.progress import progress
 
 MANIFEST = "manifest.jsonl"
@@ -146,12 +148,35 @@ def _limit_threads() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+_PARENT_PID = None
+
+
+def _die_with_parent() -> None:
+    """A worker whose parent was killed (-9: no chance to stop the pool) must not go on writing
+    crops that no manifest lists: the kernel kills it with its parent (Linux), and every chunk
+    checks the parent is still there (other systems)."""
+    global _PARENT_PID
+    _PARENT_PID = os.getppid()
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != _PARENT_PID:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _parent_gone() -> bool:
+    return _PARENT_PID is not None and os.getppid() != _PARENT_PID
+
+
 def _init_worker(opts: dict, single_thread: bool = True) -> None:
     global _DETECTOR, _OPTS
     import edgeface  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
     if single_thread:  # a pool worker: the parent handles Ctrl-C and stops the pool
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _die_with_parent()
         _limit_threads()
         import cv2
         import tensorflow as tf
@@ -221,6 +246,8 @@ def _process_chunk(tasks: list[tuple[str, str, str, str]]) -> list[dict]:
     faces, retry = dict(zip(good, found)), dict(zip(good, retried))
     records = []
     for i, (task, (rec, rgb)) in enumerate(zip(tasks, read)):
+        if _parent_gone():
+            os._exit(1)
         if rgb is not None:
             if isinstance(faces[i], Exception):  # e.g. MTCNN on a 3x3 image: report, don't stop the run
                 rec["error"] = f"detection failed: {type(faces[i]).__name__}: {faces[i]}"
@@ -278,14 +305,16 @@ def align_folder(src, dst, template: str = "arcface112", workers: int = 2, clahe
         raise EdgefaceError("workers must be >= 0, min_face_size >= 1, max_side >= 32, limit >= 0")
     opts = {"template": template, "clahe": bool(clahe), "fallback": bool(fallback),
             "min_face_size": int(min_face_size), "max_side": int(max_side)}
+    check_output_path(dst, "DST", folder=True)
     dst.mkdir(parents=True, exist_ok=True)
-    lock = _lock(dst)
     old_term = _term_as_interrupt()
     try:
-        _check_options(dst, opts)
-        return _align_locked(src, dst, opts, workers, limit, redo_failed)
+        # two runs appending to one manifest would do every image twice
+        with locked(dst, timeout=0, lock_path=dst / ".align.lock",
+                    busy=f"another `edgeface align` is already writing to {dst}"):
+            _check_options(dst, opts)
+            return _align_locked(src, dst, opts, workers, limit, redo_failed)
     finally:
-        lock.close()  # releases the lock
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
 
@@ -382,21 +411,6 @@ def _ends_with_newline(path: Path) -> bool:
     with open(path, "rb") as f:
         f.seek(-1, os.SEEK_END)
         return f.read(1) == b"\n"
-
-
-def _lock(dst: Path):
-    """An exclusive lock on DST: two runs appending to one manifest would do every image twice."""
-    f = open(dst / ".align.lock", "w")
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; run one align per DST by hand
-        return f
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.close()
-        raise EdgefaceError(f"another `edgeface align` is already writing to {dst}") from None
-    return f
 
 
 def _term_as_interrupt():

@@ -92,6 +92,15 @@ def bench(models, lfw_dir, pairs_file, no_flip, threads, runs, warmup, e2e_image
             check_output_path(out, what)
     if plots_dir:
         check_output_path(plots_dir, "--plots", folder=True)
+    if lfw_dir is not None:  # the pairs file is checked before any model loads or any image is aligned
+        from edgeface.bench.lfw import default_pairs, protocol_pairs
+
+        if not lfw_dir.is_dir():
+            raise EdgefaceError(f"LFW folder not found: {lfw_dir}")
+        pairs = pairs_file or default_pairs(lfw_dir)
+        if not pairs.is_file():
+            raise EdgefaceError(f"pairs file not found: {pairs} (pass --pairs FILE)")
+        protocol_pairs(pairs)
     thread_counts = _threads(threads)
     if update_cards and lfw_dir is None:
         raise EdgefaceError("--update-cards needs --lfw (it records the LFW threshold)")

@@ -15,7 +15,6 @@ compare, so a gallery made with another model (by file sha256) is refused.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
 import os
@@ -29,6 +28,7 @@ import numpy as np
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import l2_normalize
 from edgeface.utils.io import write_bytes_atomic
+from edgeface.utils.locks import DEFAULT_LOCK_TIMEOUT, locked  # noqa: F401  (re-exported)
 
 FORMAT = "edgeface-gallery"
 VERSION = 1
@@ -46,7 +46,6 @@ class Match:
                 "top_k": [{"name": n, "score": round(s, 5)} for n, s in self.candidates]}
 
 
-DEFAULT_LOCK_TIMEOUT = 30.0
 MAX_NAME_LENGTH = 200
 
 
@@ -76,51 +75,6 @@ def clean_stale_temp_files(path: Path) -> list[Path]:
         with contextlib.suppress(FileNotFoundError):
             t.unlink()
     return stale
-
-
-@contextlib.contextmanager
-def locked(path: str | os.PathLike, timeout: float = DEFAULT_LOCK_TIMEOUT, on_wait=None):
-    """Exclusive advisory lock on PATH.lock (released by the kernel if the holder dies).
-
-    Waits up to `timeout` seconds (on_wait(message) is called once when it has to wait), then
-    raises EdgefaceError. The lock file is removed on release; a waiter that then holds the lock
-    of a removed file retries on the new one.
-    """
-    lock = Path(f"{path}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
-    waited = False
-    while True:
-        f = open(lock, "a+")
-        try:
-            while True:
-                try:
-                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise EdgefaceError(f"gallery {path} is locked by another process ({lock}); gave up "
-                                            f"after {timeout:g} s (--lock-timeout)") from None
-                    if not waited and on_wait:
-                        on_wait(f"waiting for the lock on {path} (held by another process)")
-                    waited = True
-                    time.sleep(0.05)
-            try:
-                same = os.fstat(f.fileno()).st_ino == os.stat(lock).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:  # the holder removed that lock file while we waited: lock the new one
-                f.close()
-                continue
-            try:
-                yield
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    lock.unlink()
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-            return
-        finally:
-            f.close()
 
 
 class Gallery:
