@@ -15,8 +15,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
-from edgeface.errors import CheckFailed, EdgefaceError
-from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, card_path, interpreter_class
+from edgeface.errors import CheckFailed, EdgefaceError, first_line
+from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, allocate, card_path, interpreter_class, make_interpreter
 from edgeface.utils.io import atomic_path, sha256_file, write_json_atomic
 from edgeface.utils.progress import progress
 
@@ -150,12 +150,11 @@ def _quant(detail: dict):
 
 def describe_tflite(data: bytes) -> dict:
     """Load the flatbuffer in a real interpreter and read what the card needs from it."""
-    cls, backend = interpreter_class()
     try:
-        it = cls(model_content=data)
-        it.allocate_tensors()
+        it, backend = make_interpreter(data)  # quiet: no XNNPACK INFO line in the CLI's output
+        allocate(it)
     except (ValueError, RuntimeError) as e:
-        raise EdgefaceError(f"converted model does not load in {backend}: {str(e).strip().splitlines()[0]}") from None
+        raise EdgefaceError(f"converted model does not load in {interpreter_class()[1]}: {first_line(e)}") from None
     ins, outs = it.get_input_details(), it.get_output_details()
     if len(ins) != 1 or len(outs) != 1:
         raise EdgefaceError(f"expected one input and one output, got {len(ins)} and {len(outs)}")
