@@ -80,7 +80,11 @@ def bench(models, lfw_dir, pairs_file, no_flip, threads, runs, warmup, e2e_image
     """Benchmark .tflite MODELS: bytes, gzip, params, budget, latency, LFW View 2 verification."""
     from edgeface.utils.io import check_output_path
 
+    from edgeface.runtime.interpreter import check_tflite_file
+
     paths = _models(models)
+    for p in paths:
+        check_tflite_file(p)  # not a model at all: say so before any note or any work
     if check_file or baseline_out:
         if baseline_out:
             check_output_path(baseline_out, "baseline")

@@ -202,14 +202,14 @@ class FaceTrainer:
         from edgeface.data.pairs import is_aligned_root
 
         d = self.cfg["data"]
-        if not is_aligned_root(self.data_dir) and self.data_dir.is_dir():
-            _say(f"warning: {self.data_dir} has no manifest.jsonl (not made by `edgeface align`); "
-                 "faces are assumed to be aligned already")
         folder = scan_folder(self.data_dir, min_images=d["min_images"])
         folder = drop_unaligned(folder, self.data_dir, d["use_fallbacks"], d["min_images"])
         check_image_files(folder.paths)
         if folder.num_classes < 2:
             raise EdgefaceError(f"{self.data_dir}: need >= 2 identities with >= {d['min_images']} images")
+        if not is_aligned_root(self.data_dir):
+            _say(f"warning: {self.data_dir} has no manifest.jsonl (not made by `edgeface align`); "
+                 "faces are assumed to be aligned already")
         train, val = folder, None
         if d["val_fraction"] > 0:
             train, val = split_by_identity(folder, d["val_fraction"], seed=self.seed)
