@@ -504,6 +504,10 @@ def run_align_kill(c: Path, env: dict) -> tuple[int, str, str]:
             os.kill(int(pid), signal.SIGKILL)
     if extra:
         problems.append(f"{len(extra)} crops outside the manifest")
+    # the next run resumes: it takes over the dead run's lock and cleans its temp files
+    again = run_cli(["align", "src", "out", "--workers", "1"], cwd=c, env=env)
+    if again.rc != 0:
+        problems.append(f"the resumed align exited {again.rc}: {again.err_lines[-1:]}")
     return 0 if not problems else 3, "; ".join(problems), err
 
 

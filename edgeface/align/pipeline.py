@@ -20,12 +20,13 @@ import numpy as np
 
 from edgeface.align.transform import align_face, centre_crop, clahe as apply_clahe, get_template
 from edgeface.errors import EdgefaceError
-from edgeface.utils.images import BadImage, is_image_name, read_image, write_image
-from edgeface.utils.io import check_output_path, write_json_atomic
+from edgeface.utils.images import BadImage, encode_image, is_image_name, read_image, write_image
+from edgeface.utils.io import check_output_path, write_bytes_atomic, write_json_atomic
 from edgeface.utils.locks import locked
 from edgeface.utils.progress import progress
 
 MANIFEST = "manifest.jsonl"
+CROP_BYTES = "_crop_png"  # a worker's encoded crop, written by the parent (never in the manifest)
 SUMMARY = "summary.json"
 OPTIONS = "align_options.json"
 STATUSES = ("ok", "fallback", "no_face", "bad_image")
@@ -178,6 +179,9 @@ def _init_worker(opts: dict, single_thread: bool = True) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _die_with_parent()
         _limit_threads()
+        from edgeface.utils.native import quiet_tensorflow_import
+
+        quiet_tensorflow_import()  # the workers share the parent's stderr
         import cv2
         import tensorflow as tf
 
@@ -259,7 +263,9 @@ def _process_chunk(tasks: list[tuple[str, str, str, str]]) -> list[dict]:
                 if face is not None:
                     rec.update(face.to_json())
                 if crop is not None:
-                    write_image(Path(task[2]) / task[3], crop)
+                    # the parent writes the file, then its manifest line: a killed run never
+                    # leaves a crop that no manifest lists
+                    rec[CROP_BYTES] = encode_image(task[3], crop)
                     rec["output"] = task[3]
         records.append(rec)
     return records
@@ -313,6 +319,8 @@ def align_folder(src, dst, template: str = "arcface112", workers: int = 2, clahe
         with locked(dst, timeout=0, lock_path=dst / ".align.lock",
                     busy=f"another `edgeface align` is already writing to {dst}"):
             _check_options(dst, opts)
+            for stale in dst.rglob(".*.tmp"):  # a killed run's half-written crops (we hold the lock)
+                stale.unlink(missing_ok=True)
             return _align_locked(src, dst, opts, workers, limit, redo_failed)
     finally:
         if old_term is not None:
@@ -338,6 +346,9 @@ def _align_locked(src: Path, dst: Path, opts: dict, workers: int, limit: int | N
         bar = progress(total=len(tasks), desc="align", unit="img")
         try:
             for records in _run(tasks, opts, workers):
+                for rec in records:
+                    if CROP_BYTES in rec:
+                        write_bytes_atomic(dst / rec["output"], rec.pop(CROP_BYTES))
                 mf.write("".join(json.dumps(rec) + "\n" for rec in records))
                 mf.flush()
                 processed += len(records)

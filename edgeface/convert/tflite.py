@@ -8,6 +8,7 @@ artifact over the size budget is kept only as NAME.tflite.over-budget, never as 
 from __future__ import annotations
 
 import os
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -18,6 +19,7 @@ import edgeface  # noqa: F401  (tf-keras before TensorFlow)
 from edgeface.errors import CheckFailed, EdgefaceError, first_line
 from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, allocate, card_path, interpreter_class, make_interpreter
 from edgeface.utils.io import atomic_path, sha256_file, write_json_atomic
+from edgeface.utils.native import quiet_native_stderr
 from edgeface.utils.progress import progress
 
 DTYPES = ("float32", "float16", "int8", "dynamic")
@@ -135,10 +137,12 @@ def convert_bytes(model, dtype: str, representative: np.ndarray | None = None, i
             raise EdgefaceError("this TensorFlow's converter has no per-tensor switch (_experimental_disable_per_channel)")
         conv._experimental_disable_per_channel = True  # private but long-standing TFLiteConverter flag
     try:
-        return conv.convert()
+        # the converter prints MLIR/quantiser chatter on fd 2 and Python warnings: one line per outcome
+        with quiet_native_stderr(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return conv.convert()
     except Exception as e:  # the MLIR converter raises ConverterError / RuntimeError with long text
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EdgefaceError(f"TFLite conversion to {dtype} failed: {msg}") from None
+        raise EdgefaceError(f"TFLite conversion to {dtype} failed: {first_line(e)}") from None
 
 
 def _quant(detail: dict):

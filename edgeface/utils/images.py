@@ -192,13 +192,18 @@ def read_image(path: str | os.PathLike, allow_corrupt: bool = False, max_pixels:
     return decode_image(read_input_file(path, "image", BadImage), path, allow_corrupt, max_pixels)
 
 
-def write_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> None:
-    """Write RGB uint8 atomically (PNG or JPEG by extension)."""
-    from edgeface.utils.io import write_bytes_atomic
-
+def encode_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> bytes:
+    """RGB uint8 -> the bytes of an image file (PNG or JPEG by the extension of `path`)."""
     ext = Path(path).suffix.lower() or ".png"
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise EdgefaceError(f"could not encode image as {ext}: {path}")
-    write_bytes_atomic(path, buf.tobytes())
+    return buf.tobytes()
+
+
+def write_image(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> None:
+    """Write RGB uint8 atomically (PNG or JPEG by extension)."""
+    from edgeface.utils.io import write_bytes_atomic
+
+    write_bytes_atomic(path, encode_image(path, rgb, quality))
