@@ -591,8 +591,8 @@ def write_report(results: list[Result], path: Path, wall: float) -> dict:
              "## Totals", "", "| | count |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in totals.items()]
     lines += ["", "Target: 0 tracebacks, 0 wrong exit codes, 0 data loss, 0 leftovers. \"errors not one line\" counts "
-              "failing commands whose stderr is not exactly one line (enroll's `skipped:` lines and the lock-wait "
-              "notice are intended extra lines).", "",
+              "failing commands whose stderr is not exactly one line (enroll's `skipped:` lines, the lock-wait "
+              "notice and train's data warnings are intended extra lines).", "",
               "## Cases", "", "| # | stage | case | command | exit (expected) | stderr lines | first stderr line | files changed | verdict |",
               "|---:|---|---|---|---|---:|---|---|---|"]
     for i, r in enumerate(results, 1):

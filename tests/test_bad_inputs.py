@@ -389,3 +389,19 @@ def test_trainer_skips_fallbacks_and_trains_without_validation_when_ids_are_few(
     t = FaceTrainer(tmp_path / "data", tmp_path / "run", cfg)
     t._load_data()
     assert len(t.train_paths) == 12
+
+
+# ---- the card schema itself ------------------------------------------------------------------
+def test_every_shipped_card_and_the_operating_points_form_validate():
+    from edgeface.spec import load_card_file, validate_card
+
+    cards = sorted(SHIPPED.parent.glob("*.json"))
+    assert cards
+    for p in cards:
+        load_card_file(p)
+    card = json.loads(SHIPPED.with_suffix(".json").read_text())
+    card["verification"]["operating_points"] = {
+        "best_accuracy": {"threshold": 0.25, "accuracy": 0.95},
+        "far_1e-3": {"threshold": 0.41, "tar": 0.67, "far": 0.001}}
+    card["something_new"] = {"any": "thing"}  # unknown extra fields are allowed
+    assert validate_card(card, "x.json") is card
