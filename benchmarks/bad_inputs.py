@@ -53,6 +53,8 @@ class Case:
     tf: bool = False                # loads TensorFlow (slow)
     env: dict = field(default_factory=dict)
     timeout: float = 300
+    runner: Callable | None = None  # runner(case folder, env) -> (exit code, problem or "", stderr): signals
+    shown: str = ""                 # the command line shown for a runner case
 
 
 # ---- the shared inputs -----------------------------------------------------------------------
@@ -317,7 +319,8 @@ def build_cases() -> list[Case]:
         add(Case(f"align {' '.join(opt)}", "align", ["align", "in/data", "out", *opt], 2, no_new=["out"]))
     add(Case("align a tree with bad images", "align", ["align", "src", "out", "--workers", "1"], 0, tf=True,
              setup=bad_image_tree, check=align_statuses))
-    add(Case("align killed with -9", "align", [], 0, tf=True, setup=bad_image_tree, check=None, timeout=600))
+    add(Case("align killed with -9", "align", [], 0, tf=True, setup=bad_image_tree, runner=run_align_kill,
+             shown="edgeface align src out --workers 2; kill -9 (main); edgeface align src out"))
 
     # train (config and data checks before TensorFlow; one run that fails inside TensorFlow)
     for s in ("train.log_every=0", "data.batch_size=1", "optim.lr=-1", "optim.lr=abc", "train.epochs=0",
@@ -351,6 +354,8 @@ def build_cases() -> list[Case]:
     add(Case("train teacher missing", "train", ["train", "face", "--data", "in/data", "--out", "run", "--teacher",
                                                "none.tflite", "--batch-size", "4"], 2, tf=True,
              check=failed_run_marked))
+    add(Case("train stopped by SIGTERM", "train", [], 130, tf=True, runner=run_train_term,
+             shown="edgeface train face --data in/data --out run ...; kill -TERM"))
     add(Case("train on few identities", "train", ["train", "face", "--data", "in/data", "--out", "run", "--batch-size", "4",
                                                  "--max-steps", "1", "--model", "mobilenetv2", "--set", "model.alpha=0.35"],
              0, tf=True))
@@ -511,6 +516,24 @@ def run_align_kill(c: Path, env: dict) -> tuple[int, str, str]:
     return 0 if not problems else 3, "; ".join(problems), err
 
 
+def run_train_term(c: Path, env: dict) -> tuple[int, str, str]:
+    """SIGTERM a training run once it has started (run.json "running"): it must end "failed"."""
+    import json
+
+    p = subprocess.Popen([sys.executable, "-m", "edgeface", "train", "face", "--data", "in/data", "--out", "run",
+                          "--batch-size", "4", "--max-steps", "100000", "--model", "mobilenetv2", "--set",
+                          "model.alpha=0.35"], cwd=c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (c / "run" / "run.json").is_file() and p.poll() is None:
+        time.sleep(0.2)
+    time.sleep(2)
+    p.terminate()
+    _, err = p.communicate(timeout=120)
+    status = json.loads((c / "run" / "run.json").read_text()).get("status") if (c / "run" / "run.json").is_file() else None
+    problem = "" if status == "failed" else f"run.json status is {status!r}, not 'failed'"
+    return p.returncode, problem, err
+
+
 # ---- running -----------------------------------------------------------------------------------
 @dataclass
 class Result:
@@ -546,8 +569,8 @@ def run_case(case: Case, inputs: Path, lfw: Path, root: Path) -> Result:
     before = {k: v for k, v in snapshot(c).items() if not k.startswith("in/")}
     precious = {p: (c / p).read_bytes() for p in case.precious if (c / p).is_file()}
     t0 = time.time()
-    if case.name == "align killed with -9":
-        rc, problem, stderr = run_align_kill(c, env)
+    if case.runner:
+        rc, problem, stderr = case.runner(c, env)
         out_err = [line for line in stderr.splitlines() if line.strip()]
         tb = "Traceback" in stderr
     else:
@@ -556,7 +579,9 @@ def run_case(case: Case, inputs: Path, lfw: Path, root: Path) -> Result:
             rc, out_err, tb = out.rc, out.err_lines, out.traceback
         except subprocess.TimeoutExpired:
             rc, out_err, tb = -1, ["(timed out)"], False
-        problem = case.check(c) if case.check and rc == case.expect else None
+        problem = None
+    if case.check and rc == case.expect:
+        problem = case.check(c)
     secs = time.time() - t0
     for h in HOLDERS:
         h.stdin.close()
@@ -607,8 +632,7 @@ def write_report(results: list[Result], path: Path, wall: float) -> dict:
             verdict.append("LEFTOVER: " + ", ".join(r.leftovers))
         if r.problem:
             verdict.append("CHECK: " + r.problem)
-        cmd = "edgeface " + " ".join(a if len(a) < 40 else a[:20] + "…" for a in map(str, r.case.args)) \
-            if r.case.args else "(see script)"
+        cmd = r.case.shown or "edgeface " + " ".join(a if len(a) < 40 else a[:20] + "…" for a in map(str, r.case.args))
         lines.append(f"| {i} | {r.case.stage} | {md_escape(r.case.name, 60)} | `{md_escape(cmd, 120)}` | "
                      f"{r.rc} ({r.case.expect}) | {len(r.err_lines)} | {md_escape(r.err_lines[0] if r.err_lines else '')} | "
                      f"{md_escape(', '.join(r.changed) or '-', 80)} | {'; '.join(verdict) or 'ok'} |")

@@ -346,6 +346,29 @@ def test_killed_enroll_leaves_nothing_behind_the_next_one(work, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.npz"]  # no temp file, no lock file
 
 
+def test_stopped_training_is_marked_failed(work, tmp_path):
+    """SIGTERM (a scheduler, `kill`) once run.json says "running": it must end "failed" with the reason."""
+    pytest.importorskip("tensorflow")
+    data = tmp_path / "data"
+    for who in (PERSON, OTHER, "p3"):
+        (data / who).mkdir(parents=True)
+        for k in range(3):
+            (data / who / f"{k}.jpg").write_bytes((work / ("a.jpg" if who != OTHER else "b.jpg")).read_bytes())
+    run = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "edgeface", "train", "face", "--data", str(data), "--out", str(run),
+                          "--batch-size", "4", "--max-steps", "100000", "--model", "mobilenetv2",
+                          "--set", "model.alpha=0.35"], env=cli_env(), stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (run / "run.json").is_file() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert json.loads((run / "run.json").read_text())["status"] == "running"
+    p.terminate()
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Traceback" not in err, err
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed" and info["stop_reason"] == "interrupted"
+
+
 def test_installed_package_caches_in_the_user_cache(tmp_path):
     """An installed edgeface (no repository around it) must not write into site-packages."""
     import shutil

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeface.align.transform import align_face, centre_crop, clahe as apply_clahe, get_template
-from edgeface.errors import EdgefaceError
+from edgeface.errors import EdgefaceError, sigterm_as_interrupt
 from edgeface.utils.images import BadImage, encode_image, is_image_name, read_image, write_image
 from edgeface.utils.io import check_output_path, write_bytes_atomic, write_json_atomic
 from edgeface.utils.locks import locked
@@ -313,7 +313,7 @@ def align_folder(src, dst, template: str = "arcface112", workers: int = 2, clahe
             "min_face_size": int(min_face_size), "max_side": int(max_side)}
     check_output_path(dst, "DST", folder=True)
     dst.mkdir(parents=True, exist_ok=True)
-    old_term = _term_as_interrupt()
+    old_term = sigterm_as_interrupt()
     try:
         # two runs appending to one manifest would do every image twice
         with locked(dst, timeout=0, lock_path=dst / ".align.lock",
@@ -422,18 +422,6 @@ def _ends_with_newline(path: Path) -> bool:
     with open(path, "rb") as f:
         f.seek(-1, os.SEEK_END)
         return f.read(1) == b"\n"
-
-
-def _term_as_interrupt():
-    """SIGTERM (kill, job schedulers) stops like Ctrl-C: the pool is terminated, the manifest stays valid.
-
-    Returns the previous handler (None when signals cannot be set here)."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:
-        return None  # not the main thread: leave signals alone
 
 
 def _run(tasks, opts: dict, workers: int, chunk: int = 16):

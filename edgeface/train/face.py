@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import edgeface
-from edgeface.errors import EdgefaceError, first_line
+from edgeface.errors import EdgefaceError, first_line, sigterm_as_interrupt
 from edgeface.train import config as cfgmod
 from edgeface.utils.io import read_json, write_json_atomic, write_text_atomic
 from edgeface.utils.progress import progress
@@ -384,11 +385,15 @@ class FaceTrainer:
         self._load_data()
         created = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        old_term = sigterm_as_interrupt()
         try:
             return self._run(t_start)
         except BaseException as e:
             self._mark_failed(e, created)
             raise
+        finally:
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
 
     def _mark_failed(self, error: BaseException, created: bool) -> None:
         """A failed run says so in run.json (never stays "running"); a folder it created and left
