@@ -23,7 +23,7 @@ demo: $(STAMP)
 
 # The test suite CI runs (well inside CI's 90 minutes; full-LFW runs are in `make bench`).
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 # Size-regression check of the shipped artifacts against the recorded baseline (CI runs it).
 check: $(STAMP)

@@ -22,7 +22,7 @@ import sys
 import click
 
 import edgeface
-from edgeface.errors import EdgefaceError
+from edgeface.errors import EdgefaceError, first_line
 
 # name -> (module, attribute, one-line help shown by `edgeface --help` without importing the module)
 COMMANDS = {
@@ -74,8 +74,20 @@ def cli(ctx, debug):
     ctx.obj["debug"] = debug
 
 
+def split_debug(argv: list[str]) -> tuple[list[str], bool]:
+    """(argv without --debug, whether it was given): --debug is accepted anywhere before `--`."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:end]
+    rest = [a for a in argv[:end] if a != "--debug"] + argv[end:]
+    return (["--debug", *rest] if debug else rest), debug
+
+
 def main(argv=None) -> int:
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    argv, debug = split_debug(list(argv if argv is not None else sys.argv[1:]))
+    if not debug:
+        from edgeface.utils.native import quiet_tensorflow_import
+
+        quiet_tensorflow_import()
     try:
         cli.main(args=argv, prog_name="edgeface", standalone_mode=False)
         return 0
@@ -86,9 +98,7 @@ def main(argv=None) -> int:
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.ClickException as e:  # bad usage: click's own message, one line, exit 2
-        if debug:
-            raise
+    except click.ClickException as e:  # bad usage: click's own message, one line, exit 2 (even with --debug)
         click.echo(f"edgeface: error: {e.format_message()}", err=True)
         return 2
     except click.exceptions.Abort:
@@ -100,8 +110,7 @@ def main(argv=None) -> int:
     except Exception as e:  # an unexpected failure: still one line unless --debug
         if debug:
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        click.echo(f"edgeface: error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", err=True)
+        click.echo(f"edgeface: error: {type(e).__name__}: {first_line(e)} (rerun with --debug for the traceback)", err=True)
         return 1
 
 

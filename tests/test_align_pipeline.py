@@ -6,9 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeface.align.pipeline import MANIFEST, _lock, align_folder, align_image, read_manifest
+from edgeface.align.pipeline import MANIFEST, align_folder, align_image, read_manifest
 from edgeface.cli import main
 from edgeface.errors import EdgefaceError
+from edgeface.utils.locks import locked
 
 REAL = ["Aaron_Peirsol/Aaron_Peirsol_0001.jpg", "Aaron_Peirsol/Aaron_Peirsol_0002.jpg",
         "Abdullah_Gul/Abdullah_Gul_0001.jpg"]
@@ -121,10 +122,10 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(EdgefaceError):
         read_manifest(tmp_path)
     (tmp_path / "src" / "a").mkdir()
-    lock = _lock(tmp_path / "src")  # another run holds DST
-    with pytest.raises(EdgefaceError, match="already writing"):
-        align_folder(tmp_path / "src" / "a", tmp_path / "src")
-    lock.close()
+    with locked(tmp_path / "src", timeout=0, lock_path=tmp_path / "src" / ".align.lock"):  # another run holds DST
+        with pytest.raises(EdgefaceError, match="already writing"):
+            align_folder(tmp_path / "src" / "a", tmp_path / "src")
+    assert not (tmp_path / "src" / ".align.lock").exists()  # no lock file left behind
 
 
 def test_output_names_never_collide():

@@ -30,15 +30,18 @@ def _one_line_error(capsys) -> str:
     return err[0]
 
 
-def test_over_budget_exits_1_and_leaves_no_artifact(tiny_keras, tmp_path, capsys):
+def test_over_budget_exits_1_and_keeps_the_existing_artifact(tiny_keras, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "tiny_float32.tflite").write_bytes(b"stale artifact from an earlier run")
+    # what was there (with --out models that is the shipped model) must stay byte-identical
+    (out / "tiny_float32.tflite").write_bytes(b"good artifact from an earlier run")
+    (out / "tiny_float32.json").write_text('{"name": "tiny_float32"}')
     rc = main(["convert", str(tiny_keras), "--out", str(out), "--dtypes", "float32", "--budget", "1000"])
     assert rc == 1
     line = _one_line_error(capsys)
-    assert "budget" in line and "tiny_float32.tflite" in line
-    assert not (out / "tiny_float32.tflite").exists() and not (out / "tiny_float32.json").exists()
+    assert "budget" in line and "tiny_float32.tflite" in line and "unchanged" in line
+    assert (out / "tiny_float32.tflite").read_bytes() == b"good artifact from an earlier run"
+    assert (out / "tiny_float32.json").read_text() == '{"name": "tiny_float32"}'
     aside = out / "tiny_float32.tflite.over-budget"
     assert aside.stat().st_size > 1000 and aside.read_bytes()[4:8] == b"TFL3"
 

@@ -133,7 +133,7 @@ def test_info_rejects_non_tflite(tmp_path, capsys):
     bad.write_bytes(b"not a model at all")
     assert main(["info", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not a TFLite model" in err[0]
+    assert len(err) == 1 and "not a valid TFLite model" in err[0]
 
 
 def test_write_pair_is_all_or_nothing(tmp_path):

@@ -63,7 +63,9 @@ def test_removing_dead_filters_keeps_outputs_identical():
     assert new.get_layer("block0_project").get_weights()[0].shape == (1, 1, 12, 8)
     assert new.count_params() < m.count_params()
     x = RNG.normal(size=(8, 12, 12, 4)).astype(np.float32)
-    np.testing.assert_array_equal(np.asarray(new(x, training=False)), np.asarray(m(x, training=False)))
+    # float sums over 12 instead of 16 channels run in another order: equal up to rounding, not bitwise
+    np.testing.assert_allclose(np.asarray(new(x, training=False)), np.asarray(m(x, training=False)),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_removing_live_filters_changes_outputs():

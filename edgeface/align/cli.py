@@ -30,8 +30,11 @@ from edgeface.errors import CheckFailed, EdgefaceError
 def align(src, dst, template, workers, clahe, no_fallback, min_face_size, max_side, limit, redo_failed,
           max_fail_rate):
     """Align every face image under SRC into DST (same layout, .png crops, manifest.jsonl, summary.json)."""
+    from edgeface.utils.io import check_output_path
+
     if not src.is_dir():
         raise EdgefaceError(f"source folder not found: {src}")
+    check_output_path(dst, "DST", folder=True)  # before TensorFlow loads
     from edgeface.align.pipeline import align_folder
 
     s = align_folder(src, dst, template=template, workers=workers, clahe=clahe, fallback=not no_fallback,

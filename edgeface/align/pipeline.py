@@ -7,6 +7,7 @@ Parallel: a 'spawn' pool where every worker builds its own MTCNN once and runs T
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -18,12 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from edgeface.align.transform import align_face, centre_crop, clahe as apply_clahe, get_template
-from edgeface.errors import EdgefaceError
-from edgeface.utils.images import BadImage, is_image_name, read_image, write_image
-from edgeface.utils.io import write_json_atomic
+from edgeface.errors import EdgefaceError, sigterm_as_interrupt
+from edgeface.utils.images import BadImage, encode_image, is_image_name, read_image, write_image
+from edgeface.utils.io import check_output_path, write_bytes_atomic, write_json_atomic
+from edgeface.utils.locks import locked
 from edgeface.utils.progress import progress
 
 MANIFEST = "manifest.jsonl"
+CROP_BYTES = "_crop_png"  # a worker's encoded crop, written by the parent (never in the manifest)
 SUMMARY = "summary.json"
 OPTIONS = "align_options.json"
 STATUSES = ("ok", "fallback", "no_face", "bad_image")
@@ -146,13 +149,39 @@ def _limit_threads() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+_PARENT_PID = None
+
+
+def _die_with_parent() -> None:
+    """A worker whose parent was killed (-9: no chance to stop the pool) must not go on writing
+    crops that no manifest lists: the kernel kills it with its parent (Linux), and every chunk
+    checks the parent is still there (other systems)."""
+    global _PARENT_PID
+    _PARENT_PID = os.getppid()
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != _PARENT_PID:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _parent_gone() -> bool:
+    return _PARENT_PID is not None and os.getppid() != _PARENT_PID
+
+
 def _init_worker(opts: dict, single_thread: bool = True) -> None:
     global _DETECTOR, _OPTS
     import edgeface  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
     if single_thread:  # a pool worker: the parent handles Ctrl-C and stops the pool
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _die_with_parent()
         _limit_threads()
+        from edgeface.utils.native import quiet_tensorflow_import
+
+        quiet_tensorflow_import()  # the workers share the parent's stderr
         import cv2
         import tensorflow as tf
 
@@ -221,6 +250,8 @@ def _process_chunk(tasks: list[tuple[str, str, str, str]]) -> list[dict]:
     faces, retry = dict(zip(good, found)), dict(zip(good, retried))
     records = []
     for i, (task, (rec, rgb)) in enumerate(zip(tasks, read)):
+        if _parent_gone():
+            os._exit(1)
         if rgb is not None:
             if isinstance(faces[i], Exception):  # e.g. MTCNN on a 3x3 image: report, don't stop the run
                 rec["error"] = f"detection failed: {type(faces[i]).__name__}: {faces[i]}"
@@ -232,7 +263,9 @@ def _process_chunk(tasks: list[tuple[str, str, str, str]]) -> list[dict]:
                 if face is not None:
                     rec.update(face.to_json())
                 if crop is not None:
-                    write_image(Path(task[2]) / task[3], crop)
+                    # the parent writes the file, then its manifest line: a killed run never
+                    # leaves a crop that no manifest lists
+                    rec[CROP_BYTES] = encode_image(task[3], crop)
                     rec["output"] = task[3]
         records.append(rec)
     return records
@@ -278,14 +311,18 @@ def align_folder(src, dst, template: str = "arcface112", workers: int = 2, clahe
         raise EdgefaceError("workers must be >= 0, min_face_size >= 1, max_side >= 32, limit >= 0")
     opts = {"template": template, "clahe": bool(clahe), "fallback": bool(fallback),
             "min_face_size": int(min_face_size), "max_side": int(max_side)}
+    check_output_path(dst, "DST", folder=True)
     dst.mkdir(parents=True, exist_ok=True)
-    lock = _lock(dst)
-    old_term = _term_as_interrupt()
+    old_term = sigterm_as_interrupt()
     try:
-        _check_options(dst, opts)
-        return _align_locked(src, dst, opts, workers, limit, redo_failed)
+        # two runs appending to one manifest would do every image twice
+        with locked(dst, timeout=0, lock_path=dst / ".align.lock",
+                    busy=f"another `edgeface align` is already writing to {dst}"):
+            _check_options(dst, opts)
+            for stale in dst.rglob(".*.tmp"):  # a killed run's half-written crops (we hold the lock)
+                stale.unlink(missing_ok=True)
+            return _align_locked(src, dst, opts, workers, limit, redo_failed)
     finally:
-        lock.close()  # releases the lock
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
 
@@ -309,6 +346,9 @@ def _align_locked(src: Path, dst: Path, opts: dict, workers: int, limit: int | N
         bar = progress(total=len(tasks), desc="align", unit="img")
         try:
             for records in _run(tasks, opts, workers):
+                for rec in records:
+                    if CROP_BYTES in rec:
+                        write_bytes_atomic(dst / rec["output"], rec.pop(CROP_BYTES))
                 mf.write("".join(json.dumps(rec) + "\n" for rec in records))
                 mf.flush()
                 processed += len(records)
@@ -382,33 +422,6 @@ def _ends_with_newline(path: Path) -> bool:
     with open(path, "rb") as f:
         f.seek(-1, os.SEEK_END)
         return f.read(1) == b"\n"
-
-
-def _lock(dst: Path):
-    """An exclusive lock on DST: two runs appending to one manifest would do every image twice."""
-    f = open(dst / ".align.lock", "w")
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; run one align per DST by hand
-        return f
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.close()
-        raise EdgefaceError(f"another `edgeface align` is already writing to {dst}") from None
-    return f
-
-
-def _term_as_interrupt():
-    """SIGTERM (kill, job schedulers) stops like Ctrl-C: the pool is terminated, the manifest stays valid.
-
-    Returns the previous handler (None when signals cannot be set here)."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:
-        return None  # not the main thread: leave signals alone
 
 
 def _run(tasks, opts: dict, workers: int, chunk: int = 16):

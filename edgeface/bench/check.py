@@ -3,11 +3,15 @@
 Needs no dataset and no TensorFlow. Baseline file (benchmarks/baseline.json):
 
     {"tolerance": 0.02,
-     "models": {"NAME.tflite": {"bytes": 412345, "gzip_bytes": 380000, "budget_bytes": 1000000, "sha256": "..."}},
+     "models": {"NAME.tflite": {"bytes": 412345, "gzip_bytes": 380000, "budget_bytes": 1000000, "sha256": "...",
+                                "ops": ["CONV_2D", ...]}},
      "command": "...", "date": "..."}
 
-Models are matched by file name. A model fails when bytes > budget (card `budget_bytes`, else
-the baseline's) or bytes > baseline bytes * (1 + tolerance), or when it has no baseline entry.
+Models are matched by file name. A model fails when it does not load in the TFLite interpreter,
+when bytes > budget (card `budget_bytes`, else the baseline's), bytes > baseline bytes *
+(1 + tolerance), bytes < baseline bytes * (1 - tolerance) (a truncated or stripped file; unless
+allow_shrink), or when it has no baseline entry. A changed sha256 or op list is reported.
+--write-baseline merges: it updates the entries of the models given and keeps the others.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from pathlib import Path
 
 from edgeface.bench.size import gzip_size
 from edgeface.errors import EdgefaceError
-from edgeface.runtime.interpreter import check_tflite_file, load_card
+from edgeface.runtime.interpreter import TFLiteModel, check_tflite_file, load_card
 from edgeface.utils.io import read_json, sha256_file, write_json_atomic
 
 DEFAULT_TOLERANCE = 0.02
@@ -43,20 +47,39 @@ def load_baseline(path: str | os.PathLike) -> dict:
     return {"tolerance": float(tol), "models": models}
 
 
-def check_sizes(baseline_path: str | os.PathLike, model_paths: list[Path]) -> tuple[list[dict], bool, list[str]]:
+def load_problem(path: Path) -> str | None:
+    """None if the artifact parses and loads in the interpreter, else why not (one line)."""
+    from edgeface.convert.micro import op_names
+
+    try:
+        TFLiteModel(path)
+        op_names(path.read_bytes())
+    except EdgefaceError as e:
+        return str(e)
+    return None
+
+
+def check_sizes(baseline_path: str | os.PathLike, model_paths: list[Path],
+                allow_shrink: bool = False) -> tuple[list[dict], bool, list[str]]:
     """(rows, ok, notes): one row per model; ok is False if any row failed; notes name baseline
     entries that were not checked."""
+    from edgeface.convert.micro import op_names
+
     base = load_baseline(baseline_path)
     tol = base["tolerance"]
     rows, ok = [], True
     for p in model_paths:
         p = Path(p)
-        size = len(check_tflite_file(p))
+        data = check_tflite_file(p)
+        size = len(data)
         card = load_card(p)
         entry = base["models"].get(p.name)
         budget = card.get("budget_bytes") if isinstance(card.get("budget_bytes"), int) else \
             (entry or {}).get("budget_bytes")
-        problems = []
+        problems, changes = [], []
+        broken = load_problem(p)
+        if broken:
+            problems.append(broken)
         if budget is not None and size > budget:
             problems.append(f"over budget by {size - budget} B")
         if entry is None:
@@ -66,8 +89,16 @@ def check_sizes(baseline_path: str | os.PathLike, model_paths: list[Path]) -> tu
             growth = size / entry["bytes"] - 1.0
             if size > entry["bytes"] * (1.0 + tol):
                 problems.append(f"grew {growth * 100:+.2f}% > {tol * 100:.1f}% tolerance")
+            elif size < entry["bytes"] * (1.0 - tol) and not allow_shrink:
+                problems.append(f"shrank {growth * 100:+.2f}% beyond the {tol * 100:.1f}% tolerance: a truncated "
+                                f"or stripped file is a regression too (--allow-shrink if the smaller model is intended)")
+            if entry.get("sha256") and entry["sha256"] != sha256_file(p):
+                changes.append("sha256 changed")
+            if entry.get("ops") is not None and not broken and op_names(data) != entry["ops"]:
+                changes.append(f"ops changed ({', '.join(op_names(data))})")
         rows.append({"model": p.name, "bytes": size, "baseline": None if entry is None else entry["bytes"],
-                     "growth": growth, "budget": budget, "ok": not problems, "problems": problems})
+                     "growth": growth, "budget": budget, "ok": not problems, "problems": problems,
+                     "changes": changes})
         ok &= not problems
     given = {Path(p).name for p in model_paths}
     notes = [f"baseline entry {n} was not checked (not among the models given)" for n in base["models"] if n not in given]
@@ -81,33 +112,43 @@ def format_check_table(rows: list[dict], tolerance_note: str = "") -> str:
         growth = "-" if r["growth"] is None else f"{r['growth'] * 100:+.2f}%"
         lines.append(f"{r['model']:<36} {r['bytes']:>10} {r['baseline'] if r['baseline'] is not None else '-':>10} "
                      f"{growth:>8} {r['budget'] if r['budget'] is not None else '-':>10}  "
-                     f"{'ok' if r['ok'] else 'FAIL: ' + '; '.join(r['problems'])}")
+                     f"{'ok' if r['ok'] else 'FAIL: ' + '; '.join(r['problems'])}"
+                     + (f" ({'; '.join(r['changes'])})" if r.get("changes") else ""))
     if tolerance_note:
         lines.append(tolerance_note)
     return "\n".join(lines)
 
 
 def write_baseline(path: str | os.PathLike, model_paths: list[Path], tolerance: float | None = None,
-                   command: str = "") -> dict:
-    """Record the current sizes; keeps an existing file's tolerance unless a new one is given."""
+                   command: str = "", replace: bool = False) -> dict:
+    """Record the current sizes of `model_paths`, merged into an existing baseline (its other
+    entries and its tolerance are kept) unless `replace`. A model that does not load is refused
+    before anything is written."""
+    from edgeface.convert.micro import op_names
+
     path = Path(path)
+    old = None
+    if path.exists() and not replace:
+        try:
+            old = load_baseline(path)
+        except EdgefaceError as e:
+            raise EdgefaceError(f"{e}: not merging into it (--replace overwrites it)") from None
     if tolerance is None:
-        tolerance = DEFAULT_TOLERANCE
-        if path.is_file():
-            try:
-                tolerance = load_baseline(path)["tolerance"]
-            except EdgefaceError:
-                pass  # a broken old baseline is being replaced anyway
+        tolerance = old["tolerance"] if old else DEFAULT_TOLERANCE
     if not 0 <= tolerance < 1:
         raise EdgefaceError(f"tolerance must be a fraction in [0, 1), got {tolerance}")
-    models = {}
+    models = dict(old["models"]) if old else {}
     for p in model_paths:
         p = Path(p)
         data = check_tflite_file(p)
+        broken = load_problem(p)
+        if broken:
+            raise EdgefaceError(f"not recording {p.name} in the baseline: {broken}")
         card = load_card(p)
         models[p.name] = {"bytes": len(data), "gzip_bytes": gzip_size(data), "sha256": sha256_file(p),
+                          "ops": op_names(data),
                           "budget_bytes": card.get("budget_bytes") if isinstance(card.get("budget_bytes"), int) else None}
-    base = {"tolerance": tolerance, "models": models, "command": command,
+    base = {"tolerance": tolerance, "models": dict(sorted(models.items())), "command": command,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     write_json_atomic(path, base)
     return base

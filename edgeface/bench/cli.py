@@ -73,13 +73,40 @@ def _command(models, **opts) -> str:
               help="Only check sizes against this baseline JSON (exit 1 on a regression).")
 @click.option("--write-baseline", "baseline_out", type=click.Path(path_type=Path), help="Only record the current sizes here.")
 @click.option("--tolerance", type=float, help="Growth tolerance stored by --write-baseline [default: keep, or 0.02].")
+@click.option("--replace", is_flag=True,
+              help="--write-baseline: write only the models given (default: merge into the existing baseline).")
+@click.option("--allow-shrink", is_flag=True,
+              help="--check: accept a model smaller than its baseline beyond the tolerance.")
 def bench(models, lfw_dir, pairs_file, no_flip, threads, runs, warmup, e2e_images, batch, expr_data, json_out,
-          md_out, plots_dir, teacher_dir, update_cards, check_file, baseline_out, tolerance):
+          md_out, plots_dir, teacher_dir, update_cards, check_file, baseline_out, tolerance, replace, allow_shrink):
     """Benchmark .tflite MODELS: bytes, gzip, params, budget, latency, LFW View 2 verification."""
+    from edgeface.utils.io import check_output_path
+
+    from edgeface.runtime.interpreter import check_tflite_file
+
     paths = _models(models)
+    for p in paths:
+        check_tflite_file(p)  # not a model at all: say so before any note or any work
     if check_file or baseline_out:
-        _size_only(paths, check_file, baseline_out, tolerance)
+        if baseline_out:
+            check_output_path(baseline_out, "baseline")
+        _size_only(paths, check_file, baseline_out, tolerance, replace, allow_shrink)
         return
+    # every output is checked before the (long) run, so a bad path never costs its results
+    for out, what in ((json_out, "--json"), (md_out, "--markdown")):
+        if out:
+            check_output_path(out, what)
+    if plots_dir:
+        check_output_path(plots_dir, "--plots", folder=True)
+    if lfw_dir is not None:  # the pairs file is checked before any model loads or any image is aligned
+        from edgeface.bench.lfw import default_pairs, protocol_pairs
+
+        if not lfw_dir.is_dir():
+            raise EdgefaceError(f"LFW folder not found: {lfw_dir}")
+        pairs = pairs_file or default_pairs(lfw_dir)
+        if not pairs.is_file():
+            raise EdgefaceError(f"pairs file not found: {pairs} (pass --pairs FILE)")
+        protocol_pairs(pairs)
     thread_counts = _threads(threads)
     if update_cards and lfw_dir is None:
         raise EdgefaceError("--update-cards needs --lfw (it records the LFW threshold)")
@@ -114,15 +141,18 @@ def bench(models, lfw_dir, pairs_file, no_flip, threads, runs, warmup, e2e_image
             click.echo(f"wrote {out}", err=True)
 
 
-def _size_only(paths: list[Path], check_file: Path | None, baseline_out: Path | None, tolerance: float | None) -> None:
+def _size_only(paths: list[Path], check_file: Path | None, baseline_out: Path | None, tolerance: float | None,
+               replace: bool = False, allow_shrink: bool = False) -> None:
     from edgeface.bench.check import check_sizes, format_check_table, load_baseline, write_baseline
 
     if baseline_out:
-        write_baseline(baseline_out, paths, tolerance,
-                       command=_command(paths, **{"write-baseline": baseline_out}, tolerance=tolerance))
-        click.echo(f"wrote {baseline_out} ({len(paths)} models)", err=True)
+        base = write_baseline(baseline_out, paths, tolerance, replace=replace,
+                              command=_command(paths, **{"write-baseline": baseline_out}, tolerance=tolerance,
+                                               replace=replace))
+        kept = len(base["models"]) - len({p.name for p in paths})
+        click.echo(f"wrote {baseline_out} ({len(paths)} models" + (f", {kept} others kept)" if kept else ")"), err=True)
     if check_file:
-        rows, ok, notes = check_sizes(check_file, paths)
+        rows, ok, notes = check_sizes(check_file, paths, allow_shrink=allow_shrink)
         tol = load_baseline(check_file)["tolerance"]
         click.echo(format_check_table(rows, f"tolerance {tol * 100:.1f}% over baseline bytes ({check_file})"))
         for n in notes:

@@ -20,6 +20,15 @@ def default_pairs(lfw_dir: Path) -> Path:
     return Path(lfw_dir).absolute().parent / "pairs.txt"
 
 
+def protocol_pairs(pairs_file: Path, image_root: Path | None = None, resolve="raw") -> Pairs:
+    """read_pairs, plus the protocol's own need: the threshold of each fold is trained on the others."""
+    pairs = read_pairs(pairs_file, image_root, resolve=resolve)
+    if pairs.n_folds < 2:
+        raise EdgefaceError(f"{pairs_file}: {pairs.n_folds} fold; the k-fold verification protocol needs >= 2 "
+                            "(header `FOLDS N`)")
+    return pairs
+
+
 def aligned_cache_for(raw_root: Path, template: str) -> Path:
     absolute = Path(raw_root).resolve()
     digest = hashlib.sha256(str(absolute).encode()).hexdigest()[:8]
@@ -54,10 +63,10 @@ def aligned_pairs(lfw_dir: Path, pairs_file: Path, template: str, workers: int =
         if made_with and made_with != template:
             print(f"edgeface: note: {lfw_dir} was aligned with {made_with}, the model expects {template}; "
                   "crops are resized to the model input", file=sys.stderr)
-        return read_pairs(pairs_file, lfw_dir, resolve="aligned"), lfw_dir, raw_source_of(lfw_dir)
+        return protocol_pairs(pairs_file, lfw_dir, resolve="aligned"), lfw_dir, raw_source_of(lfw_dir)
 
     # Raw tree: validate the pairs against it first (a bad pairs file should fail before an hour of alignment).
-    read_pairs(pairs_file, lfw_dir, resolve="raw")
+    protocol_pairs(pairs_file, lfw_dir, resolve="raw")
     dst = aligned_cache_for(lfw_dir, template)
     try:
         pairs = read_pairs(pairs_file, dst, resolve="aligned") if is_aligned_root(dst) else None

@@ -20,7 +20,8 @@ from edgeface.bench.size import size_report
 from edgeface.bench.verification import cosine_scores, downsample_roc, evaluate
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import TFLiteModel, interpreter_class, load_card
-from edgeface.utils.io import read_json, write_json_atomic
+from edgeface.spec import load_card_file
+from edgeface.utils.io import write_json_atomic
 
 EXPRESSION = "expression_classification"
 
@@ -220,7 +221,7 @@ def update_cards(result: dict) -> list[str]:
         if not card_file.is_file():
             note(f"no model card for {m['path']}: --update-cards skipped it")
             continue
-        card = read_json(card_file, "model card")
+        card = load_card_file(card_file)
         card["verification"] = {
             "threshold": round(float(np.mean(v["thresholds"])), 6),
             "lfw_accuracy": round(v["accuracy"], 6), "std": round(v["std"], 6),

@@ -8,6 +8,7 @@ artifact over the size budget is kept only as NAME.tflite.over-budget, never as 
 from __future__ import annotations
 
 import os
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -15,9 +16,10 @@ from typing import Iterable, Sequence
 import numpy as np
 
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
-from edgeface.errors import CheckFailed, EdgefaceError
-from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, card_path, interpreter_class
+from edgeface.errors import CheckFailed, EdgefaceError, first_line
+from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, allocate, card_path, interpreter_class, make_interpreter
 from edgeface.utils.io import atomic_path, sha256_file, write_json_atomic
+from edgeface.utils.native import quiet_native_stderr
 from edgeface.utils.progress import progress
 
 DTYPES = ("float32", "float16", "int8", "dynamic")
@@ -135,10 +137,12 @@ def convert_bytes(model, dtype: str, representative: np.ndarray | None = None, i
             raise EdgefaceError("this TensorFlow's converter has no per-tensor switch (_experimental_disable_per_channel)")
         conv._experimental_disable_per_channel = True  # private but long-standing TFLiteConverter flag
     try:
-        return conv.convert()
+        # the converter prints MLIR/quantiser chatter on fd 2 and Python warnings: one line per outcome
+        with quiet_native_stderr(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return conv.convert()
     except Exception as e:  # the MLIR converter raises ConverterError / RuntimeError with long text
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EdgefaceError(f"TFLite conversion to {dtype} failed: {msg}") from None
+        raise EdgefaceError(f"TFLite conversion to {dtype} failed: {first_line(e)}") from None
 
 
 def _quant(detail: dict):
@@ -150,12 +154,11 @@ def _quant(detail: dict):
 
 def describe_tflite(data: bytes) -> dict:
     """Load the flatbuffer in a real interpreter and read what the card needs from it."""
-    cls, backend = interpreter_class()
     try:
-        it = cls(model_content=data)
-        it.allocate_tensors()
+        it, backend = make_interpreter(data)  # quiet: no XNNPACK INFO line in the CLI's output
+        allocate(it)
     except (ValueError, RuntimeError) as e:
-        raise EdgefaceError(f"converted model does not load in {backend}: {str(e).strip().splitlines()[0]}") from None
+        raise EdgefaceError(f"converted model does not load in {interpreter_class()[1]}: {first_line(e)}") from None
     ins, outs = it.get_input_details(), it.get_output_details()
     if len(ins) != 1 or len(outs) != 1:
         raise EdgefaceError(f"expected one input and one output, got {len(ins)} and {len(outs)}")
@@ -225,10 +228,8 @@ def _set_aside_over_budget(tflite: Path, data: bytes) -> Path:
     aside = tflite.with_name(tflite.name + OVER_BUDGET_SUFFIX)
     with atomic_path(aside) as tmp:
         tmp.write_bytes(data)
-    # A stale good-looking artifact of the same name from an earlier run would now be a lie.
-    for stale in (tflite, card_path(tflite)):
-        if stale.exists():
-            stale.unlink()
+    # An existing NAME.tflite and its card (maybe the shipped model) stay byte-identical: the
+    # failed result never replaces or deletes what was there.
     return aside
 
 
@@ -276,7 +277,8 @@ def convert_all(model, out_dir, name, dtypes, representative=None, int8_io=False
         tflite, _ = artifact_paths(out_dir, name, dtype)
         if budget is not None and len(data) > budget:
             aside = _set_aside_over_budget(tflite, data)
-            over.append(f"{tflite.name} is {len(data):,} bytes > budget {budget:,} (set aside as {aside.name})")
+            kept = f"; the existing {tflite.name} is unchanged" if tflite.exists() else ""
+            over.append(f"{tflite.name} is {len(data):,} bytes > budget {budget:,} (set aside as {aside.name}{kept})")
             continue
         card = _write_pair(tflite, data, lambda tmp, d=dtype, det=details: {
             **build_card(tflite.stem, d, tmp, det, extra, budget), "file": tflite.name})

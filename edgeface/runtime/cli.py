@@ -39,10 +39,11 @@ def default_gallery() -> Path:
     return Path(os.environ.get("EDGEFACE_GALLERY", DEFAULT_GALLERY))
 
 
-def open_pipeline(model, threads: int):
+def open_pipeline(model, threads: int, allow_corrupt: bool = False, max_pixels: int | None = None):
     from edgeface.runtime.pipeline import FacePipeline
 
-    return FacePipeline(Path(model) if model else default_model(), num_threads=threads)
+    return FacePipeline(Path(model) if model else default_model(), num_threads=threads,
+                        allow_corrupt=allow_corrupt, max_pixels=max_pixels)
 
 
 def decision_threshold(threshold: float | None, embedder) -> float | None:
@@ -52,9 +53,26 @@ def decision_threshold(threshold: float | None, embedder) -> float | None:
 NO_THRESHOLD = ("no decision threshold: the model card of {model} has no verification.threshold "
                 "(`edgeface bench` writes it); pass --threshold T")
 
+def _finite(ctx, param, value):
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
+def image_options(f):
+    """--allow-corrupt and --max-pixels: how damaged and huge photos are treated."""
+    f = click.option("--max-pixels", type=click.IntRange(min=0), default=None,
+                     help="Refuse images larger than this many pixels, read from the header before decoding "
+                          "[default: $EDGEFACE_MAX_PIXELS or 50000000; 0 = no limit].")(f)
+    return click.option("--allow-corrupt", is_flag=True,
+                        help="Use JPEGs that libjpeg reports as corrupt (damaged areas decode as grey).")(f)
+
+
 model_option = click.option("--model", type=click.Path(path_type=Path), default=None,
                             help=f"Face embedder .tflite [default: $EDGEFACE_MODEL or models/{DEFAULT_MODEL_NAME}].")
-threshold_option = click.option("--threshold", type=float, default=None,
+threshold_option = click.option("--threshold", type=float, default=None, callback=_finite,
                                 help="Cosine threshold [default: the model card's verification.threshold].")
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
                               help="Interpreter threads.")
@@ -72,10 +90,11 @@ fallback_option = click.option("--fallback-crop", is_flag=True,
 @threshold_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a sentence.")
 @fallback_option
+@image_options
 @threads_option
-def verify(image_a, image_b, model, threshold, as_json, fallback_crop, threads):
+def verify(image_a, image_b, model, threshold, as_json, fallback_crop, allow_corrupt, max_pixels, threads):
     """Are IMAGE_A and IMAGE_B the same person? Prints the decision and the cosine score."""
-    pipe = open_pipeline(model, threads)
+    pipe = open_pipeline(model, threads, allow_corrupt, max_pixels)
     faces, embs = [], []
     for path in (image_a, image_b):
         rgb = pipe.read(path)
@@ -122,32 +141,47 @@ def expand_images(paths: list[Path]) -> list[Path]:
 @gallery_option
 @model_option
 @fallback_option
+@image_options
+@click.option("--strict", is_flag=True, help="All or nothing: if any image is unusable, enroll none and exit 2.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds to wait for another process's lock on the gallery.")
 @threads_option
-def enroll(name, images, gallery, model, fallback_crop, threads):
-    """Add NAME's face IMAGES (files or folders) to the gallery."""
-    from edgeface.runtime.gallery import enroll as enroll_gallery
+def enroll(name, images, gallery, model, fallback_crop, allow_corrupt, max_pixels, strict, lock_timeout, threads):
+    """Add NAME's face IMAGES (files or folders) to the gallery.
+
+    An unusable image (no face, unreadable, corrupt, too large) is skipped with a line naming it;
+    the exit code is 2 only when nothing was enrolled (with --strict: when anything was unusable).
+    """
+    from edgeface.runtime.gallery import check_name, enroll as enroll_gallery, safe_text
     from edgeface.runtime.pipeline import NoFace
     from edgeface.utils.images import BadImage
 
-    pipe = open_pipeline(model, threads)
+    name = check_name(name)  # before the model loads or any image is read
+    files = expand_images(list(images))
+    pipe = open_pipeline(model, threads, allow_corrupt, max_pixels)
     gallery = gallery or default_gallery()
-    embs, sources = [], []
-    for path in expand_images(list(images)):
+    embs, sources, skipped = [], [], []
+    for path in files:
         try:
             _, _, emb = pipe.main_face(pipe.read(path), name=str(path), fallback_crop=fallback_crop)
         except (NoFace, BadImage) as e:
-            click.echo(f"edgeface: skipped: {e}", err=True)
+            click.echo(f"edgeface: skipped: {safe_text(e)}", err=True)
+            skipped.append(path)
             continue
         embs.append(emb)
         sources.append(str(path))
     if not embs:
-        raise EdgefaceError(f"nothing enrolled for {name}: no usable face in {len(images)} input(s)")
+        raise EdgefaceError(f"nothing enrolled for {safe_text(name)}: no usable face in {len(files)} image(s)")
+    if strict and skipped:
+        raise EdgefaceError(f"--strict: {len(skipped)} of {len(files)} image(s) unusable; nothing enrolled")
     import numpy as np
 
-    g = enroll_gallery(gallery, name, np.stack(embs), sources, pipe.embedder.sha256, pipe.embedder.name)
-    count = g.counts()[g.names.index(name.strip())]
-    click.echo(f"enrolled {len(embs)} image(s) of {name.strip()} into {gallery} "
-               f"({count} for {name.strip()}, {len(g.names)} people, {len(g.embeddings)} embeddings)")
+    g = enroll_gallery(gallery, name, np.stack(embs), sources, pipe.embedder.sha256, pipe.embedder.name,
+                       lock_timeout=lock_timeout, on_wait=lambda msg: click.echo(f"edgeface: {msg}", err=True))
+    count = g.counts()[g.names.index(name)]
+    click.echo(f"enrolled {len(embs)} image(s) of {safe_text(name)} into {gallery} "
+               f"({count} for {safe_text(name)}, {len(g.names)} people, {len(g.embeddings)} embeddings)"
+               + (f"; skipped {len(skipped)}: {', '.join(safe_text(p) for p in skipped)}" if skipped else ""))
 
 
 # ---- identify -------------------------------------------------------------------------------
@@ -165,9 +199,10 @@ def enroll(name, images, gallery, model, fallback_crop, threads):
 @model_option
 @threshold_option
 @fallback_option
+@image_options
 @threads_option
 def identify(image, camera, video, gallery, top_k, output, max_frames, show, as_json, model, threshold,
-             fallback_crop, threads):
+             fallback_crop, allow_corrupt, max_pixels, threads):
     """Name the faces in IMAGE, or in every frame of --camera N / --video FILE."""
     from edgeface.runtime.gallery import Gallery
 
@@ -176,7 +211,7 @@ def identify(image, camera, video, gallery, top_k, output, max_frames, show, as_
         raise EdgefaceError("give exactly one of IMAGE, --camera N or --video FILE")
     if image is None and as_json:
         raise EdgefaceError("--json is for image mode; stream mode writes --output and prints a summary")
-    pipe = open_pipeline(model, threads)
+    pipe = open_pipeline(model, threads, allow_corrupt, max_pixels)
     gallery = gallery or default_gallery()
     g = Gallery.load(gallery, model_sha256=pipe.embedder.sha256, model_name=pipe.embedder.name)
     if not g.names:
@@ -195,6 +230,7 @@ def identify(image, camera, video, gallery, top_k, output, max_frames, show, as_
 def identify_image(pipe, g, image, top_k, thr, as_json, fallback_crop):
     import numpy as np
 
+    from edgeface.runtime.gallery import safe_text
     from edgeface.runtime.pipeline import NoFace
 
     rgb = pipe.read(image)
@@ -211,5 +247,6 @@ def identify_image(pipe, g, image, top_k, thr, as_json, fallback_crop):
         return
     for i, ((face, _, _), m) in enumerate(zip(found, matches), 1):
         where = "centre crop" if face is None else "box " + ",".join(f"{v:.0f}" for v in face.box)
-        cands = ", ".join(f"{n} {s:.3f}" for n, s in m.candidates)
-        click.echo(f"face {i} ({where}): {m.name} {m.score:.3f} (threshold {thr:.3f}; top-{len(m.candidates)}: {cands})")
+        cands = ", ".join(f"{safe_text(n)} {s:.3f}" for n, s in m.candidates)
+        click.echo(f"face {i} ({where}): {safe_text(m.name)} {m.score:.3f} (threshold {thr:.3f}; "
+                   f"top-{len(m.candidates)}: {cands})")

@@ -15,7 +15,6 @@ compare, so a gallery made with another model (by file sha256) is refused.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
 import os
@@ -29,6 +28,7 @@ import numpy as np
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import l2_normalize
 from edgeface.utils.io import write_bytes_atomic
+from edgeface.utils.locks import DEFAULT_LOCK_TIMEOUT, locked  # noqa: F401  (re-exported)
 
 FORMAT = "edgeface-gallery"
 VERSION = 1
@@ -46,17 +46,35 @@ class Match:
                 "top_k": [{"name": n, "score": round(s, 5)} for n, s in self.candidates]}
 
 
-@contextlib.contextmanager
-def locked(path: str | os.PathLike):
-    """Exclusive advisory lock on PATH.lock (released by the kernel if the holder dies)."""
-    lock = Path(f"{path}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+MAX_NAME_LENGTH = 200
+
+
+def safe_text(text: str) -> str:
+    """`text` with control and format characters escaped, so a name can never drive the terminal."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
+
+
+def check_name(name: str) -> str:
+    """The stripped person name, or EdgefaceError: not empty, not 'unknown', printable, not too long."""
+    name = str(name).strip()
+    if not name or name == UNKNOWN:
+        raise EdgefaceError(f"invalid person name '{safe_text(name)}'")
+    if len(name) > MAX_NAME_LENGTH:
+        raise EdgefaceError(f"person name is {len(name):,} characters, more than {MAX_NAME_LENGTH}: "
+                            f"{safe_text(name[:40])}...")
+    if not name.isprintable():
+        raise EdgefaceError(f"person name '{safe_text(name)}' contains control characters")
+    return name
+
+
+def clean_stale_temp_files(path: Path) -> list[Path]:
+    """Remove temp files a killed writer left beside `path` (call under `locked(path)`: every live
+    writer holds the lock while its temp file exists, so any temp file seen here is a dead one's)."""
+    stale = list(path.parent.glob(f".{path.name}.*.tmp"))
+    for t in stale:
+        with contextlib.suppress(FileNotFoundError):
+            t.unlink()
+    return stale
 
 
 class Gallery:
@@ -101,6 +119,8 @@ class Gallery:
             g.embeddings, g.labels = embeddings.reshape(-1, g.dim), labels.reshape(-1)
         except (KeyError, TypeError, ValueError) as e:
             raise EdgefaceError(f"corrupt gallery metadata in {path} ({type(e).__name__}: {e})") from None
+        if not np.isfinite(g.embeddings).all():
+            raise EdgefaceError(f"corrupt gallery (non-finite embeddings): {path}")
         if (len(g.labels) != len(g.embeddings) or len(g.sources) != len(g.labels)
                 or (len(labels) and (labels.min() < 0 or labels.max() >= len(g.names)))):
             raise EdgefaceError(f"corrupt gallery (labels do not match embeddings): {path}")
@@ -113,10 +133,11 @@ class Gallery:
 
     # ---- writing -------------------------------------------------------------------------
     def add(self, name: str, embeddings: np.ndarray, sources: list[str] | None = None) -> None:
-        name = str(name).strip()
-        if not name or name == UNKNOWN or "\n" in name:
-            raise EdgefaceError(f"invalid person name {name!r}")
-        embeddings = l2_normalize(np.atleast_2d(np.asarray(embeddings, np.float32)))
+        name = check_name(name)
+        embeddings = np.atleast_2d(np.asarray(embeddings, np.float32))
+        if not np.isfinite(embeddings).all():
+            raise EdgefaceError(f"refusing non-finite embeddings for {safe_text(name)} (NaN or inf from the model)")
+        embeddings = l2_normalize(embeddings)
         if self.dim is None:  # a new gallery takes the size of its first embeddings
             self.dim = embeddings.shape[1]
             self.embeddings = self.embeddings.reshape(0, self.dim)
@@ -170,9 +191,13 @@ class Gallery:
 
 
 def enroll(path: str | os.PathLike, name: str, embeddings: np.ndarray, sources: list[str], model_sha256: str,
-           model_name: str = "") -> Gallery:
-    """Add a person's embeddings to the gallery at `path` (created if absent): locked, atomic."""
-    with locked(path):
+           model_name: str = "", lock_timeout: float = DEFAULT_LOCK_TIMEOUT, on_wait=None) -> Gallery:
+    """Add a person's embeddings to the gallery at `path` (created if absent): locked, atomic.
+
+    A symlinked gallery is written through the link (the real file gets the entry)."""
+    path = Path(os.path.realpath(path))
+    with locked(path, lock_timeout, on_wait):
+        clean_stale_temp_files(path)
         g = Gallery.load(path, model_sha256=model_sha256, model_name=model_name, missing_ok=True)
         g.add(name, embeddings, sources)
         g.save()

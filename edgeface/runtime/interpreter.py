@@ -7,15 +7,14 @@ normalised range and always get dequantised float outputs back.
 """
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from edgeface.errors import EdgefaceError
+from edgeface.errors import EdgefaceError, first_line
+from edgeface.spec import card_path, load_card  # noqa: F401  (re-exported: every card read is validated)
+from edgeface.utils.native import quiet_native_stderr
 
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8 of every .tflite
 
@@ -41,29 +40,6 @@ def interpreter_class():
                             "(or: pip install 'edgeface[runtime]')") from None
 
 
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Silence C++ log lines written straight to fd 2 while an interpreter is built.
-
-    LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on every start, which
-    would break the CLI's one-line-per-outcome output. Python-level errors still surface as
-    exceptions. Only the file descriptor is swapped, so nothing else changes.
-    """
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): nothing to silence
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def make_interpreter(data: bytes, num_threads: int = 1):
     """(interpreter, backend name) for a model's bytes, tensors not yet allocated."""
     cls, backend = interpreter_class()
@@ -79,31 +55,13 @@ def allocate(interpreter) -> None:
 
 def check_tflite_file(path: str | os.PathLike) -> bytes:
     """Read a .tflite file, or raise one clear line if it is missing, empty or not a TFLite model."""
+    from edgeface.utils.io import read_input_file
+
     path = Path(path)
-    if not path.exists():
-        raise EdgefaceError(f"model not found: {path}")
-    if path.is_dir():
-        raise EdgefaceError(f"expected a .tflite file, got a directory: {path}")
-    data = path.read_bytes()
+    data = read_input_file(path, "model")
     if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
-        raise EdgefaceError(f"not a TFLite model (no TFL3 identifier): {path}")
+        raise EdgefaceError(f"not a valid TFLite model: {path} (no TFL3 identifier)")
     return data
-
-
-def card_path(model_path: str | os.PathLike) -> Path:
-    """The model card sits beside the artifact: NAME.tflite -> NAME.json."""
-    return Path(model_path).with_suffix(".json")
-
-
-def load_card(model_path: str | os.PathLike) -> dict:
-    """The model card of an artifact, or {} when it has none (cards are optional for foreign models)."""
-    p = card_path(model_path)
-    if not p.exists():
-        return {}
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EdgefaceError(f"model card {p} is not valid JSON: {e}") from None
 
 
 class TFLiteModel:
@@ -112,16 +70,18 @@ class TFLiteModel:
     def __init__(self, path: str | os.PathLike, num_threads: int = 1):
         self.path = Path(path)
         data = check_tflite_file(self.path)
+        self.card = load_card(self.path)  # a bad card is refused before the interpreter starts
+        _, self.backend = interpreter_class()
         try:
-            self.interpreter, self.backend = make_interpreter(data, num_threads)
+            # A truncated or damaged flatbuffer fails in the constructor, in allocate or (no
+            # subgraph, no tensors) when its input is looked up: every one is the same bad input.
+            self.interpreter, _ = make_interpreter(data, num_threads)
             allocate(self.interpreter)
-        except (ValueError, RuntimeError) as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise EdgefaceError(f"cannot load {self.path} with {self.backend}: {msg}") from None
+            self.input = self.interpreter.get_input_details()[0]
+            self.output = self.interpreter.get_output_details()[0]
+        except Exception as e:  # noqa: BLE001  the interpreter raises ValueError, RuntimeError, IndexError...
+            raise EdgefaceError(f"not a valid TFLite model: {self.path} ({self.backend}: {first_line(e)})") from None
         self.num_threads = num_threads
-        self.card = load_card(self.path)
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
 
     @property
     def input_shape(self) -> tuple:

@@ -65,7 +65,7 @@ class StageTimes:
 
 class FacePipeline:
     def __init__(self, model: FaceEmbedder | str | os.PathLike, detector=None, num_threads: int = 1,
-                 flip: bool = True):
+                 flip: bool = True, allow_corrupt: bool = False, max_pixels: int | None = None):
         self.embedder = model if isinstance(model, FaceEmbedder) else FaceEmbedder(model, num_threads=num_threads)
         if detector is None:
             from edgeface.runtime.detector import Detector
@@ -73,6 +73,8 @@ class FacePipeline:
             detector = Detector(num_threads=num_threads)
         self.detector = detector
         self.flip = flip
+        self.allow_corrupt = allow_corrupt  # how read/decode treat damaged and huge images
+        self.max_pixels = max_pixels
         self.times = StageTimes()
 
     @property
@@ -81,11 +83,11 @@ class FacePipeline:
 
     def read(self, path: str | os.PathLike) -> np.ndarray:
         with self.times.stage("decode"):
-            return read_image(path)
+            return read_image(path, self.allow_corrupt, self.max_pixels)
 
     def decode(self, data: bytes, name: str = "<bytes>") -> np.ndarray:
         with self.times.stage("decode"):
-            return decode_image(data, name)
+            return decode_image(data, name, self.allow_corrupt, self.max_pixels)
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         with self.times.stage("detect"):

@@ -37,6 +37,7 @@ FACE_DEFAULTS: dict[str, dict[str, Any]] = {
         "val_max_same": 3000,         # cap on same-identity validation pairs (as many different pairs)
         "val_batch_size": 128,
         "extra": [],                  # label-free face folders for distillation only (edgeface.data.distill_sets)
+        "use_fallbacks": False,       # also train on align's centre-crop fallbacks (manifest status not ok)
     },
     "loss": {
         "name": "arcface",            # softmax | center | arcface | cosface

@@ -11,7 +11,10 @@ log.csv (one row per epoch), tb/ (TensorBoard scalars).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -19,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import edgeface
-from edgeface.errors import EdgefaceError
+from edgeface.errors import EdgefaceError, first_line, sigterm_as_interrupt
 from edgeface.train import config as cfgmod
 from edgeface.utils.io import read_json, write_json_atomic, write_text_atomic
 from edgeface.utils.progress import progress
@@ -33,8 +36,21 @@ def _say(msg: str) -> None:
     print(f"edgeface: {msg}", file=sys.stderr, flush=True)
 
 
+# (section, key, smallest allowed value): integers that divide, count or size something
+MIN_VALUES = (("data", "min_images", 1), ("data", "val_max_same", 1), ("data", "val_batch_size", 1),
+              ("train", "log_every", 1), ("train", "keep_checkpoints", 1), ("train", "checkpoint_every", 0),
+              ("train", "patience", 0), ("train", "finetune_steps", 1), ("train", "finetune_images", 1),
+              ("optim", "warmup_epochs", 0.0), ("optim", "min_lr", 0.0), ("optim", "weight_decay", 0.0),
+              ("optim", "clipnorm", 0.0), ("optim", "momentum", 0.0), ("optim", "gamma", 0.0))
+
+
 def check_config(cfg: dict) -> None:
     d, loss, optim, tr = cfg["data"], cfg["loss"], cfg["optim"], cfg["train"]
+    for section, key, low in MIN_VALUES:
+        if cfg[section][key] < low:
+            raise EdgefaceError(f"config {section}.{key} must be >= {low}, got {cfg[section][key]!r}")
+    if not optim["lr"] > 0:
+        raise EdgefaceError(f"config optim.lr must be > 0, got {optim['lr']!r}")
     if loss["name"] not in LOSSES:
         raise EdgefaceError(f"unknown loss.name {loss['name']!r}; choose from {', '.join(LOSSES)}")
     if not 0.0 <= d["val_fraction"] < 1.0:
@@ -73,6 +89,44 @@ def resolve_config(run_dir: Path, config_file=None, sets=(), flags=None, resume:
     cfg = cfgmod.resolve(cfgmod.FACE_DEFAULTS, config_file, sets, flags, base=base)
     check_config(cfg)
     return cfg
+
+
+def drop_unaligned(folder, data_dir: Path, use_fallbacks: bool = False, min_images: int = 1):
+    """Without use_fallbacks, the images `edgeface align` marked as not a detected face (centre-crop
+    fallbacks of grey, tiny or rotated photos) are not training faces: leave them out."""
+    from edgeface.data.pairs import is_aligned_root
+
+    if use_fallbacks or not is_aligned_root(data_dir):
+        return folder
+    from edgeface.align.pipeline import read_manifest
+
+    bad = {str((data_dir / r["output"]).resolve()) for r in read_manifest(data_dir)
+           if r.get("status") != "ok" and r.get("output")}
+    keep = [i for i, p in enumerate(folder.paths) if str(Path(p).resolve()) not in bad]
+    if len(keep) == len(folder.paths):
+        return folder
+    _say(f"skipping {len(folder.paths) - len(keep)} fallback crops (no detected face) listed in "
+         f"{data_dir / 'manifest.jsonl'} (data.use_fallbacks = true keeps them)")
+    from edgeface.data.folders import ImageFolder
+
+    labels = folder.labels[keep]
+    counts = np.bincount(labels, minlength=folder.num_classes)
+    classes = [c for c in range(folder.num_classes) if counts[c] >= min_images]
+    new_label = {c: i for i, c in enumerate(classes)}
+    rows = [i for i in keep if folder.labels[i] in new_label]
+    return ImageFolder(folder.root, [folder.paths[i] for i in rows],
+                       np.asarray([new_label[folder.labels[i]] for i in rows], np.int64),
+                       [folder.class_names[c] for c in classes], dict(folder.meta))
+
+
+def check_image_files(paths) -> None:
+    """Every training image is a complete image file (checked before TensorFlow loads: a zero-byte
+    PNG would otherwise fail deep inside tf.data, minutes in)."""
+    from edgeface.utils.images import BadImage, check_image_bytes
+    from edgeface.utils.io import read_input_file
+
+    for p in paths:
+        check_image_bytes(read_input_file(p, "image", BadImage), p)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,26 +191,35 @@ class FaceTrainer:
 
     # -- setup ----------------------------------------------------------------------------
     def _check_run_dir(self) -> None:
+        from edgeface.utils.io import check_output_path
+
+        check_output_path(self.run_dir, "run folder", folder=True)
         ckpt_dir = self.run_dir / "checkpoints"
         if not self.resume and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
             raise EdgefaceError(f"{self.run_dir} already holds a run: pass --resume to continue it or choose another --out")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def _load_data(self) -> None:
         from edgeface.data.folders import scan_folder, split_by_identity
         from edgeface.data.pairs import is_aligned_root
 
         d = self.cfg["data"]
-        if not is_aligned_root(self.data_dir) and self.data_dir.is_dir():
-            _say(f"warning: {self.data_dir} has no manifest.jsonl (not made by `edgeface align`); "
-                 "faces are assumed to be aligned already")
         folder = scan_folder(self.data_dir, min_images=d["min_images"])
+        folder = drop_unaligned(folder, self.data_dir, d["use_fallbacks"], d["min_images"])
+        check_image_files(folder.paths)
         if folder.num_classes < 2:
             raise EdgefaceError(f"{self.data_dir}: need >= 2 identities with >= {d['min_images']} images")
+        if not is_aligned_root(self.data_dir):
+            _say(f"warning: {self.data_dir} has no manifest.jsonl (not made by `edgeface align`); "
+                 "faces are assumed to be aligned already")
+        train, val = folder, None
         if d["val_fraction"] > 0:
             train, val = split_by_identity(folder, d["val_fraction"], seed=self.seed)
-        else:
-            train, val = folder, None
+            try:
+                self.val_pairs, self.val_same = make_val_pairs(val.labels, d["val_max_same"], self.seed)
+            except EdgefaceError as e:  # too few identities to hold some out: train on all of them
+                _say(f"warning: {folder.num_classes} identities are too few for a validation split ({e}); "
+                     "training without validation (no early stopping, the last epoch is the model)")
+                train, val = folder, None
         # Classification labels over the training identities only, 0..K-1 (held-out ids get no class).
         ids = np.unique(train.labels)
         remap = np.full(folder.num_classes, -1, np.int64)
@@ -178,8 +241,6 @@ class FaceTrainer:
         if len(self.train_paths) < d["batch_size"]:
             raise EdgefaceError(f"{len(self.train_paths)} training images < data.batch_size {d['batch_size']}")
         self.steps_per_epoch = len(self.train_paths) // d["batch_size"]
-        if val is not None:
-            self.val_pairs, self.val_same = make_val_pairs(val.labels, d["val_max_same"], self.seed)
 
     def _load_teacher(self) -> None:
         self.teacher, self.t_emb, self.t_emb_m = None, None, None
@@ -318,12 +379,39 @@ class FaceTrainer:
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> dict:
+        t_start = time.time()
+        # Everything that can be checked without TensorFlow is, before the run folder is created.
+        self._check_run_dir()
+        self._load_data()
+        created = not self.run_dir.exists()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        old_term = sigterm_as_interrupt()
+        try:
+            return self._run(t_start)
+        except BaseException as e:
+            self._mark_failed(e, created)
+            raise
+        finally:
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
+
+    def _mark_failed(self, error: BaseException, created: bool) -> None:
+        """A failed run says so in run.json (never stays "running"); a folder it created and left
+        empty is removed."""
+        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {first_line(error)}"
+        run_json = self.run_dir / "run.json"
+        if run_json.is_file():
+            with contextlib.suppress(Exception):
+                info = read_json(run_json, "run.json")
+                info.update(status="failed", stop_reason=reason)
+                write_json_atomic(run_json, info)
+        elif created:  # failed before run.json: nothing in the folder is worth keeping
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _run(self, t_start: float) -> dict:
         from edgeface.train.common import EarlyStopping, RunLogger, seed_everything
 
-        t_start = time.time()
-        self._check_run_dir()
         seed_everything(self.seed)
-        self._load_data()
         self._load_teacher()
         self._build()
         prev_wall = 0.0

@@ -21,8 +21,10 @@ _UMASK = _current_umask()
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
-    path = Path(path)
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
+
+    A symlink is resolved first: the file it points to is replaced, the link stays a link."""
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -99,3 +101,31 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> dict:
         raise EdgefaceError(f"{what} not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise EdgefaceError(f"{what} {path} is not valid JSON: {e}") from None
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_output_path(path: str | os.PathLike, what: str = "output", folder: bool = False) -> Path:
+    """Refuse an output path that cannot be written, before any work starts (one line, exit 2).
+
+    folder: the path is a folder to create or reuse (else a file to create or replace).
+    """
+    from edgeface.errors import EdgefaceError
+
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            raise EdgefaceError(f"{what} {path} is a file, not a folder")
+        if not folder and path.is_dir():
+            raise EdgefaceError(f"{what} {path} is a folder, not a file")
+    base = _nearest_existing(path.parent if not path.exists() or not folder else path)
+    if base.exists() and not base.is_dir():
+        raise EdgefaceError(f"cannot write {what} {path}: {base} is a file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise EdgefaceError(f"cannot write {what} {path}: {base} is not writable")
+    return path

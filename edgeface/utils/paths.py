@@ -24,6 +24,18 @@ def shared_root() -> Path | None:
     return d.parent if d is not None else None
 
 
+def is_source_checkout() -> bool:
+    """True when edgeface runs from its repository (a dev or editable install), not from site-packages."""
+    return (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "edgeface").is_dir()
+
+
 def cache_dir() -> Path:
-    """Derived data (aligned crops, teacher embeddings): $EDGEFACE_CACHE or ./cache (git-ignored)."""
-    return Path(os.environ.get("EDGEFACE_CACHE", REPO_ROOT / "cache"))
+    """Derived data (aligned crops, teacher embeddings): $EDGEFACE_CACHE, else the checkout's cache/
+    (git-ignored) when running from the repository, else the user cache ($XDG_CACHE_HOME/edgeface or
+    ~/.cache/edgeface): an installed package never writes into its own install folder."""
+    env = os.environ.get("EDGEFACE_CACHE")
+    if env:
+        return Path(env)
+    if is_source_checkout():
+        return REPO_ROOT / "cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgeface"
