@@ -167,6 +167,11 @@ def test_bench_end_to_end(tiny, tiny_lfw, tmp_path, capsys, monkeypatch):
     assert ver["threshold"] == pytest.approx(np.mean(f32["lfw"]["thresholds"]), abs=1e-6)
     assert ver["lfw_accuracy"] == pytest.approx(f32["lfw"]["accuracy"]) and ver["command"].startswith("edgeface bench")
     assert card["budget_bytes"] == 100_000  # the rest of the card is kept
+    # 2 impostor pairs per training fold resolve no FAR target: best accuracy only, the same threshold
+    assert list(ver["operating_points"]) == ["best_accuracy"]
+    assert ver["operating_points"]["best_accuracy"]["threshold"] == ver["threshold"]
+    assert ver["operating_points"]["best_accuracy"]["accuracy"] == pytest.approx(ver["lfw_accuracy"], abs=1e-6)
+    assert '"/' not in json.dumps(card) and ver["pairs"] == "pairs.txt"  # no path of this machine
 
     # Second run: the aligned cache is reused (no new alignment), results identical.
     code, _, err = run(["bench", paths[0], "--lfw", tiny_lfw / "raw", "--runs", 2, "--e2e-images", 0,

@@ -21,6 +21,7 @@ from edgeface.bench.verification import cosine_scores, downsample_roc, evaluate
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import TFLiteModel, interpreter_class, load_card
 from edgeface.utils.io import read_json, write_json_atomic
+from edgeface.utils.paths import portable
 
 EXPRESSION = "expression_classification"
 
@@ -198,8 +199,14 @@ def run_bench(model_paths: list[Path], lfw_dir: Path | None = None, pairs_file: 
     return result
 
 
+def card_operating_points(points: dict) -> dict:
+    """The bench's operating points, rounded for the card."""
+    return {name: {k: round(float(v), 6) for k, v in point.items()} for name, point in points.items()}
+
+
 def update_cards(result: dict) -> list[str]:
-    """Write `verification` into each verified model's card (atomically). Returns what was updated."""
+    """Write `verification` into each verified model's card (atomically, with portable paths).
+    Returns what was updated."""
     updated = []
     for m in result["models"]:
         v = m.get("lfw")
@@ -210,13 +217,15 @@ def update_cards(result: dict) -> list[str]:
             note(f"no model card for {m['path']}: --update-cards skipped it")
             continue
         card = read_json(card_file, "model card")
+        points = card_operating_points(v["operating_points"])
         card["verification"] = {
-            "threshold": round(float(np.mean(v["thresholds"])), 6),
+            "threshold": points["best_accuracy"]["threshold"],  # the default decision (best accuracy)
             "lfw_accuracy": round(v["accuracy"], 6), "std": round(v["std"], 6),
             "auc": round(v["auc"], 6), "tar_at_far_1e-3": round(v["tar_at_far_1e-3"], 6),
+            "operating_points": points,
             "flip": v["flip"], "template": v["template"], "pairs": (result.get("lfw_setup") or {}).get("pairs"),
             "command": result["command"], "date": result["date"],
         }
-        write_json_atomic(card_file, card)
+        write_json_atomic(card_file, portable(card))
         updated.append(str(card_file))
     return updated
