@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from edgeface.errors import CheckFailed, EdgefaceError
+from edgeface.utils.paths import output_path
 
 DEFAULT_FACE_BUDGET = 1_000_000
 MICRO_DTYPES = ("int8", "float32")  # TFLM has no float16 weights and no hybrid (dynamic-range) kernels
@@ -20,7 +21,7 @@ FINETUNE_COUNT = 1000
 
 @click.command("convert")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False), callback=output_path,
               help="Output folder for NAME_DTYPE.tflite + NAME_DTYPE.json.")
 @click.option("--name", default=None, help="Artifact base name [default: the run folder / model file name].")
 @click.option("--dtypes", default="float32,float16,int8", show_default=True,

@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from edgeface.errors import EdgefaceError
+from edgeface.utils.paths import output_path
 
 DEFAULT_MODEL_NAME = "edgeface_face_int8.tflite"
 DEFAULT_GALLERY = "gallery.npz"
@@ -202,7 +203,7 @@ def enroll(name, images, gallery, model, fallback_crop, threads):
 @click.option("--video", type=click.Path(path_type=Path), default=None, help="Read frames from a video file.")
 @gallery_option
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Candidates to report per face.")
-@click.option("--output", type=click.Path(path_type=Path), default=None,
+@click.option("--output", type=click.Path(path_type=Path), default=None, callback=output_path,
               help="Stream mode: write frames with boxes and names to this video (.mp4/.avi).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stream mode: stop after N frames.")
 @click.option("--show", is_flag=True, help="Stream mode: also show a window (needs an OpenCV build with GUI).")

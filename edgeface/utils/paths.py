@@ -70,3 +70,14 @@ def portable(obj):
     if isinstance(obj, str) and "/" in obj:
         return _ABS_PATH.sub(lambda m: portable_path(m.group(0)), obj)
     return obj
+
+
+def output_path(ctx, param, value):
+    """click callback for an option that names a file or folder to write: refuse a value that looks
+    like an option (`--json --markdown` would otherwise write a file called "--markdown")."""
+    if value is not None and str(value).startswith("--"):
+        import click
+
+        raise click.BadParameter(f"{str(value)!r} is an option, not a path: {param.opts[0]} takes a PATH",
+                                 ctx=ctx, param=param)
+    return value
