@@ -46,14 +46,15 @@ def _project_root(path: Path) -> Path | None:
 def portable_path(path: str | os.PathLike) -> str:
     """A path as a card may record it, with nothing of the machine that wrote it: relative to the
     project checkout holding it (this repo or another clone), `../shared/...` for the shared data
-    (where it sits beside a checkout), else just the file name. Relative paths stay as they are."""
+    (where it sits beside a checkout), else relative to the current folder when inside it (a user's
+    own working folder), else just the file name. Relative paths stay as they are."""
     p = Path(path)
     if not p.is_absolute():
         return str(path)
     shared = shared_root()
     if shared is not None and p.is_relative_to(shared):
         return str(Path("..", "shared", p.relative_to(shared)))
-    for root in (REPO_ROOT, _project_root(p)):
+    for root in (REPO_ROOT, _project_root(p), Path.cwd()):
         if root is not None and p.is_relative_to(root) and p != root:
             return str(p.relative_to(root))
     return p.name
