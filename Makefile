@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.edgeface-installed
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo test check bench clean-venv
+.PHONY: setup demo test check bench wheel clean-venv
 
 setup: $(STAMP)
 
@@ -32,6 +32,11 @@ check: $(STAMP)
 # The full benchmark report (full LFW, latency, expression accuracy): see benchmarks/README.md.
 bench: $(STAMP)
 	bash benchmarks/run_all.sh
+
+# The installable package for a device: dist/edgeface-*.whl (install it with its `runtime` extra).
+DIST ?= dist
+wheel:
+	$(PYTHON) -m pip wheel --no-deps --quiet --wheel-dir $(DIST) .
 
 clean-venv:
 	rm -rf $(VENV)

@@ -8,9 +8,9 @@ DATA="${EDGEFACE_DATA:-../shared/data}"
 OUT=benchmarks/results
 mkdir -p "$OUT"
 
-# LFW crops: the aligned cache made by `edgeface align` when present, else the raw tree (aligned once into cache/).
-LFW=cache/lfw/arcface112
-[ -f "$LFW/manifest.jsonl" ] || LFW="$DATA/lfw/lfw-deepfunneled"
+# LFW: the raw tree, exactly as the README's command; the bench aligns the images the pairs name once
+# into cache/aligned/ and reuses them.
+LFW="$DATA/lfw/lfw-deepfunneled"
 
 # 1. Shipped models: size, gzip, params, budget, latency (1 and 2 threads), end-to-end, LFW View 2, agreement
 #    between dtypes; expression classifiers on their dataset. Records the LFW threshold in each card.

@@ -89,8 +89,9 @@ def main(argv=None) -> int:
 
         quiet_tensorflow_import()
     try:
-        cli.main(args=argv, prog_name="edgeface", standalone_mode=False)
-        return 0
+        code = cli.main(args=argv, prog_name="edgeface", standalone_mode=False)
+        # Without standalone mode click returns a command's click.exceptions.Exit code (verify --exit-code).
+        return code if type(code) is int else 0
     except EdgefaceError as e:
         if debug:
             raise

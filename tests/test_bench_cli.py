@@ -30,7 +30,7 @@ Adrien_Brody\t1\t2
 Al_Gore\t1\tAmelie_Mauresmo\t1
 Alan_Greenspan\t1\tAbdullah_Gul\t2
 """
-IMAGES = {"Aaron_Peirsol": 3, "Al_Gore": 2, "Abdullah_Gul": 2, "Adrien_Brody": 2, "Alan_Greenspan": 1,
+IMAGES = {"Aaron_Peirsol": 3, "Al_Gore": 3, "Abdullah_Gul": 2, "Adrien_Brody": 2, "Alan_Greenspan": 1,
           "Amelie_Mauresmo": 1}
 
 
@@ -128,6 +128,9 @@ def test_bench_end_to_end(tiny, tiny_lfw, tmp_path, capsys, monkeypatch):
     aligned = Path(res["lfw_setup"]["aligned_root"])
     assert aligned.parent == tmp_path / "cache" / "aligned" / "arcface112" and aligned.name.startswith("raw-")
     assert res["lfw_setup"]["n_images"] == 11 and res["lfw_setup"]["n_pairs"] == 8
+    # only the images the pairs name are aligned (Al_Gore_0003 is in the raw tree, in no pair)
+    assert len((aligned / "manifest.jsonl").read_text().splitlines()) == 11
+    assert not list(aligned.rglob("Al_Gore_0003*")) and "the 11 images the pairs name" in err
 
     # Independent check: the Keras model on the same aligned crops, flip TTA, same protocol.
     pairs = read_pairs(tiny_lfw / "pairs.txt", aligned)
@@ -167,6 +170,11 @@ def test_bench_end_to_end(tiny, tiny_lfw, tmp_path, capsys, monkeypatch):
     assert ver["threshold"] == pytest.approx(np.mean(f32["lfw"]["thresholds"]), abs=1e-6)
     assert ver["lfw_accuracy"] == pytest.approx(f32["lfw"]["accuracy"]) and ver["command"].startswith("edgeface bench")
     assert card["budget_bytes"] == 100_000  # the rest of the card is kept
+    # 2 impostor pairs per training fold resolve no FAR target: best accuracy only, the same threshold
+    assert list(ver["operating_points"]) == ["best_accuracy"]
+    assert ver["operating_points"]["best_accuracy"]["threshold"] == ver["threshold"]
+    assert ver["operating_points"]["best_accuracy"]["accuracy"] == pytest.approx(ver["lfw_accuracy"], abs=1e-6)
+    assert '"/' not in json.dumps(card) and ver["pairs"] == "pairs.txt"  # no path of this machine
 
     # Second run: the aligned cache is reused (no new alignment), results identical.
     code, _, err = run(["bench", paths[0], "--lfw", tiny_lfw / "raw", "--runs", 2, "--e2e-images", 0,
@@ -297,3 +305,13 @@ def test_check_needs_no_tensorflow(shipped):
                        cwd=REPO, env={**os.environ, "EDGEFACE_NO_PROGRESS": "1"}, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "size check passed" in r.stdout
+
+
+def test_output_option_given_another_option_is_refused(tiny, tmp_path, capsys, monkeypatch):
+    """`--json --markdown` (the grammar typed literally) must not write a file called --markdown."""
+    models, _ = tiny
+    monkeypatch.chdir(tmp_path)
+    for args in (["--json", "--markdown", "x.md"], ["--plots", "--update-cards"]):
+        code, _, err = run(["bench", models / "tiny_float32.tflite", *args], capsys)
+        assert code == 2 and "is an option, not a path" in err and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeface.bench.verification import (auc, best_threshold, cosine_scores, eer, evaluate, kfold_accuracy,
-                                         roc_curve, tar_at_far)
+from edgeface.bench.verification import (auc, best_threshold, cosine_scores, eer, evaluate, far_key, far_threshold,
+                                         kfold_accuracy, operating_points, roc_curve, tar_at_far)
 
 
 def ten_folds():
@@ -103,3 +103,48 @@ def test_perfect_separation_and_cosine():
     r = evaluate(scores, np.tile(y, 2), np.repeat([0, 1], 5))
     assert (r["accuracy"], r["auc"], r["eer"], r["tar_at_far_1e-3"], r["std"]) == (1.0, 1.0, 0.0, 1.0, 0.0)
     assert r["n_folds"] == 2 and r["n_pairs"] == 10
+
+
+def test_far_key_names():
+    assert [far_key(f) for f in (1e-2, 1e-3, 1e-4)] == ["far_1e-2", "far_1e-3", "far_1e-4"]
+
+
+def test_far_threshold_hand_checked():
+    # same {0.9, 0.8, 0.6}, different {0.7, 0.3, 0.2, 0.1}: FAR 0 allows accepting 0.9 and 0.8 only,
+    # so the threshold sits midway between 0.8 and the next score 0.7; FAR 1/4 also takes 0.7 and 0.6.
+    s = np.array([0.9, 0.8, 0.6, 0.7, 0.3, 0.2, 0.1])
+    y = np.array([1, 1, 1, 0, 0, 0, 0], bool)
+    assert far_threshold(s, y, 0.0) == pytest.approx(0.75)
+    assert far_threshold(s, y, 0.25) == pytest.approx(0.45)
+    assert far_threshold(np.array([0.5, 0.9]), np.array([True, False]), 0.0) > 0.9  # accept nothing
+
+
+def test_operating_points_follow_the_protocol_and_the_impostor_count():
+    # 10 folds of 30 same + 30 different pairs: training folds hold 270 impostors, which resolve
+    # FAR 1e-2 (2.7 false accepts) but not 1e-3 or 1e-4.
+    rng = np.random.default_rng(5)
+    y = np.tile(np.r_[np.ones(30, bool), np.zeros(30, bool)], 10)
+    f = np.repeat(np.arange(10), 60)
+    s = rng.normal(y * 2.0, 1.0)
+    pts = operating_points(s, y, f)
+    assert list(pts) == ["best_accuracy", "far_1e-2"]
+    best = pts["best_accuracy"]
+    k = kfold_accuracy(s, y, f)
+    assert best["accuracy"] == pytest.approx(k["accuracy"], abs=1e-12)
+    assert best["threshold"] == pytest.approx(np.mean(k["thresholds"]), abs=1e-12)
+    # held-out TAR and FAR at each fold's own threshold, by brute force
+    tars, fars = [], []
+    for fold, t in zip(range(10), k["thresholds"]):
+        m = f == fold
+        tars.append(np.mean(s[m & y] > t))
+        fars.append(np.mean(s[m & ~y] > t))
+    assert best["tar"] == pytest.approx(np.mean(tars)) and best["far"] == pytest.approx(np.mean(fars))
+    strict = pts["far_1e-2"]
+    assert set(strict) == {"threshold", "tar", "far"}
+    # a stricter point: a higher threshold, fewer false accepts, fewer true accepts
+    assert strict["threshold"] > best["threshold"] and strict["far"] < best["far"] and strict["tar"] < best["tar"]
+    assert strict["far"] <= 0.05  # about 1e-2 held out (1 false accept in 30 is 0.033)
+    # 3,000 impostors (LFW's count) per training set resolve 1e-3 but still not 1e-4
+    y2 = np.tile(np.r_[np.ones(300, bool), np.zeros(300, bool)], 10)
+    s2 = rng.normal(y2 * 2.0, 1.0)
+    assert list(operating_points(s2, y2, np.repeat(np.arange(10), 600))) == ["best_accuracy", "far_1e-2", "far_1e-3"]

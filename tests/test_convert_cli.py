@@ -133,7 +133,7 @@ def test_prune_and_qat_flags_produce_a_sparse_int8(tiny_keras, tmp_path, capsys)
     assert f32["optimization"]["prune"]["target_sparsity"] == 0.5
     assert f32["optimization"]["prune"]["kernel_sparsity"] >= 0.45
     assert int8["optimization"]["qat"]["scheme"] == "Default8BitPrunePreserveQuantizeScheme"
-    assert int8["calibration"]["count"] == 16 and int8["calibration"]["dir"] == str((tmp_path / "train").resolve())
+    assert int8["calibration"]["count"] == 16 and int8["calibration"]["dir"] == "train"
 
 
 def test_per_tensor_and_int8_io(tiny_keras, tmp_path, capsys):
@@ -156,5 +156,5 @@ def test_per_tensor_and_int8_io(tiny_keras, tmp_path, capsys):
         scale, zp = m.input["quantization"]
         assert card["input"]["dtype"] == "int8" and card["output"]["dtype"] == "int8"
         assert card["input"]["quantization"] == {"scale": pytest.approx(scale), "zero_point": zp}
-        assert card["calibration"]["dir"] == str(calib.resolve()) and card["calibration"]["count"] == 16
+        assert card["calibration"]["dir"] == calib.name and card["calibration"]["count"] == 16
     assert sizes["--per-tensor"] < sizes[""]

@@ -142,7 +142,9 @@ def test_tfmot_quantize_and_prune_without_hacks(tmp_path):
     # The QAT graph converts to a fully int8 TFLite file: every BN folded into its conv, no float op.
     conv = tf.lite.TFLiteConverter.from_keras_model(q)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    interp = tf.lite.Interpreter(model_content=conv.convert())
+    from edgeface.runtime.interpreter import interpreter_class
+
+    interp = interpreter_class()[0](model_content=conv.convert())  # LiteRT: tf.lite.Interpreter is deprecated
     ops = {o["op_name"] for o in interp._get_ops_details()}
     assert ops <= {"QUANTIZE", "DEQUANTIZE", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "RESHAPE"}, ops
     dtypes = {}

@@ -88,7 +88,10 @@ def carded_model(face_model, tmp_path_factory) -> Path:
     (d / "face.json").write_text(json.dumps({"name": "face", "task": "face_embedding",
                                              "input": {"alignment": "arcface112", "color": "RGB",
                                                        "normalization": {"mean": 127.5, "std": 127.5}},
-                                             "verification": {"threshold": 0.42}}))
+                                             "verification": {"threshold": 0.42, "operating_points": {
+                                                 "best_accuracy": {"threshold": 0.42, "accuracy": 0.9, "tar": 0.9,
+                                                                   "far": 0.1},
+                                                 "far_1e-3": {"threshold": 0.97, "tar": 0.5, "far": 0.001}}}}))
     return p
 
 
@@ -124,9 +127,29 @@ def test_verify_uses_card_threshold_or_asks_for_one(capsys, bare_model, carded_m
     code, out, _ = run(capsys, "verify", a, b, "--model", carded_model)
     assert code == 0 and "threshold 0.4200" in out
     assert out.startswith(("same person: cosine", "different people: cosine"))
+    assert "(face.json: best LFW accuracy, TAR 0.900 at FAR 0.100)" in out
     code, out, err = run(capsys, "verify", a, b, "--model", bare_model)
     assert code == 2 and out.startswith("cosine ")
     assert err.strip().splitlines() == [err.strip()] and "--threshold" in err
+
+
+def test_verify_far_operating_point_and_exit_code(capsys, carded_model, lfw_files):
+    a, b = lfw_files("Aaron_Eckhart", 1), lfw_files("Colin_Powell", 1)
+    code, out, _ = run(capsys, "verify", a, a, "--model", carded_model, "--far", "1e-3", "--exit-code")
+    assert code == 0 and out.startswith("same person: ")
+    assert "threshold 0.9700 (face.json: far_1e-3, LFW TAR 0.500 at FAR 0.0010)" in out
+    code, out, _ = run(capsys, "verify", a, b, "--model", carded_model, "--far", "0.001", "--json")
+    assert code == 0 and json.loads(out)["threshold"] == 0.97 and json.loads(out)["same"] is False
+    assert "far_1e-3" in json.loads(out)["threshold_source"]
+    # --exit-code: "different people" is exit 1 (two people, a threshold no pair of them reaches)
+    code, out, err = run(capsys, "verify", a, b, "--model", carded_model, "--threshold", "0.99", "--exit-code")
+    assert code == 1 and out.startswith("different people: ") and "(--threshold)" in out and err == ""
+    # a FAR the card does not hold, a bad rate, both options: one line, exit 2
+    code, _, err = run(capsys, "verify", a, b, "--model", carded_model, "--far", "1e-4")
+    assert code == 2 and "no operating point at FAR 1e-4 (it has: 1e-3;" in err and len(err.splitlines()) == 1
+    for bad in (["--far", "often"], ["--far", "2"], ["--far", "1e-3", "--threshold", "0.5"]):
+        code, _, err = run(capsys, "verify", a, b, "--model", carded_model, *bad)
+        assert code == 2 and len(err.splitlines()) == 1, (bad, err)
 
 
 def test_verify_exit_codes(capsys, tmp_path, bare_model, lfw_files):
@@ -166,9 +189,10 @@ def test_enroll_identify_image_and_video(capsys, tmp_path, bare_model, lfw_files
     assert code == 0
     face = json.loads(out)["faces"][0]
     assert face["name"] == "Tony_Blair" and face["score"] > 0.7 and len(face["top_k"]) == 2
-    code, out, _ = run(capsys, "identify", lfw_files("Tony_Blair", 1), "--gallery", gallery, "--model", bare_model,
+    code, out, err = run(capsys, "identify", lfw_files("Tony_Blair", 1), "--gallery", gallery, "--model", bare_model,
                        "--threshold", "0.999")
     assert code == 0 and out.startswith("face 1 (box") and ": unknown " in out
+    assert err == "edgeface: threshold 0.9990 (--threshold)\n"
 
     # stream mode: a short (lossless, so frames equal the enrolled images) video of enrolled faces
     # -> annotated output video + FPS line

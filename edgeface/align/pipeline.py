@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -172,6 +173,16 @@ def _parent_gone() -> bool:
 
 
 def _init_worker(opts: dict, single_thread: bool = True) -> None:
+    """Load the detector in this process. TensorFlow's start-up writes "Could not find cuda drivers"
+    and a cuInit error straight to fd 2 in every worker on a CPU machine: expected, so silenced
+    (Python errors still raise)."""
+    from edgeface.runtime.interpreter import quiet_native_stderr
+
+    with quiet_native_stderr():
+        _load_detector(opts, single_thread)
+
+
+def _load_detector(opts: dict, single_thread: bool) -> None:
     global _DETECTOR, _OPTS
     import edgeface  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
@@ -296,9 +307,10 @@ def _count(records: list[dict]) -> dict:
 
 def align_folder(src, dst, template: str = "arcface112", workers: int = 2, clahe: bool = False,
                  fallback: bool = True, min_face_size: int = 20, max_side: int = 640,
-                 limit: int | None = None, redo_failed: bool = False) -> dict:
+                 limit: int | None = None, redo_failed: bool = False, only: Iterable[str] | None = None) -> dict:
     """Align every image under SRC into DST (same relative layout, .png). Returns the summary dict.
 
+    only: just these sources (paths relative to SRC, e.g. the images a pairs file names).
     Resumes: sources already in DST's manifest are skipped, except failures when `redo_failed`.
     """
     src, dst = Path(src), Path(dst)
@@ -321,15 +333,19 @@ def align_folder(src, dst, template: str = "arcface112", workers: int = 2, clahe
             _check_options(dst, opts)
             for stale in dst.rglob(".*.tmp"):  # a killed run's half-written crops (we hold the lock)
                 stale.unlink(missing_ok=True)
-            return _align_locked(src, dst, opts, workers, limit, redo_failed)
+            return _align_locked(src, dst, opts, workers, limit, redo_failed, only)
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
 
 
-def _align_locked(src: Path, dst: Path, opts: dict, workers: int, limit: int | None, redo_failed: bool) -> dict:
+def _align_locked(src: Path, dst: Path, opts: dict, workers: int, limit: int | None, redo_failed: bool,
+                  only: Iterable[str] | None = None) -> dict:
     t0 = time.time()
     sources = list_sources(src)
+    if only is not None:
+        wanted = set(only)
+        sources = [s for s in sources if s in wanted]
     if limit is not None:
         sources = sources[:limit]
     manifest = dst / MANIFEST

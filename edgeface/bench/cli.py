@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from edgeface.errors import CheckFailed, EdgefaceError
+from edgeface.utils.paths import output_path
 
 
 def _threads(value: str) -> tuple[int, ...]:
@@ -63,15 +64,20 @@ def _command(models, **opts) -> str:
               help="Faces per interpreter call (x2 with flip).")
 @click.option("--expr-data", type=click.Path(path_type=Path), multiple=True,
               help="Dataset folder for expression classifiers (repeatable: each model takes the one its card names).")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write results JSON here.")
-@click.option("--markdown", "md_out", type=click.Path(path_type=Path), help="Write a Markdown report here.")
-@click.option("--plots", "plots_dir", type=click.Path(path_type=Path), help="Write roc.png, size_vs_accuracy.png, latency.png here.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), callback=output_path, metavar="PATH",
+              help="Write results JSON here.")
+@click.option("--markdown", "md_out", type=click.Path(path_type=Path), callback=output_path, metavar="PATH",
+              help="Write a Markdown report here.")
+@click.option("--plots", "plots_dir", type=click.Path(path_type=Path), callback=output_path, metavar="DIR",
+              help="Write roc.png, size_vs_accuracy.png, latency.png here.")
 @click.option("--teacher-latency", "teacher_dir", type=click.Path(path_type=Path, exists=True),
               help="Also time this ncnn embedder (folder with .param/.bin) on 1 thread, side by side.")
-@click.option("--update-cards", is_flag=True, help="Record the LFW threshold and accuracy in each model card.")
+@click.option("--update-cards", is_flag=True,
+              help="Record LFW accuracy and the thresholds at each operating point in each model card.")
 @click.option("--check", "check_file", type=click.Path(path_type=Path),
               help="Only check sizes against this baseline JSON (exit 1 on a regression).")
-@click.option("--write-baseline", "baseline_out", type=click.Path(path_type=Path), help="Only record the current sizes here.")
+@click.option("--write-baseline", "baseline_out", type=click.Path(path_type=Path), callback=output_path,
+              metavar="PATH", help="Only record the current sizes here.")
 @click.option("--tolerance", type=float, help="Growth tolerance stored by --write-baseline [default: keep, or 0.02].")
 @click.option("--replace", is_flag=True,
               help="--write-baseline: write only the models given (default: merge into the existing baseline).")

@@ -1,7 +1,9 @@
 """Where the LFW crops for a bench come from: an aligned folder as given, or a raw tree aligned once.
 
-A raw LFW-layout root is aligned (all of it, once) by `edgeface.align.pipeline.align_folder`
-into cache_dir()/aligned/<template>/<name>-<hash of the absolute path>; later benches reuse it.
+A raw LFW-layout root is aligned by `edgeface.align.pipeline.align_folder`, only the images the
+pairs file names (7,701 of LFW's 13,233 for View 2), into
+cache_dir()/aligned/<template>/<name>-<hash of the absolute path>; later benches reuse it, and a
+different pairs file aligns only what the cache lacks.
 An aligned root is recognised by its manifest.jsonl (written by `edgeface align`).
 """
 from __future__ import annotations
@@ -66,7 +68,7 @@ def aligned_pairs(lfw_dir: Path, pairs_file: Path, template: str, workers: int =
         return protocol_pairs(pairs_file, lfw_dir, resolve="aligned"), lfw_dir, raw_source_of(lfw_dir)
 
     # Raw tree: validate the pairs against it first (a bad pairs file should fail before an hour of alignment).
-    protocol_pairs(pairs_file, lfw_dir, resolve="raw")
+    raw = protocol_pairs(pairs_file, lfw_dir, resolve="raw")
     dst = aligned_cache_for(lfw_dir, template)
     try:
         pairs = read_pairs(pairs_file, dst, resolve="aligned") if is_aligned_root(dst) else None
@@ -75,9 +77,10 @@ def aligned_pairs(lfw_dir: Path, pairs_file: Path, template: str, workers: int =
     if pairs is None:
         from edgeface.align.pipeline import align_folder
 
-        print(f"edgeface: aligning {lfw_dir} once into {dst} (template {template}); later runs reuse it",
-              file=sys.stderr)
-        summary = align_folder(lfw_dir, dst, template=template, workers=workers)
+        named = [p.relative_to(lfw_dir).as_posix() for p in raw.unique_images()]
+        print(f"edgeface: aligning the {len(named):,} images the pairs name from {lfw_dir} once into {dst} "
+              f"(template {template}); later runs reuse it", file=sys.stderr)
+        summary = align_folder(lfw_dir, dst, template=template, workers=workers, only=named)
         print(f"edgeface: aligned {summary['total']} images, counts {summary['counts']}", file=sys.stderr)
         pairs = read_pairs(pairs_file, dst, resolve="aligned")
     return pairs, dst, lfw_dir

@@ -22,6 +22,7 @@ from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import TFLiteModel, interpreter_class, load_card
 from edgeface.spec import load_card_file
 from edgeface.utils.io import write_json_atomic
+from edgeface.utils.paths import portable
 
 EXPRESSION = "expression_classification"
 
@@ -210,25 +211,35 @@ def run_bench(model_paths: list[Path], lfw_dir: Path | None = None, pairs_file: 
     return result
 
 
+def card_operating_points(points: dict) -> dict:
+    """The bench's operating points, rounded for the card."""
+    return {name: {k: round(float(v), 6) for k, v in point.items()} for name, point in points.items()}
+
+
 def update_cards(result: dict) -> list[str]:
-    """Write `verification` into each verified model's card (atomically). Returns what was updated."""
+    """Write `verification` into each verified model's card, and make every card's paths portable
+    (atomically). Returns the cards updated."""
     updated = []
     for m in result["models"]:
         v = m.get("lfw")
         card_file = Path(m["path"]).with_suffix(".json")
-        if not v:
-            continue
         if not card_file.is_file():
-            note(f"no model card for {m['path']}: --update-cards skipped it")
+            if v:
+                note(f"no model card for {m['path']}: --update-cards skipped it")
             continue
         card = load_card_file(card_file)
-        card["verification"] = {
-            "threshold": round(float(np.mean(v["thresholds"])), 6),
-            "lfw_accuracy": round(v["accuracy"], 6), "std": round(v["std"], 6),
-            "auc": round(v["auc"], 6), "tar_at_far_1e-3": round(v["tar_at_far_1e-3"], 6),
-            "flip": v["flip"], "template": v["template"], "pairs": (result.get("lfw_setup") or {}).get("pairs"),
-            "command": result["command"], "date": result["date"],
-        }
-        write_json_atomic(card_file, card)
+        if v:
+            points = card_operating_points(v["operating_points"])
+            card["verification"] = {
+                "threshold": points["best_accuracy"]["threshold"],  # the default decision (best accuracy)
+                "lfw_accuracy": round(v["accuracy"], 6), "std": round(v["std"], 6),
+                "auc": round(v["auc"], 6), "tar_at_far_1e-3": round(v["tar_at_far_1e-3"], 6),
+                "operating_points": points,
+                "flip": v["flip"], "template": v["template"], "pairs": (result.get("lfw_setup") or {}).get("pairs"),
+                "command": result["command"], "date": result["date"],
+            }
+        elif portable(card) == card:
+            continue
+        write_json_atomic(card_file, portable(card))
         updated.append(str(card_file))
     return updated

@@ -117,6 +117,62 @@ def tar_at_far(far: np.ndarray, tar: np.ndarray, thr: np.ndarray, target: float)
     return float(tar[j]), float(thr[j])
 
 
+# The operating points a model card records besides best accuracy: FAR targets (false accepts per
+# impostor pair). A FAR point is kept only where each fold's training pairs hold enough impostors
+# for one false accept at that rate, i.e. the protocol can actually resolve it.
+OPERATING_FARS = (1e-2, 1e-3, 1e-4)
+
+
+def far_key(far: float) -> str:
+    """The card key of a FAR operating point: 1e-3 -> "far_1e-3"."""
+    return "far_" + f"{far:.0e}".replace("e-0", "e-").replace("e+0", "e")
+
+
+def far_threshold(scores: np.ndarray, labels: np.ndarray, target: float) -> float:
+    """The threshold with the highest TAR whose FAR <= target on these pairs, placed midway
+    between the lowest accepted score and the next lower one (so > and >= decide alike)."""
+    far, tar, thr = roc_curve(scores, labels)
+    ok = np.flatnonzero(far <= target + 1e-12)
+    j = ok[np.argmax(tar[ok])]
+    if j == 0:  # nothing may be accepted: just above the highest score
+        return float(thr[1] + 1e-6)
+    below = thr[j + 1] if j + 1 < len(thr) else thr[j] - 2e-6
+    return float((thr[j] + below) / 2)
+
+
+def kfold_rates(scores, labels, fold_ids, choose) -> dict:
+    """The 10-fold protocol for any threshold rule: choose(train_scores, train_labels) -> threshold on
+    all folds but one, measured on that one. Returns the mean threshold and the mean held-out
+    accuracy, TAR and FAR ("same" iff score > threshold)."""
+    scores, labels, fold_ids = np.asarray(scores, np.float64), np.asarray(labels, bool), np.asarray(fold_ids)
+    thresholds, accs, tars, fars = [], [], [], []
+    for k in np.unique(fold_ids):
+        test = fold_ids == k
+        t = choose(scores[~test], labels[~test])
+        said = scores[test] > t
+        y = labels[test]
+        thresholds.append(t)
+        accs.append(np.mean(said == y))
+        tars.append(np.mean(said[y]) if y.any() else np.nan)
+        fars.append(np.mean(said[~y]) if (~y).any() else np.nan)
+    return {"threshold": float(np.mean(thresholds)), "accuracy": float(np.mean(accs)),
+            "tar": float(np.nanmean(tars)), "far": float(np.nanmean(fars))}
+
+
+def operating_points(scores, labels, fold_ids, fars=OPERATING_FARS) -> dict:
+    """{"best_accuracy": {threshold, accuracy, tar, far}, "far_1e-2": {threshold, tar, far}, ...}: each
+    threshold chosen by the 10-fold protocol; FAR points only where the impostor pairs allow."""
+    labels, fold_ids = np.asarray(labels, bool), np.asarray(fold_ids)
+    points = {"best_accuracy": kfold_rates(scores, labels, fold_ids, lambda s, y: best_threshold(s, y)[0])}
+    fewest_impostors = min(int(np.sum(~labels[fold_ids != k])) for k in np.unique(fold_ids))
+    for target in fars:
+        if fewest_impostors * target >= 1:
+            point = kfold_rates(scores, labels, fold_ids, lambda s, y, t=target: far_threshold(s, y, t))
+            point.pop("accuracy")
+            points[far_key(target)] = point
+    return points
+
+
 def downsample_roc(far, tar, thr, max_points: int = 200) -> dict:
     """A light ROC for JSON: the points nearest to log-spaced FARs, plus the ends."""
     targets = np.r_[0.0, np.logspace(-4, 0, max_points - 1)]
@@ -133,6 +189,7 @@ def evaluate(scores: np.ndarray, labels: np.ndarray, fold_ids: np.ndarray) -> di
     tar3, thr3 = tar_at_far(far, tar, thr, 1e-3)
     res.update({"auc": auc(far, tar), "eer": eer(far, tar), "tar_at_far_1e-3": tar3,
                 "threshold_at_far_1e-3": thr3, "n_pairs": int(len(scores)),
-                "n_folds": int(len(np.unique(fold_ids)))})
+                "n_folds": int(len(np.unique(fold_ids))),
+                "operating_points": operating_points(scores, labels, fold_ids)})
     res["_roc"] = (far, tar, thr)  # full curve for plots; the CLI stores a downsampled copy in JSON
     return res

@@ -39,6 +39,10 @@ def list_images(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise EdgefaceError(f"calibration data must be a folder of images or a .npy array: {root}")
     files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p))
+    from edgeface.data.pairs import is_aligned_root
+
+    if is_aligned_root(root):  # crops sit in <person>/ folders; summary.png beside them is the contact sheet
+        files = [p for p in files if p.parent != root]
     if not files:
         raise EdgefaceError(f"no calibration images in {root}")
     return files

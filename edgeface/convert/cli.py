@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from edgeface.errors import CheckFailed, EdgefaceError
+from edgeface.utils.paths import output_path
 
 DEFAULT_FACE_BUDGET = 1_000_000
 MICRO_DTYPES = ("int8", "float32")  # TFLM has no float16 weights and no hybrid (dynamic-range) kernels
@@ -20,7 +21,7 @@ FINETUNE_COUNT = 1000
 
 @click.command("convert")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False), callback=output_path,
               help="Output folder for NAME_DTYPE.tflite + NAME_DTYPE.json.")
 @click.option("--name", default=None, help="Artifact base name [default: the run folder / model file name].")
 @click.option("--dtypes", default="float32,float16,int8", show_default=True,
@@ -224,21 +225,56 @@ def info(model, show_tensors, as_json):
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
-    if m.card:
-        click.echo(f"model card {card_path(model)}:")
-        click.echo(json.dumps(m.card, indent=2, default=str))
-        if not report["card_matches_file"]:
-            click.echo("WARNING: the card's sha256 does not match this file", err=True)
-    else:
-        click.echo(f"{model}: no model card ({card_path(model).name} not found)")
-    click.echo(f"file: {len(data):,} bytes, sha256 {report['sha256']}, loaded with {m.backend}")
-    click.echo(f"ops ({len(report['ops'])}): {', '.join(report['ops'])}")
-    for kind in ("inputs", "outputs"):
-        for t in report[kind]:
-            q = t["quantization"]
-            click.echo(f"{kind[:-1]}: {t['name']} {t['shape']} {t['dtype']}"
-                       + (f" scale {q['scale']:.6g} zero_point {q['zero_point']}" if q else ""))
-    click.echo(f"tensors: {report['tensor_count']}" + ("" if show_tensors else " (--tensors to list them)"))
+    for line in card_summary(model, report, m.card or {}):
+        click.echo(line)
+    if m.card and not report["card_matches_file"]:
+        click.echo("WARNING: the card's sha256 does not match this file", err=True)
     for t in report.get("tensors", []):
         q = t["quantization"]
         click.echo(f"  {t['name']} {t['shape']} {t['dtype']}" + (f" q({q['scale']:.4g},{q['zero_point']})" if q else ""))
+
+
+def _tensor_line(t: dict) -> str:
+    q = t["quantization"]
+    return f"{t['shape']} {t['dtype']}" + (f" (scale {q['scale']:.6g}, zero point {q['zero_point']})" if q else "")
+
+
+def card_summary(model: Path, report: dict, card: dict) -> list[str]:
+    """A model in at most 15 lines: task, size, input, output, thresholds, accuracy, licence."""
+    from edgeface.runtime.interpreter import card_path
+    from edgeface.utils.paths import portable
+
+    budget = card.get("budget_bytes")
+    match = "" if not card else (", matches its card" if report["card_matches_file"] else ", DIFFERS from its card")
+    lines = [f"{model.name}: {card.get('task', 'no model card')}, {card.get('dtype') or report['inputs'][0]['dtype']}, "
+             f"{report['bytes']:,} bytes" + (f" (budget {budget:,})" if budget else "")
+             + f", sha256 {report['sha256'][:12]}{match}"]
+    inp, out = card.get("input") or {}, card.get("output") or {}
+    norm = inp.get("normalization") or {}
+    prep = ", ".join(filter(None, [inp.get("color"), f"(x - {norm['mean']:g}) / {norm['std']:g}" if norm else None,
+                                   f"aligned {inp['alignment']}" if inp.get("alignment") else None]))
+    lines.append(f"input:  {_tensor_line(report['inputs'][0])}" + (f"; {prep}" if prep else ""))
+    kind = (f"{len(out['class_names'])} classes: {', '.join(out['class_names'])}" if out.get("class_names")
+            else f"{out['embedding_dim']}-d embedding, L2-normalise on the host" if out.get("embedding_dim") else "")
+    lines.append(f"output: {_tensor_line(report['outputs'][0])}" + (f"; {kind}" if kind else ""))
+    v = card.get("verification") or {}
+    if v:
+        lines.append(f"LFW:    {100 * v['lfw_accuracy']:.2f}% +- {100 * v['std']:.2f} (10-fold), AUC {v['auc']:.4f}, "
+                     f"TAR {v['tar_at_far_1e-3']:.3f} at FAR 1e-3 ({v.get('date', '')[:10]})")
+        points = v.get("operating_points") or {"best_accuracy": {"threshold": v["threshold"]}}
+        lines.append("thresholds (cosine; verify/identify use best_accuracy unless given --far RATE or --threshold X):")
+        for name, p in points.items():
+            rates = f"  TAR {p['tar']:.3f}  FAR {p['far']:.4f}" if "tar" in p else ""
+            lines.append(f"  {name:<14} {p['threshold']:.4f}{rates}")
+    elif card.get("task", "face_embedding") == "face_embedding":
+        lines.append("LFW:    not measured (`edgeface bench MODEL --lfw DIR --update-cards` records accuracy and thresholds)")
+    if card.get("training_data"):
+        lines.append(f"trained on: {portable(card['training_data'])}")
+    if (card.get("teacher") or {}).get("name"):
+        lines.append(f"teacher: {card['teacher']['name']}")
+    lines.append(f"licence: {card.get('license') or 'not stated in the card'}")
+    lines.append(f"ops ({len(report['ops'])}): {', '.join(report['ops'])}; {report['tensor_count']} tensors; "
+                 f"loaded with {report['interpreter']}")
+    lines.append(f"the whole card: edgeface info {model} --json" if card else
+                 f"no model card ({card_path(model).name} beside the file)")
+    return lines

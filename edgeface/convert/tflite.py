@@ -20,6 +20,7 @@ from edgeface.errors import CheckFailed, EdgefaceError, first_line
 from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, allocate, card_path, interpreter_class, make_interpreter
 from edgeface.utils.io import atomic_path, sha256_file, write_json_atomic
 from edgeface.utils.native import quiet_native_stderr
+from edgeface.utils.paths import portable
 from edgeface.utils.progress import progress
 
 DTYPES = ("float32", "float16", "int8", "dynamic")
@@ -170,7 +171,8 @@ def describe_tflite(data: bytes) -> dict:
 
 
 def build_card(name: str, dtype: str, path: Path, details: dict, extra: dict, budget: int | None) -> dict:
-    """The model card (keys agreed in notes/common.md); `extra` fills what the graph cannot tell."""
+    """The model card (keys agreed in notes/common.md); `extra` fills what the graph cannot tell.
+    Paths in it are portable (repo-relative or names): a card describes the model, not the machine."""
     task = extra.get("task", TASK_EMBEDDING)
     shape = details["input"]["shape"]
     channels = shape[-1] if len(shape) == 4 else None
@@ -180,7 +182,7 @@ def build_card(name: str, dtype: str, path: Path, details: dict, extra: dict, bu
     else:
         output["embedding_dim"] = int(np.prod(output["shape"][1:]))
     output["l2_normalized"] = False  # embeddings are raw: normalise on the host
-    return {
+    return portable({
         "name": name,
         "task": task,
         "file": path.name,
@@ -203,7 +205,7 @@ def build_card(name: str, dtype: str, path: Path, details: dict, extra: dict, bu
         "teacher": extra.get("teacher"),
         "license": extra.get("license"),
         **{k: v for k, v in extra.items() if k in ("optimization", "notes")},
-    }
+    })
 
 
 def artifact_paths(out_dir: str | os.PathLike, name: str, dtype: str) -> tuple[Path, Path]:

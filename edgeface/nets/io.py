@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -32,7 +33,9 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     try:
         # Inference artifact: the optimizer state lives in the training checkpoints instead.
         if path.suffix == ".h5":
-            model.save(tmp, include_optimizer=False)
+            with warnings.catch_warnings():  # .h5 is chosen on purpose (QAT): Keras's "legacy format" note is noise
+                warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file")
+                model.save(tmp, include_optimizer=False)
         else:
             model.save(tmp)
         os.replace(tmp, path)

@@ -5,7 +5,9 @@
     edgeface identify IMG | --camera N | --video FILE [--gallery FILE] [--top-k 3] [--output out.mp4]
 
 Model: --model, else $EDGEFACE_MODEL, else models/edgeface_face_int8.tflite (repo root, then cwd).
-Threshold: --threshold, else the card's verification.threshold (written by `edgeface bench`).
+Threshold: --threshold X, or --far F (the card's verification.operating_points["far_F"]), else the
+card's best-accuracy threshold verification.threshold (all written by `edgeface bench --update-cards`).
+The commands say which threshold they use and where it came from.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 import click
 
 from edgeface.errors import EdgefaceError
+from edgeface.utils.paths import output_path
 
 DEFAULT_MODEL_NAME = "edgeface_face_int8.tflite"
 DEFAULT_GALLERY = "gallery.npz"
@@ -46,12 +49,47 @@ def open_pipeline(model, threads: int, allow_corrupt: bool = False, max_pixels: 
                         allow_corrupt=allow_corrupt, max_pixels=max_pixels)
 
 
-def decision_threshold(threshold: float | None, embedder) -> float | None:
-    return threshold if threshold is not None else embedder.threshold
+def far_value(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        far = float(text)
+    except ValueError:
+        far = -1.0
+    if not 0 < far < 1:
+        raise EdgefaceError(f"--far takes a false-accept rate like 1e-3; got {text!r}")
+    return far
+
+
+def decision_threshold(threshold: float | None, far: float | None, embedder) -> tuple[float | None, str | None]:
+    """(cosine threshold, where it came from): --threshold, else the card's operating point at
+    --far, else the card's best-accuracy threshold, else (None, None)."""
+    if threshold is not None and far is not None:
+        raise EdgefaceError("give --threshold or --far, not both")
+    if threshold is not None:
+        return threshold, "--threshold"
+    card_name = embedder.path.with_suffix(".json").name
+    verification = embedder.card.get("verification") or {}
+    if far is not None:
+        from edgeface.bench.verification import far_key
+
+        points = verification.get("operating_points") or {}
+        key = far_key(far)
+        point = points.get(key)
+        if point is None:
+            have = ", ".join(k.removeprefix("far_") for k in points if k.startswith("far_")) or "none"
+            raise EdgefaceError(f"the model card {card_name} has no operating point at FAR {key.removeprefix('far_')} "
+                                f"(it has: {have}; `edgeface bench --update-cards` writes them); pass --threshold T")
+        return float(point["threshold"]), f"{card_name}: {key}, LFW TAR {point['tar']:.3f} at FAR {point['far']:.4f}"
+    if embedder.threshold is None:
+        return None, None
+    best = (verification.get("operating_points") or {}).get("best_accuracy") or {}
+    tar = f", TAR {best['tar']:.3f} at FAR {best['far']:.3f}" if "tar" in best else ""
+    return embedder.threshold, f"{card_name}: best LFW accuracy{tar}"
 
 
 NO_THRESHOLD = ("no decision threshold: the model card of {model} has no verification.threshold "
-                "(`edgeface bench` writes it); pass --threshold T")
+                "(`edgeface bench --update-cards` writes it); pass --threshold T")
 
 def _finite(ctx, param, value):
     import math
@@ -73,7 +111,9 @@ def image_options(f):
 model_option = click.option("--model", type=click.Path(path_type=Path), default=None,
                             help=f"Face embedder .tflite [default: $EDGEFACE_MODEL or models/{DEFAULT_MODEL_NAME}].")
 threshold_option = click.option("--threshold", type=float, default=None, callback=_finite,
-                                help="Cosine threshold [default: the model card's verification.threshold].")
+                                help="Cosine threshold [default: the model card's best-accuracy threshold].")
+far_option = click.option("--far", default=None, metavar="RATE",
+                          help="Use the card's threshold at this false-accept rate, e.g. 1e-3 (stricter than the default).")
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
                               help="Interpreter threads.")
 gallery_option = click.option("--gallery", type=click.Path(path_type=Path), default=None,
@@ -88,13 +128,19 @@ fallback_option = click.option("--fallback-crop", is_flag=True,
 @click.argument("image_b", type=click.Path(path_type=Path))
 @model_option
 @threshold_option
+@far_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a sentence.")
+@click.option("--exit-code", is_flag=True, help="Exit 1 when the answer is \"different people\" (for scripts).")
 @fallback_option
 @image_options
 @threads_option
-def verify(image_a, image_b, model, threshold, as_json, fallback_crop, allow_corrupt, max_pixels, threads):
-    """Are IMAGE_A and IMAGE_B the same person? Prints the decision and the cosine score."""
+def verify(image_a, image_b, model, threshold, far, as_json, exit_code, fallback_crop, allow_corrupt, max_pixels,
+           threads):
+    """Are IMAGE_A and IMAGE_B the same person? Prints the decision, the cosine score and the
+    threshold with where it came from."""
+    far = far_value(far)
     pipe = open_pipeline(model, threads, allow_corrupt, max_pixels)
+    thr, thr_source = decision_threshold(threshold, far, pipe.embedder)
     faces, embs = [], []
     for path in (image_a, image_b):
         rgb = pipe.read(path)
@@ -102,20 +148,21 @@ def verify(image_a, image_b, model, threshold, as_json, fallback_crop, allow_cor
         faces.append(face)
         embs.append(emb)
     score = float(embs[0] @ embs[1])
-    thr = decision_threshold(threshold, pipe.embedder)
     same = None if thr is None else score >= thr
     if as_json:
         click.echo(json.dumps({"a": str(image_a), "b": str(image_b), "same": same, "score": round(score, 5),
-                               "threshold": thr, "model": str(pipe.embedder.path),
+                               "threshold": thr, "threshold_source": thr_source, "model": str(pipe.embedder.path),
                                "faces": [f.to_json() if f else None for f in faces],
                                "timings_ms": {k: round(v, 2) for k, v in pipe.times.medians().items()}}))
     elif thr is None:
         click.echo(f"cosine {score:.4f}")
     else:
         verdict = "same person" if same else "different people"
-        click.echo(f"{verdict}: cosine {score:.4f} {'>=' if same else '<'} threshold {thr:.4f}")
+        click.echo(f"{verdict}: cosine {score:.4f} {'>=' if same else '<'} threshold {thr:.4f} ({thr_source})")
     if thr is None:
         raise EdgefaceError(NO_THRESHOLD.format(model=pipe.embedder.path.name))
+    if exit_code and not same:
+        raise click.exceptions.Exit(1)
 
 
 # ---- enroll ---------------------------------------------------------------------------------
@@ -191,17 +238,18 @@ def enroll(name, images, gallery, model, fallback_crop, allow_corrupt, max_pixel
 @click.option("--video", type=click.Path(path_type=Path), default=None, help="Read frames from a video file.")
 @gallery_option
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Candidates to report per face.")
-@click.option("--output", type=click.Path(path_type=Path), default=None,
+@click.option("--output", type=click.Path(path_type=Path), default=None, callback=output_path,
               help="Stream mode: write frames with boxes and names to this video (.mp4/.avi).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stream mode: stop after N frames.")
 @click.option("--show", is_flag=True, help="Stream mode: also show a window (needs an OpenCV build with GUI).")
 @click.option("--json", "as_json", is_flag=True, help="Image mode: print JSON.")
 @model_option
 @threshold_option
+@far_option
 @fallback_option
 @image_options
 @threads_option
-def identify(image, camera, video, gallery, top_k, output, max_frames, show, as_json, model, threshold,
+def identify(image, camera, video, gallery, top_k, output, max_frames, show, as_json, model, threshold, far,
              fallback_crop, allow_corrupt, max_pixels, threads):
     """Name the faces in IMAGE, or in every frame of --camera N / --video FILE."""
     from edgeface.runtime.gallery import Gallery
@@ -216,18 +264,20 @@ def identify(image, camera, video, gallery, top_k, output, max_frames, show, as_
     g = Gallery.load(gallery, model_sha256=pipe.embedder.sha256, model_name=pipe.embedder.name)
     if not g.names:
         raise EdgefaceError(f"gallery {gallery} is empty: enroll people first")
-    thr = decision_threshold(threshold, pipe.embedder)
+    thr, thr_source = decision_threshold(threshold, far_value(far), pipe.embedder)
     if thr is None:
         raise EdgefaceError(NO_THRESHOLD.format(model=pipe.embedder.path.name))
+    if not as_json:
+        click.echo(f"edgeface: threshold {thr:.4f} ({thr_source})", err=True)
     if image is not None:
-        identify_image(pipe, g, image, top_k, thr, as_json, fallback_crop)
+        identify_image(pipe, g, image, top_k, thr, thr_source, as_json, fallback_crop)
     else:
         from edgeface.runtime.stream import run_stream
 
         run_stream(pipe, g, camera if camera is not None else video, top_k, thr, output, max_frames, show)
 
 
-def identify_image(pipe, g, image, top_k, thr, as_json, fallback_crop):
+def identify_image(pipe, g, image, top_k, thr, thr_source, as_json, fallback_crop):
     import numpy as np
 
     from edgeface.runtime.gallery import safe_text
@@ -241,7 +291,7 @@ def identify_image(pipe, g, image, top_k, thr, as_json, fallback_crop):
         found = [pipe.main_face(rgb, fallback_crop=True)]
     matches = pipe.match(np.stack([e for _, _, e in found]), g, top_k=top_k, threshold=thr)
     if as_json:
-        click.echo(json.dumps({"image": str(image), "threshold": thr, "faces": [
+        click.echo(json.dumps({"image": str(image), "threshold": thr, "threshold_source": thr_source, "faces": [
             {"face": f.to_json() if f else None, **m.to_json()} for (f, _, _), m in zip(found, matches)],
             "timings_ms": {k: round(v, 2) for k, v in pipe.times.medians().items()}}))
         return

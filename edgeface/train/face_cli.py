@@ -5,13 +5,18 @@ from pathlib import Path
 
 import click
 
+from edgeface.train.config import CONFIG_DIR
+
+# The names `--config` accepts, read from the shipped folder so the help never drifts from it.
+SHIPPED_FACE_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("face_*.toml"))
+
 
 @click.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
               help="Aligned face folder <identity>/<image>.png (from `edgeface align`).")
 @click.option("--out", "run_dir", required=True, type=click.Path(path_type=Path), help="Run directory.")
 @click.option("--config", "config_file", default=None,
-              help="TOML config file, or a shipped one by name: face_mnv2, face_micro, face_distill.")
+              help="TOML config file, or a shipped one by name: " + ", ".join(SHIPPED_FACE_CONFIGS) + ".")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override any config field, e.g. --set optim.lr=0.05 --set model.alpha=0.75 (repeatable).")
 @click.option("--resume", is_flag=True, help="Continue RUN_DIR from its last checkpoint (its config.toml is the base).")

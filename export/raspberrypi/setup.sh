@@ -4,7 +4,8 @@
 #
 #   bash export/raspberrypi/setup.sh [VENV_DIR]        (default: ~/edgeface-venv)
 #
-# Inside an edgeface checkout it installs that checkout; elsewhere it installs edgeface from PyPI.
+# It installs the wheel `make wheel` built (dist/edgeface-*.whl, copied beside this script or into the
+# current folder), else the edgeface checkout it sits in. edgeface is on no package index.
 # Extra pip options (e.g. a local wheel folder): PIP_ARGS="--find-links ./wheels" bash setup.sh
 set -euo pipefail
 
@@ -26,10 +27,14 @@ if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
     exit 2
 fi
 
-if [ -f "$REPO/pyproject.toml" ] && grep -q '^name = "edgeface"' "$REPO/pyproject.toml"; then
+WHEEL="$(ls -t "$HERE"/edgeface-*.whl ./edgeface-*.whl "$REPO"/dist/edgeface-*.whl 2>/dev/null | head -n 1 || true)"
+if [ -n "$WHEEL" ]; then
+    TARGET="$WHEEL[runtime]"
+elif [ -f "$REPO/pyproject.toml" ] && grep -q '^name = "edgeface"' "$REPO/pyproject.toml"; then
     TARGET="$REPO[runtime]"
 else
-    TARGET="edgeface[runtime]"
+    echo "setup.sh: error: no edgeface-*.whl here or beside setup.sh, and not in a checkout: run \`make wheel\` on the workstation and copy dist/edgeface-*.whl over" >&2
+    exit 2
 fi
 
 echo "setup.sh: creating $VENV"
