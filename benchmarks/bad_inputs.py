@@ -329,6 +329,10 @@ def build_cases() -> list[Case]:
               "data.extra=3", "train.epochs"):
         add(Case(f"train --set {s}", "train", ["train", "face", "--data", "in/data", "--out", "run", "--set", s], 2,
                  no_new=["run"]))
+    for opt in (["--epochs", "0"], ["--lr", "-1"], ["--lr", "nan"], ["--input-size", "3"], ["--batch-size", "0"],
+                ["--fine-tune-blocks", "-2"], ["--backbone", "alexnet"]):
+        add(Case(f"train expression {' '.join(opt)}", "train", ["train", "expression", "--data", "{expr}", "--out", "run",
+                                                               *opt], 2, no_new=["run"]))
     add(Case("train --config missing", "train", ["train", "face", "--data", "in/data", "--out", "run", "--config", "none.toml"],
              2, no_new=["run"]))
     add(Case("train --config broken TOML", "train", ["train", "face", "--data", "in/data", "--out", "run", "--config",
@@ -565,7 +569,8 @@ def run_case(case: Case, inputs: Path, lfw: Path, root: Path) -> Result:
     if case.setup:
         case.setup(c)
     env = cli_env(**case.env)
-    args = [str(a).replace("{lfw}", str(lfw)) for a in case.args]
+    args = [str(a).replace("{lfw}", str(lfw)).replace("{expr}", str(lfw.parents[1] / "expressions" / "ckplus48"))
+            for a in case.args]
     before = {k: v for k, v in snapshot(c).items() if not k.startswith("in/")}
     precious = {p: (c / p).read_bytes() for p in case.precious if (c / p).is_file()}
     t0 = time.time()

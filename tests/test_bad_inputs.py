@@ -286,6 +286,15 @@ def test_train_config_refused_before_tensorflow(work, tmp_path, setting):
     assert time.time() - t0 < 20 and not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("option", [["--epochs", "0"], ["--lr", "-1"], ["--lr", "nan"], ["--input-size", "3"]])
+def test_expression_train_options_refused_before_tensorflow(tmp_path, expressions_root, option):
+    t0 = time.time()
+    out = run_cli(["train", "expression", "--data", expressions_root / "ckplus48", "--out", tmp_path / "run", *option],
+                  cwd=tmp_path)
+    one_line_error(out, 2)
+    assert time.time() - t0 < 20 and not (tmp_path / "run").exists()
+
+
 def test_zero_byte_image_in_training_data_named_before_tensorflow(work, tmp_path):
     data = tmp_path / "data"
     for who in ("p1", "p2", "p3"):

@@ -28,6 +28,7 @@ from edgeface.utils.progress import progress
 BACKBONES = ("mobilenetv2", "resnet50", "vgg16", "densenet121", "cnn")
 TASK = "expression_classification"
 PIXEL_NORMALIZATION = {"mean": 127.5, "std": 127.5}
+MIN_INPUT_SIZE = 32  # the backbones downsample by up to 32x
 
 
 @dataclass
@@ -85,8 +86,16 @@ def load_config(path: str | os.PathLike | None, overrides: dict) -> ExpressionCo
         cfg.weights = None
     if cfg.backbone not in BACKBONES:
         raise EdgefaceError(f"unknown backbone {cfg.backbone!r}; choose from {', '.join(BACKBONES)}")
-    if cfg.batch_size < 1 or cfg.epochs < 0 or cfg.fine_tune_blocks < 0 or cfg.augment_copies < 0:
-        raise EdgefaceError("batch_size must be >= 1 and epochs / fine_tune_blocks / augment_copies >= 0")
+    if cfg.batch_size < 1 or cfg.epochs < 1 or cfg.fine_tune_blocks < 0 or cfg.augment_copies < 0:
+        raise EdgefaceError("batch_size and epochs must be >= 1 and fine_tune_blocks / augment_copies >= 0")
+    if cfg.fine_tune_blocks and cfg.fine_tune_epochs < 1:
+        raise EdgefaceError(f"fine_tune_epochs must be >= 1 with fine_tune_blocks, got {cfg.fine_tune_epochs}")
+    for name in ("lr", "fine_tune_lr"):
+        value = getattr(cfg, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise EdgefaceError(f"{name} must be a positive number, got {value!r}")
+    if cfg.input_size is not None and cfg.input_size < MIN_INPUT_SIZE:
+        raise EdgefaceError(f"input_size must be >= {MIN_INPUT_SIZE} pixels, got {cfg.input_size}")
     if cfg.max_steps is not None and cfg.max_steps < 1:
         raise EdgefaceError(f"max_steps must be >= 1, got {cfg.max_steps}")
     return cfg
