@@ -124,7 +124,7 @@ def test_info_prints_card_ops_and_tensors(converted, capsys):
     text = capsys.readouterr().out
     assert text.startswith("face_int8.tflite: face_embedding, int8, ") and "matches its card" in text
     assert "ops (" in text and "CONV_2D" in text and "input:  [1, 112, 112, 3] float32; RGB" in text
-    assert "LFW:    not measured" in text and len(text.splitlines()) <= 15
+    assert "accuracy: not measured" in text and len(text.splitlines()) <= 15
     assert main(["info", str(path), "--json", "--tensors"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["card_matches_file"] is True and report["bytes"] == path.stat().st_size

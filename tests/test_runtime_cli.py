@@ -127,7 +127,7 @@ def test_verify_uses_card_threshold_or_asks_for_one(capsys, bare_model, carded_m
     code, out, _ = run(capsys, "verify", a, b, "--model", carded_model)
     assert code == 0 and "threshold 0.4200" in out
     assert out.startswith(("same person: cosine", "different people: cosine"))
-    assert "(face.json: best LFW accuracy, TAR 0.900 at FAR 0.100)" in out
+    assert "(face.json: best accuracy, TAR 0.900 at FAR 0.100)" in out
     code, out, err = run(capsys, "verify", a, b, "--model", bare_model)
     assert code == 2 and out.startswith("cosine ")
     assert err.strip().splitlines() == [err.strip()] and "--threshold" in err
@@ -137,7 +137,7 @@ def test_verify_far_operating_point_and_exit_code(capsys, carded_model, lfw_file
     a, b = lfw_files("Aaron_Eckhart", 1), lfw_files("Colin_Powell", 1)
     code, out, _ = run(capsys, "verify", a, a, "--model", carded_model, "--far", "1e-3", "--exit-code")
     assert code == 0 and out.startswith("same person: ")
-    assert "threshold 0.9700 (face.json: far_1e-3, LFW TAR 0.500 at FAR 0.0010)" in out
+    assert "threshold 0.9700 (face.json: far_1e-3, TAR 0.500 at FAR 0.0010)" in out
     code, out, _ = run(capsys, "verify", a, b, "--model", carded_model, "--far", "0.001", "--json")
     assert code == 0 and json.loads(out)["threshold"] == 0.97 and json.loads(out)["same"] is False
     assert "far_1e-3" in json.loads(out)["threshold_source"]

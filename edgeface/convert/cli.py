@@ -259,15 +259,15 @@ def card_summary(model: Path, report: dict, card: dict) -> list[str]:
     lines.append(f"output: {_tensor_line(report['outputs'][0])}" + (f"; {kind}" if kind else ""))
     v = card.get("verification") or {}
     if v:
-        lines.append(f"LFW:    {100 * v['lfw_accuracy']:.2f}% +- {100 * v['std']:.2f} (10-fold), AUC {v['auc']:.4f}, "
-                     f"TAR {v['tar_at_far_1e-3']:.3f} at FAR 1e-3 ({v.get('date', '')[:10]})")
+        lines.append(f"accuracy: {100 * v['lfw_accuracy']:.2f}% +- {100 * v['std']:.2f} (k-fold) on {v.get('pairs')}, "
+                     f"AUC {v['auc']:.4f}, TAR {v['tar_at_far_1e-3']:.3f} at FAR 1e-3 ({v.get('date', '')[:10]})")
         points = v.get("operating_points") or {"best_accuracy": {"threshold": v["threshold"]}}
         lines.append("thresholds (cosine; verify/identify use best_accuracy unless given --far RATE or --threshold X):")
         for name, p in points.items():
             rates = f"  TAR {p['tar']:.3f}  FAR {p['far']:.4f}" if "tar" in p else ""
             lines.append(f"  {name:<14} {p['threshold']:.4f}{rates}")
     elif card.get("task", "face_embedding") == "face_embedding":
-        lines.append("LFW:    not measured (`edgeface bench MODEL --lfw DIR --update-cards` records accuracy and thresholds)")
+        lines.append("accuracy: not measured (`edgeface bench MODEL --lfw DIR --update-cards` records it and the thresholds)")
     if card.get("training_data"):
         lines.append(f"trained on: {portable(card['training_data'])}")
     if (card.get("teacher") or {}).get("name"):

@@ -70,6 +70,7 @@ def decision_threshold(threshold: float | None, far: float | None, embedder) -> 
         return threshold, "--threshold"
     card_name = embedder.path.with_suffix(".json").name
     verification = embedder.card.get("verification") or {}
+    on = f" on {verification['pairs']}" if verification.get("pairs") else ""  # the pairs the bench measured
     if far is not None:
         from edgeface.bench.verification import far_key
 
@@ -80,12 +81,12 @@ def decision_threshold(threshold: float | None, far: float | None, embedder) -> 
             have = ", ".join(k.removeprefix("far_") for k in points if k.startswith("far_")) or "none"
             raise EdgefaceError(f"the model card {card_name} has no operating point at FAR {key.removeprefix('far_')} "
                                 f"(it has: {have}; `edgeface bench --update-cards` writes them); pass --threshold T")
-        return float(point["threshold"]), f"{card_name}: {key}, LFW TAR {point['tar']:.3f} at FAR {point['far']:.4f}"
+        return float(point["threshold"]), f"{card_name}: {key}, TAR {point['tar']:.3f} at FAR {point['far']:.4f}{on}"
     if embedder.threshold is None:
         return None, None
     best = (verification.get("operating_points") or {}).get("best_accuracy") or {}
     tar = f", TAR {best['tar']:.3f} at FAR {best['far']:.3f}" if "tar" in best else ""
-    return embedder.threshold, f"{card_name}: best LFW accuracy{tar}"
+    return embedder.threshold, f"{card_name}: best accuracy{tar}{on}"
 
 
 NO_THRESHOLD = ("no decision threshold: the model card of {model} has no verification.threshold "
