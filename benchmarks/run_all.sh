@@ -16,6 +16,7 @@ LFW="$DATA/lfw/lfw-deepfunneled"
 #    between dtypes; expression classifiers on their dataset. Records the LFW threshold in each card.
 nice -n 10 "$EF" bench models/*.tflite --lfw "$LFW" --pairs "$DATA/lfw/pairs.txt" \
   --expr-data "$DATA/expressions/ckplus48" --expr-data "$DATA/expressions/fer2013" --expr-data "$DATA/expressions/jaffe" \
+  --teacher-latency ../shared/teachers/mobilefacenet-ncnn \
   --json "$OUT/bench.json" --markdown "$OUT/bench.md" --plots "$OUT" --update-cards
 
 # 2. The README's "Shipped models" table, from the results just written.

@@ -1,0 +1,1 @@
+"""Pretrained embedders from other formats as flat tf-keras models (edgeface import)."""
