@@ -33,7 +33,8 @@ def table(bench: dict) -> str:
         name = Path(m["path"]).stem
         card = _card(m["path"])
         arena = ((card.get("micro") or {}).get("arena_bytes"))
-        label = f"`{name}`" + (f" (MCU tier, TFLM arena {arena:,} B)" if arena else "")
+        tier = "MCU tier, " if "micro" in name else ""
+        label = f"`{name}`" + (f" ({tier}TFLM arena {arena:,} B)" if arena else "")
         budget = f"{m['budget']:,} {'ok' if m['budget_ok'] else 'OVER'}" if m.get("budget") else "-"
         lat = (m.get("latency_ms") or {}).get("median")
         e2e = (m.get("end_to_end_ms") or {}).get("median")
