@@ -60,3 +60,20 @@ def teachers_root() -> Path:
     if root is None or not (root / "teachers").is_dir():
         pytest.skip("teacher models not found: ../shared/teachers")
     return root / "teachers"
+
+
+def aligned_celeba_subset(tmp_path_factory, celeba_root: Path, n_ids: int, per_id: int) -> Path:
+    """The first n_ids CelebA identities with >= per_id photos, per_id each, aligned by the real
+    MTCNN pipeline into a temporary folder (<identity>/<crop>.png)."""
+    from edgeface.align.pipeline import align_folder
+
+    src = tmp_path_factory.mktemp("celeba_src")
+    ids = [d for d in sorted(celeba_root.iterdir()) if d.is_dir() and len(list(d.iterdir())) >= per_id][:n_ids]
+    for d in ids:
+        (src / d.name).mkdir()
+        for f in sorted(d.iterdir())[:per_id]:
+            os.symlink(f, src / d.name / f.name)
+    dst = tmp_path_factory.mktemp("celeba_aligned")
+    summary = align_folder(src, dst, workers=0)
+    assert summary["total"] == n_ids * per_id
+    return dst

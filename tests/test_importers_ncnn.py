@@ -6,30 +6,20 @@ interpreter; every numeric claim is checked against an independent numpy computa
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import numpy as np
 import pytest
 
 from edgeface.cli import main
+from conftest import aligned_celeba_subset
 
 N_IDS, PER_ID = 3, 4
 
 
 @pytest.fixture(scope="module")
 def aligned(tmp_path_factory, celeba_root):
-    from edgeface.align.pipeline import align_folder
-
-    src = tmp_path_factory.mktemp("celeba_src")
-    ids = [d for d in sorted(celeba_root.iterdir()) if d.is_dir() and len(list(d.iterdir())) >= PER_ID][:N_IDS]
-    for d in ids:
-        (src / d.name).mkdir()
-        for f in sorted(d.iterdir())[:PER_ID]:
-            os.symlink(f, src / d.name / f.name)
-    dst = tmp_path_factory.mktemp("celeba_aligned")
-    align_folder(src, dst, workers=0)
-    return dst
+    return aligned_celeba_subset(tmp_path_factory, celeba_root, N_IDS, PER_ID)
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,13 @@ The set: 10 CelebA identities x 4 images, aligned with the real MTCNN pipeline (
 per session. A small net (alpha 0.35, 96 px input) keeps the whole module well under a minute of CPU.
 """
 import json
-import os
 
 import pytest
 
 import edgeface  # noqa: F401
 
 from edgeface.cli import main
+from conftest import aligned_celeba_subset
 from edgeface.train.common import read_log
 
 N_IDS, PER_ID = 10, 4
@@ -24,18 +24,7 @@ SMALL = ["--set", "model.name=mobilenetv2", "--set", "model.alpha=0.35", "--set"
 
 @pytest.fixture(scope="session")
 def tiny_aligned(tmp_path_factory, celeba_root):
-    from edgeface.align.pipeline import align_folder
-
-    src = tmp_path_factory.mktemp("celeba_src")
-    ids = [d for d in sorted(celeba_root.iterdir()) if d.is_dir() and len(list(d.iterdir())) >= PER_ID][:N_IDS]
-    for d in ids:
-        (src / d.name).mkdir()
-        for f in sorted(d.iterdir())[:PER_ID]:
-            os.symlink(f, src / d.name / f.name)
-    dst = tmp_path_factory.mktemp("celeba_aligned")
-    summary = align_folder(src, dst, workers=0)
-    assert summary["total"] == N_IDS * PER_ID
-    return dst
+    return aligned_celeba_subset(tmp_path_factory, celeba_root, N_IDS, PER_ID)
 
 
 def _train(data, out, *args):

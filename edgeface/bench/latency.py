@@ -23,16 +23,21 @@ def summarise_ms(seconds: list[float]) -> dict:
             "mean": round(float(ms.mean()), 4), "min": round(float(ms.min()), 4), "runs": int(len(ms))}
 
 
-def time_invocations(model: TFLiteModel, x: np.ndarray, runs: int, warmup: int) -> list[float]:
-    """Seconds per single-example invoke, after `warmup` untimed runs (caches, XNNPACK packing)."""
+def time_calls(fn, runs: int, warmup: int) -> list[float]:
+    """Seconds per call of `fn()`, after `warmup` untimed calls (caches, XNNPACK packing)."""
     for _ in range(warmup):
-        model.run_one(x)
+        fn()
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        model.run_one(x)
+        fn()
         times.append(time.perf_counter() - t0)
     return times
+
+
+def time_invocations(model: TFLiteModel, x: np.ndarray, runs: int, warmup: int) -> list[float]:
+    """Seconds per single-example invoke (quantise + invoke + dequantise)."""
+    return time_calls(lambda: model.run_one(x), runs, warmup)
 
 
 def sample_input(model: TFLiteModel, face: np.ndarray | None = None) -> np.ndarray:
@@ -134,11 +139,5 @@ def ncnn_latency(teacher_dir: str | os.PathLike, face: np.ndarray | None, runs: 
     teacher = load_teacher(teacher_dir, num_threads=1)
     crop = face if face is not None and face.shape == (112, 112, 3) else np.full((112, 112, 3), 128, np.uint8)
     batch = np.ascontiguousarray(crop[None].astype(np.uint8))
-    for _ in range(warmup):
-        teacher.embed(batch)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        teacher.embed(batch)
-        times.append(time.perf_counter() - t0)
+    times = time_calls(lambda: teacher.embed(batch), runs, warmup)
     return {"name": teacher.name, "path": str(teacher_dir), "threads": 1, **summarise_ms(times)}
