@@ -66,6 +66,23 @@ def test_other_model_is_refused(tmp_path):
     assert Gallery.load(path, SHA_A).names == ["alice"]  # the refused enroll changed nothing
 
 
+def test_gallery_of_the_renamed_student_names_its_file(tmp_path):
+    """Galleries enrolled with the MobileNetV2 student (the default model until session 5) are
+    refused by the new default and told which shipped file they were made with."""
+    import json
+
+    repo = Path(__file__).resolve().parents[1]
+    card = repo / "models" / "edgeface_face_mnv2_int8.json"
+    if not card.is_file():
+        pytest.skip("shipped MobileNetV2 student not present")
+    old_sha = json.loads(card.read_text())["sha256"]
+    new_sha = json.loads((repo / "models" / "edgeface_face_int8.json").read_text())["sha256"]
+    path = tmp_path / "g.npz"
+    enroll(path, "alice", unit(np.random.RandomState(1)), ["a.jpg"], old_sha, "edgeface_face_int8")
+    with pytest.raises(EdgefaceError, match=r"another model .*--model .*edgeface_face_mnv2_int8\.tflite"):
+        Gallery.load(path, model_sha256=new_sha, model_name="edgeface_face_int8")
+
+
 def test_invalid_files_are_one_line_errors(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip at all")

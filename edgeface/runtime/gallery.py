@@ -77,6 +77,22 @@ def clean_stale_temp_files(path: Path) -> list[Path]:
     return stale
 
 
+def _model_hint(sha256: str) -> str:
+    """Name the shipped model a gallery was made with, if it is still here under another name
+    (the MobileNetV2 student became edgeface_face_mnv2_int8 when the default model changed)."""
+    import json
+
+    from edgeface.utils.paths import REPO_ROOT
+
+    for card in sorted((REPO_ROOT / "models").glob("*.json")):
+        try:
+            if json.loads(card.read_text()).get("sha256") == sha256:
+                return f", or keep using it with --model {card.with_suffix('.tflite')}"
+        except (OSError, ValueError, AttributeError):
+            continue
+    return ""
+
+
 class Gallery:
     def __init__(self, path: str | os.PathLike, model_sha256: str, model_name: str = "", dim: int | None = None):
         self.path = Path(path)
@@ -128,7 +144,7 @@ class Gallery:
             raise EdgefaceError(
                 f"gallery {path} was made with another model ({g.model_name or '?'}, sha256 {g.model_sha256[:12]}) "
                 f"than {model_name or 'this model'} (sha256 {model_sha256[:12]}): embeddings of different models "
-                f"cannot be compared; enroll again into a new gallery file")
+                f"cannot be compared; enroll again into a new gallery file" + _model_hint(g.model_sha256))
         return g
 
     # ---- writing -------------------------------------------------------------------------
