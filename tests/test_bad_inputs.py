@@ -90,7 +90,7 @@ def test_write_baseline_merges_unless_replace(work, tmp_path):
     base = json.loads(baseline.read_text())
     assert set(base["models"]) == names  # the other models' entries are kept
     entry = base["models"]["edgeface_face_int8.tflite"]
-    assert entry["sha256"] and entry["ops"][:2] == ["QUANTIZE", "CONV_2D"]
+    assert entry["sha256"] and entry["ops"][0] == "QUANTIZE" and "CONV_2D" in entry["ops"]
     out = run_cli(["bench", "--write-baseline", baseline, m, "--replace"], cwd=tmp_path)
     assert out.rc == 0 and set(json.loads(baseline.read_text())["models"]) == {"edgeface_face_int8.tflite"}
 
