@@ -17,8 +17,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from edgeface.errors import EdgefaceError, run_main
 
 STEPS = [("s1_import_float32", "imported float32"),

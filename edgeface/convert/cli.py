@@ -131,14 +131,7 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
         over += o
 
     if c_array:
-        from edgeface.convert.micro import export_micro
-        for card in cards:
-            if card["dtype"] in MICRO_DTYPES:
-                info = export_micro(Path(out_dir) / card["file"])
-                click.echo(f"  micro: {out_dir / info['dir']}/ ({len(info['ops'])} ops, arena {info['arena_bytes']:,} B, "
-                           f"{info['arena_method'].split(':')[0]})")
-            else:
-                click.echo(f"  micro: skipped {card['file']} (TFLite Micro runs int8 and float32 models only)")
+        _export_micro(cards, out_dir)
 
     for card in cards:
         q = card["input"]["quantization"]
@@ -147,6 +140,19 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
                    + f", sha256 {card['sha256'][:12]}")
     if over:
         raise CheckFailed(over_budget_message(over) + " (drop those --dtypes, shrink the model, or --budget 0 for no limit)")
+
+
+def _export_micro(cards: list[dict], out_dir: Path) -> None:
+    """TFLite Micro C arrays for the int8/float32 artifacts just written."""
+    from edgeface.convert.micro import export_micro
+
+    for card in cards:
+        if card["dtype"] in MICRO_DTYPES:
+            info = export_micro(Path(out_dir) / card["file"])
+            click.echo(f"  micro: {out_dir / info['dir']}/ ({len(info['ops'])} ops, arena {info['arena_bytes']:,} B, "
+                       f"{info['arena_method'].split(':')[0]})")
+        else:
+            click.echo(f"  micro: skipped {card['file']} (TFLite Micro runs int8 and float32 models only)")
 
 
 def _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget, extra, c_array, step, finetune_steps,
@@ -183,11 +189,7 @@ def _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget, ext
     for card in cards:
         click.echo(f"{out_dir / card['file']}: {card['dtype']}, {card['bytes']:,} bytes, sha256 {card['sha256'][:12]}")
     if c_array:
-        from edgeface.convert.micro import export_micro
-        for card in cards:
-            if card["dtype"] in MICRO_DTYPES:
-                info = export_micro(Path(out_dir) / card["file"])
-                click.echo(f"  micro: {out_dir / info['dir']}/ ({len(info['ops'])} ops, arena {info['arena_bytes']:,} B)")
+        _export_micro(cards, out_dir)
     if over:
         from edgeface.convert.tflite import over_budget_message
         raise CheckFailed(over_budget_message(over))

@@ -40,7 +40,8 @@ def verification_faces(faces_dir: Path, count: int, size: int):
 
     refuse_lfw(faces_dir)
     # crops live in <identity>/ folders; `edgeface align` also leaves a summary picture at the top
-    found = [f for f in list_images(faces_dir) if f.parent != Path(faces_dir)] or list_images(faces_dir)
+    listed = list_images(faces_dir)
+    found = [f for f in listed if f.parent != Path(faces_dir)] or listed
     files = sample_files(found, count)
     crops = [read_image(f) for f in files]
     bad = [f.name for f, c in zip(files, crops) if c.shape != (size, size, 3)]

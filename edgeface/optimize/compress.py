@@ -165,10 +165,9 @@ def fit_budget(model, train_x: np.ndarray, val_x: np.ndarray, budget: int, per_c
                lr: float = 5e-5, threshold: float = 0.1, importance: str = "activation", calib_count: int = 300,
                log=print) -> Result:
     """Prune `step` of the prunable channels per round until the int8 file fits `budget`."""
-    teacher = model
-    x, targets = with_flips(train_x), None
-    targets = predict(teacher, x)
-    val_targets = predict(teacher, val_x)
+    x = with_flips(train_x)
+    targets = predict(model, x)  # the unpruned float model is the teacher of every round
+    val_targets = predict(model, val_x)
     calib = train_x[:calib_count]
     total = sum(g.units for g in all_groups(model))
     current = model
