@@ -72,9 +72,12 @@ def table(bench_json: Path, final_card: Path, md: Path) -> None:
               "| round | channels removed | int8 bytes | params | val cosine after pruning | after recovery | val loss change | accepted |",
               "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rounds:
-        lines.append(f"| {r['round']} | {r.get('removed', 0)} | {r['bytes']:,} | {r['params']:,} | "
+        params = f"{r['params']:,}" if "params" in r else "-"
+        what = (f"final recovery ({r['steps']} steps, best at {r['best_step']})" if r["round"] == "final"
+                else r["round"])
+        lines.append(f"| {what} | {r.get('removed', 0)} | {r['bytes']:,} | {params} | "
                      f"{r.get('val_cosine_pruned', float('nan')):.4f} | {r['val_cosine']:.4f} | "
-                     f"{r.get('loss_change', 0.0):+.4f} | {r['accepted']} |")
+                     f"{r.get('loss_change', 0.0):+.4f} | {r.get('accepted', True)} |")
     md.write_text(md.read_text().split("<!-- table -->")[0] + "<!-- table -->\n" + "\n".join(lines) + "\n")
     print(f"{md}: {len(labels)} steps, {len(rounds)} rounds")
 

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgeface.cli import main
@@ -126,6 +127,15 @@ def test_lfw_people_among_celeba_are_dropped(tmp_path, mixed_aligned, teachers_r
     assert (c["faces"], c["dropped"], c["kept"]) == (16, 4, 12)
     kept = sorted(p.parent.name for p in (dst / "mixed").rglob("*.png"))
     assert len(kept) == 12 and not any(k.startswith("lfw_") for k in kept)
+    # Beside the clean set: the teacher's targets of every kept crop, under the crop's new path,
+    # equal to the embeddings computed from the original crops.
+    with np.load(dst / "teacher_mixed.npz") as z:
+        assert sorted(z["paths"].tolist()) == sorted(str(p.absolute()) for p in (dst / "mixed").rglob("*.png"))
+        with np.load(tmp_path / "cache" / "teacher_mixed.npz") as src:
+            by_path = dict(zip(src["paths"].tolist(), src["emb"]))
+            for path, emb in zip(z["paths"].tolist(), z["emb"]):
+                original = str((mixed_aligned["train"] / Path(path).relative_to(dst / "mixed")).absolute())
+                np.testing.assert_allclose(emb, by_path[original], atol=1e-6)
     # A threshold above every cosine drops nothing; a rerun is served from the cache.
     assert main(["data", "lfw-overlap", str(mixed_aligned["train"]), "--lfw", str(mixed_aligned["lfw"]),
                  "--teacher", str(teacher), "--out", str(tmp_path / "c2"), "--cache", str(tmp_path / "cache"),

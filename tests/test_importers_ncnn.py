@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,3 +135,18 @@ def test_activation_pruning_with_refit_beats_no_refit(imported, aligned):
         cos[refit] = float(np.mean(np.sum(_unit(pruned(x)) * ref, axis=1)))
         assert sum(g.units for g in all_groups(pruned)) == total - int(0.08 * total)
     assert cos[True] > cos[False] and cos[True] > 0.9
+
+
+def test_convert_fit_checks_its_recovery_faces_and_teacher_first(imported, aligned, tmp_path, capsys):
+    """--fit-faces must exist; --fit-teacher must compute the run's float model (its outputs become
+    the recovery targets): another embedder is refused with a one-line error, nothing written."""
+    out = tmp_path / "models"
+    base = ["convert", str(imported), "--out", str(out), "--budget", str(10 ** 9), "--calib", str(aligned),
+            "--dtypes", "int8", "--fit-images", "16"]
+    assert main(base + ["--fit-faces", str(tmp_path / "nope")]) == 2
+    assert "face folder not found" in capsys.readouterr().err
+    other = Path(__file__).resolve().parents[1] / "models" / "edgeface_face_mnv2_float32.tflite"
+    assert main(base + ["--fit-faces", str(aligned), "--fit-teacher", str(other)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "does not compute the run's float model" in err[-1] and len(err[-1]) < 300
+    assert not out.exists() or not list(out.glob("*.tflite"))

@@ -69,3 +69,59 @@ def test_fit_budget_reaches_the_budget_and_records_rounds(celeba_root):
     # the deploy form computes what the pruned float model computes (PReLU split is exact)
     np.testing.assert_allclose(np.asarray(result.deploy(x[64:])), np.asarray(result.model(x[64:])),
                                rtol=1e-3, atol=1e-3)
+
+
+def test_faces_batch_mirrors_the_chosen_crops_and_takes_their_mirror_targets():
+    from edgeface.optimize.compress import Faces
+
+    x = np.arange(3 * 2 * 4 * 3, dtype=np.float32).reshape(3, 2, 4, 3)
+    targets = np.stack([np.full((3, 5), 1.0), np.full((3, 5), -1.0)], axis=1) * np.arange(1, 4)[:, None, None]
+    faces = Faces(x.astype(np.float16), targets)
+    xb, yb = faces.batch(np.array([0, 2]), np.array([False, True]))
+    np.testing.assert_array_equal(xb[0], x[0])
+    np.testing.assert_array_equal(xb[1], x[2][:, ::-1])  # mirrored = width axis reversed
+    np.testing.assert_array_equal(yb, [np.full(5, 1.0), np.full(5, -3.0)])
+    fx, fy = faces.with_flips()
+    assert fx.shape == (6, 2, 4, 3) and fy.shape == (6, 5) and fy[3, 0] == -1.0
+    with pytest.raises(Exception, match="targets of shape"):
+        Faces(x, targets[:, 0])
+
+
+@pytest.mark.slow
+def test_fit_budget_final_recovery_keeps_the_best_and_resumes(celeba_root, tmp_path):
+    from edgeface.optimize.compress import Faces, fit_budget, recover
+
+    x = _faces(celeba_root)
+    model = _net()
+    train, val = Faces.from_model(model, x[:64]), Faces.from_model(model, x[64:])
+    student = _net()
+    student.set_weights([w + np.random.default_rng(2).normal(0, 0.05, w.shape).astype(np.float32)
+                         for w in model.get_weights()])
+    losses = recover(student, train, 30, batch_size=16, lr=1e-3)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])  # distilling towards the teacher lowers the loss
+
+    logs = []
+    kw = dict(step=0.1, max_rounds=1, finetune_steps=2, calib_count=32, final_steps=4, eval_every=2,
+              work_dir=tmp_path / "fit", log=logs.append)
+    first = fit_budget(model, train, val, 10 ** 9, **kw)
+    final = first.rounds[-1]
+    assert final["round"] == "final" and [c["step"] for c in final["curve"]] == [2, 4]
+    best = min([first.rounds[0]["val_loss"]] + [c["val_loss"] for c in final["curve"]])
+    assert final["best_val_loss"] == pytest.approx(best, abs=1e-5)
+    assert (tmp_path / "fit" / "state.json").exists() and (tmp_path / "fit" / "round_0.keras").exists()
+    logs.clear()
+    again = fit_budget(model, train, val, 10 ** 9, **kw)  # same settings: nothing recomputed
+    assert any("resuming" in line for line in logs)
+    assert again.rounds[-1]["curve"] == final["curve"]
+
+
+def test_load_faces_split_leaves_excluded_identities_out(celeba_root):
+    from edgeface.optimize.compress import load_faces_split
+
+    people = sorted(p.name for p in celeba_root.iterdir() if p.is_dir())[:2]
+    n_images = sum(1 for p in (celeba_root / people[0]).rglob("*.jpg"))
+    train, val, info = load_faces_split(celeba_root, (112, 112, 3), 127.5, 127.5, exclude=(people[0], "no-such-id"),
+                                        as_paths=True)
+    assert info["excluded_images"] == n_images > 0
+    assert not any(f"/{people[0]}/" in p for p in train + val)
+    assert any(f"/{people[1]}/" in p for p in train + val)

@@ -7,6 +7,7 @@ Micro C array. Calibration and fine-tune images are *training* faces (never LFW)
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -52,9 +53,22 @@ FINETUNE_COUNT = 1000
 @click.option("--fit-steps", "fit_finetune_steps", type=click.IntRange(min=0), default=300, show_default=True,
               help="With --fit: recovery fine-tune steps per round.")
 @click.option("--fit-images", type=click.IntRange(min=16), default=2000, show_default=True,
-              help="With --fit: training faces for recovery and calibration (identity-disjoint from the validation faces).")
+              help="With --fit: faces of --calib for recovery and calibration (identity-disjoint from the validation faces).")
+@click.option("--fit-faces", "fit_faces", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="With --fit: more aligned faces for recovery, no labels needed (repeatable; e.g. `edgeface data "
+                   "lfw-overlap` output sets). Never LFW.")
+@click.option("--fit-teacher", default=None,
+              help="With --fit: embedder whose outputs are the recovery targets; it must compute the run's float model "
+                   "(checked, cosine >= 0.999), e.g. the ncnn source of an import, whose caches the data "
+                   "commands wrote [default: the run's float model].")
+@click.option("--fit-activation", type=click.Choice(["prelu", "leaky", "relu"]), default="prelu", show_default=True,
+              help="With --fit: keep PReLU (exact; split into 4 delegated int8 ops) or swap it for one LeakyReLU / "
+                   "ReLU per layer (2x faster int8, needs recovery).")
+@click.option("--fit-final-steps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --fit: a last recovery of this many steps, keeping the best-validation weights.")
 def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, per_tensor, c_array, prune_sparsity,
-            prune_steps, qat_steps, finetune_count, fit, fit_step, fit_finetune_steps, fit_images):
+            prune_steps, qat_steps, finetune_count, fit, fit_step, fit_finetune_steps, fit_images, fit_faces,
+            fit_teacher, fit_activation, fit_final_steps):
     """Convert MODEL (a run directory or a .keras file) to TFLite artifacts with model cards."""
     from edgeface.convert.calibration import load_calibration, refuse_lfw
     from edgeface.convert.source import load_source
@@ -78,7 +92,8 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
         fit = src.run.get("kind") == "imported" and "int8" in dtype_list
     if fit:
         return _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget_for("int8"), extra, c_array,
-                            fit_step, fit_finetune_steps, fit_images)
+                            FitOptions(fit_step, fit_finetune_steps, fit_images, fit_faces, fit_teacher,
+                                       fit_activation, fit_final_steps))
 
     needs_images = "int8" in dtype_list or prune_sparsity or qat_steps
     images = calib_info = None
@@ -155,36 +170,86 @@ def _export_micro(cards: list[dict], out_dir: Path) -> None:
             click.echo(f"  micro: skipped {card['file']} (TFLite Micro runs int8 and float32 models only)")
 
 
-def _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget, extra, c_array, step, finetune_steps,
-                 max_images):
-    """--fit: prune and recover until int8 fits, then write every dtype of the fitted model."""
-    import time
+@dataclass
+class FitOptions:
+    step: float
+    finetune_steps: int
+    max_images: int
+    faces: tuple = ()
+    teacher: str | None = None
+    activation: str = "prelu"
+    final_steps: int = 0
 
-    from edgeface.convert.tflite import convert_all
-    from edgeface.optimize.compress import fit_budget, load_faces_split
 
-    if not budget:
-        raise EdgefaceError("--fit needs a byte budget (--budget N)")
+def _fit_data(src, calib, opts: FitOptions, work_dir):
+    """(train Faces, val Faces, record): --calib split by identity (val = people recovery never sees),
+    plus the --fit-faces sets for training, with their teacher targets."""
+    import numpy as np
+
+    from edgeface.data.hygiene import LFW_PEOPLE_IN_CELEBA
+    from edgeface.optimize.compress import Faces, face_paths, load_crops, load_faces_split, teacher_targets
+    from edgeface.optimize.distill import mean_cosine, predict
+    from edgeface.teachers.base import KerasTeacher, load_teacher
+
     faces = calib or src.training_dir()
     if faces is None:
         raise EdgefaceError("--fit needs aligned training faces: pass --calib DIR")
+    extra_sets = [(Path(d), face_paths(d)) for d in opts.faces]  # validated before anything heavy
     norm = src.normalization()
-    train_x, val_x, split = load_faces_split(faces, src.input_shape, norm["mean"], norm["std"], max_train=max_images)
+    shape = src.input_shape
+    train_paths, val_paths, split = load_faces_split(faces, shape, norm["mean"], norm["std"],
+                                                     max_train=opts.max_images, exclude=LFW_PEOPLE_IN_CELEBA,
+                                                     as_paths=True)
+    val = Faces.from_model(src.model, load_crops(val_paths, shape, norm["mean"], norm["std"]))
+    if opts.teacher is None and not extra_sets:
+        train = Faces.from_model(src.model, load_crops(train_paths, shape, norm["mean"], norm["std"]))
+        return train, val, {**split, "teacher": "the run's float model"}
+    teacher = load_teacher(opts.teacher) if opts.teacher else KerasTeacher(src.path)
+    groups = [(Path(faces), train_paths)] + extra_sets
+    x = np.concatenate([load_crops(p, shape, norm["mean"], norm["std"], np.float16) for _, p in groups])
+    targets = np.concatenate([teacher_targets(teacher, root, p, work_dir / "targets") for root, p in groups])
+    probe = np.asarray(x[:64], np.float32)
+    agree = mean_cosine(predict(src.model, probe), targets[:64, 0], reduce=np.min)
+    if agree < 0.999:
+        raise EdgefaceError(f"--fit-teacher {opts.teacher} does not compute the run's float model (min cosine "
+                            f"{agree:.4f} on 64 training faces): recovery must distil from the unpruned model")
+    record = {**split, "teacher": teacher.describe(), "teacher_min_cosine_to_model": round(float(agree), 6),
+              "sets": [{"dir": str(root), "images": len(p)} for root, p in groups], "train_images": int(len(x))}
+    return Faces(x, targets), val, record
+
+
+def _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget, extra, c_array, opts: FitOptions):
+    """--fit: prune and recover until int8 fits, then write every dtype of the fitted model."""
+    import time
+
+    import numpy as np
+
+    from edgeface.convert.tflite import convert_all
+    from edgeface.optimize.compress import fit_budget
+
+    if not budget:
+        raise EdgefaceError("--fit needs a byte budget (--budget N)")
+    work_dir = (src.run_dir / "fit") if src.run_dir else (Path(out_dir) / f".{name}_fit")
+    train, val, split = _fit_data(src, calib, opts, work_dir)
     t0 = time.perf_counter()
-    result = fit_budget(src.model, train_x, val_x, budget, step=step, finetune_steps=finetune_steps,
-                        calib_count=calib_count, log=click.echo)
+    result = fit_budget(src.model, train, val, budget, step=opts.step, finetune_steps=opts.finetune_steps,
+                        calib_count=calib_count, activation=opts.activation, final_steps=opts.final_steps,
+                        work_dir=work_dir, log=click.echo)
+    activation = {"prelu": "PReLU split into delegatable ops", "leaky": "PReLU swapped for one LeakyReLU per layer",
+                  "relu": "PReLU swapped for ReLU"}[opts.activation]
     extra["optimization"] = {
-        "fit_budget": {"budget": budget, "step": step, "finetune_steps": finetune_steps,
+        "fit_budget": {"budget": budget, "step": opts.step, "finetune_steps": opts.finetune_steps,
+                       "final_steps": opts.final_steps, "activation": opts.activation,
                        "importance": "activation energy x outgoing weight norm, least-squares refit of the next conv",
                        "recovery": "self-distillation to the unpruned float model, flip augmentation",
-                       "int8": "cross-layer equalisation, PReLU split into delegatable ops, per-tensor weights",
+                       "int8": f"cross-layer equalisation, {activation}, per-tensor weights",
                        "faces": split, "seconds": round(time.perf_counter() - t0, 1), "rounds": result.rounds}}
-    extra["calibration"] = {**split, "count": min(calib_count, len(train_x))}
+    calib_x = np.asarray(train.x[:calib_count], np.float32)
+    extra["calibration"] = {"dir": split["dir"], "count": len(calib_x)}
     floats = [d for d in dtype_list if d != "int8"]
     cards, over = convert_all(result.model, out_dir, name, floats, None, False, extra, 0) if floats else ([], [])
     if "int8" in dtype_list:
-        c, o = convert_all(result.deploy, out_dir, name, ["int8"], train_x[:calib_count], False, extra, budget,
-                           per_channel=False)
+        c, o = convert_all(result.deploy, out_dir, name, ["int8"], calib_x, False, extra, budget, per_channel=False)
         cards, over = cards + c, over + o
     for card in cards:
         click.echo(f"{out_dir / card['file']}: {card['dtype']}, {card['bytes']:,} bytes, sha256 {card['sha256'][:12]}")

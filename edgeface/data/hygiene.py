@@ -41,6 +41,10 @@ from edgeface.utils.progress import progress
 # face is called an LFW person (measured on CelebA vs all of LFW, benchmarks/data_sets.md).
 OVERLAP_THRESHOLD = 0.5
 
+# CelebA identities of ../shared/data/faces/celeba that are LFW people (found by lfw-overlap,
+# checked by eye; benchmarks/data_sets.md): leakage, never train on them.
+LFW_PEOPLE_IN_CELEBA = ("7218", "7261", "7355", "7398")
+
 
 def image_files(root: Path) -> list[str]:
     """Relative paths of the images under root (sorted; hidden files and folders skipped)."""

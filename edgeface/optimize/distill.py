@@ -59,12 +59,13 @@ def distill_loss(student, teacher_outputs: np.ndarray, x: np.ndarray, task: str,
     return float(np.mean(np.asarray(fn(teacher_outputs.astype(np.float32), y.astype(np.float32)))))
 
 
-def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+def mean_cosine(a: np.ndarray, b: np.ndarray, reduce=np.mean) -> float:
+    """Row-wise cosine of a and b, reduced (mean by default; np.min for the worst row)."""
     a = a.reshape(len(a), -1)
     b = b.reshape(len(b), -1)
     a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return float(np.mean(np.sum(a * b, axis=1)))
+    return float(reduce(np.sum(a * b, axis=1)))
 
 
 def freeze_batchnorm(model) -> None:

@@ -27,7 +27,7 @@ def _keras():
 
 def scale_points(model) -> list[tuple[str, str]]:
     """(source, sink) pairs along every channel group: source's output channel c reaches sink's
-    input channel c through per-channel, positively homogeneous layers only (PReLU, padding)."""
+    input channel c through per-channel, positively homogeneous layers only (PReLU, LeakyReLU, ReLU, padding)."""
     L = _keras().layers
     pairs = []
     for g in all_groups(model):
@@ -37,7 +37,8 @@ def scale_points(model) -> list[tuple[str, str]]:
             if isinstance(layer, L.DepthwiseConv2D) or name == g.consumer:
                 pairs.append((src, name))
                 src = name
-            elif not isinstance(layer, (L.PReLU, L.ZeroPadding2D, L.Flatten, L.Dropout)):
+            elif not (isinstance(layer, (L.PReLU, L.LeakyReLU, L.ZeroPadding2D, L.Flatten, L.Dropout))
+                      or (isinstance(layer, L.ReLU) and layer.max_value is None and not layer.threshold)):
                 break  # BN, ReLU6 and the like are not homogeneous: stop this group here
     return pairs
 
@@ -121,29 +122,21 @@ def equalize_channels(model, x: np.ndarray, iterations: int = 2, max_scale: floa
     return report
 
 
-def split_prelu(model, alpha: float = -1.0, compact_names: bool = True):
-    """A copy of `model` with every PReLU as c1*x + c2*leaky_relu(x, alpha) (delegatable int8 ops).
+def rebuild(model, replace=None, compact_names: bool = True, name: str | None = None):
+    """A copy of a flat Functional model, layer by layer (one inbound node per layer).
 
-    x > 0: c1 + c2 = 1; x < 0: c1 + c2*alpha = a. alpha = -1 (|x|) keeps both coefficients
-    at most (1 + |a|) / 2, so neither branch widens the int8 range much.
-    compact_names: layers named l0, l1, ...: the .tflite stores every tensor's name, and long
-    fused names cost tens of KB in a 1 MB file.
+    replace(layer, inputs, new_name) may return an output tensor built from new layers, or None to
+    clone the layer with its weights. new_name(base) names a new layer. compact_names: layers named
+    l0, l1, ...: the .tflite stores every tensor's name, and long fused names cost tens of KB in a
+    1 MB file.
     """
     keras = _keras()
     L = keras.layers
-    replaced = {}
-
     counter = iter(range(10 ** 6))
 
-    def name(original: str) -> str:
+    def new_name(original: str) -> str:
         return f"l{next(counter)}" if compact_names else original
 
-    def clone(layer):
-        cfg = layer.get_config()
-        cfg["name"] = name(layer.name)
-        return layer.__class__.from_config(cfg)
-
-    # Rebuild the Functional graph layer by layer (flat models: one inbound node per layer).
     tensors = {}
     inp = L.Input(model.inputs[0].shape[1:], name="input")
     tensors[model.layers[0].name] = inp
@@ -152,24 +145,43 @@ def split_prelu(model, alpha: float = -1.0, compact_names: bool = True):
         parents = node.inbound_layers if isinstance(node.inbound_layers, list) else [node.inbound_layers]
         args = [tensors[p.name] for p in parents]
         arg = args if len(args) > 1 else args[0]
-        if isinstance(layer, L.PReLU) and len(layer.input_shape) == 4:
-            a = np.asarray(layer.get_weights()[0]).reshape(-1)
-            c = int(layer.input_shape[-1])
-            a = np.broadcast_to(a, (c,)).astype(np.float32)
-            c2 = (1.0 - a) / (1.0 - alpha)
-            lin = L.DepthwiseConv2D(1, use_bias=False, name=name(layer.name + "_lin"))
-            pos = L.LeakyReLU(alpha, name=name(layer.name + "_leaky"))
-            rel = L.DepthwiseConv2D(1, use_bias=False, name=name(layer.name + "_bent"))
-            out = L.Add(name=name(layer.name))([lin(arg), rel(pos(arg))])
-            replaced[layer.name] = (lin, rel, 1.0 - c2, c2)
-        else:
-            new = clone(layer)
+        out = replace(layer, arg, new_name) if replace else None
+        if out is None:
+            cfg = layer.get_config()
+            cfg["name"] = new_name(layer.name)
+            new = layer.__class__.from_config(cfg)
             out = new(arg)
             if layer.get_weights():
                 new.set_weights(layer.get_weights())
         tensors[layer.name] = out
-    new_model = keras.Model(inp, tensors[model.layers[-1].name], name="m" if compact_names else model.name)
-    for lin, rel, c1, c2 in replaced.values():
+    return keras.Model(inp, tensors[model.layers[-1].name],
+                       name=name or ("m" if compact_names else model.name))
+
+
+def split_prelu(model, alpha: float = -1.0, compact_names: bool = True):
+    """A copy of `model` with every PReLU as c1*x + c2*leaky_relu(x, alpha) (delegatable int8 ops).
+
+    x > 0: c1 + c2 = 1; x < 0: c1 + c2*alpha = a. alpha = -1 (|x|) keeps both coefficients
+    at most (1 + |a|) / 2, so neither branch widens the int8 range much.
+    """
+    L = _keras().layers
+    scales = []
+
+    def replace(layer, arg, new_name):
+        if not (isinstance(layer, L.PReLU) and len(layer.input_shape) == 4):
+            return None
+        a = np.asarray(layer.get_weights()[0]).reshape(-1)
+        a = np.broadcast_to(a, (int(layer.input_shape[-1]),)).astype(np.float32)
+        c2 = (1.0 - a) / (1.0 - alpha)
+        lin = L.DepthwiseConv2D(1, use_bias=False, name=new_name(layer.name + "_lin"))
+        bent = L.LeakyReLU(alpha, name=new_name(layer.name + "_leaky"))
+        rel = L.DepthwiseConv2D(1, use_bias=False, name=new_name(layer.name + "_bent"))
+        out = L.Add(name=new_name(layer.name))([lin(arg), rel(bent(arg))])
+        scales.append((lin, rel, 1.0 - c2, c2))
+        return out
+
+    new_model = rebuild(model, replace, compact_names)
+    for lin, rel, c1, c2 in scales:
         lin.set_weights([c1.reshape(1, 1, -1, 1)])
         rel.set_weights([c2.reshape(1, 1, -1, 1)])
     return new_model

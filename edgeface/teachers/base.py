@@ -158,14 +158,8 @@ def teacher_embeddings(teacher: Teacher, paths, cache_file: str | os.PathLike | 
             store = {}  # unreadable or old-format cache: recompute
 
     def save():
-        if cache_file is None or not store:
-            return
-        keys = sorted(store)
-        with atomic_path(cache_file) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, paths=np.array(keys), emb=np.stack([store[k][0] for k in keys]),
-                         emb_mirror=np.stack([store[k][1] for k in keys]), teacher_sha256=teacher.sha256,
-                         teacher=json.dumps(teacher.describe()))
+        if cache_file is not None and store:
+            save_cache(cache_file, teacher, store)
 
     missing = [p for p in dict.fromkeys(paths) if p not in store]
     done_since_save = 0
@@ -186,6 +180,24 @@ def teacher_embeddings(teacher: Teacher, paths, cache_file: str | os.PathLike | 
     emb = np.stack([store[p][0] for p in paths]) if paths else np.zeros((0, teacher.dim), np.float32)
     emb_m = np.stack([store[p][1] for p in paths]) if paths else np.zeros((0, teacher.dim), np.float32)
     return emb.astype(np.float32), emb_m.astype(np.float32)
+
+
+def save_cache(cache_file, teacher: Teacher, store: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Write {path: (embedding, mirror embedding)} atomically in the cache format above."""
+    keys = sorted(store)
+    with atomic_path(cache_file) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, paths=np.array(keys), emb=np.stack([store[k][0] for k in keys]),
+                     emb_mirror=np.stack([store[k][1] for k in keys]), teacher_sha256=teacher.sha256,
+                     teacher=json.dumps(teacher.describe()))
+
+
+def copy_cache(teacher: Teacher, src_paths, dst_paths, cache_file, out_file) -> int:
+    """The embeddings of src_paths (from cache_file, computing what is missing) stored under
+    dst_paths in out_file: e.g. for the hard-linked copies of a cleaned data set."""
+    emb, emb_m = teacher_embeddings(teacher, src_paths, cache_file)
+    save_cache(out_file, teacher, {os.path.abspath(d): (e, m) for d, e, m in zip(dst_paths, emb, emb_m)})
+    return len(emb)
 
 
 def _crop(img: np.ndarray, size: int) -> np.ndarray:
