@@ -3,11 +3,14 @@ int8 file costs. Writes one .tflite (+ card) per step under OUT, for `edgeface b
 side by side:
 
     .venv/bin/python benchmarks/compression_steps.py runs/mobilefacenet runs/mobilefacenet/steps
-    .venv/bin/edgeface bench runs/mobilefacenet/steps/*.tflite runs/mobilefacenet/models/edgeface_face_int8.tflite \
+    .venv/bin/edgeface bench runs/mobilefacenet/steps/s1_*.tflite runs/mobilefacenet/steps/s4_*.tflite models/edgeface_face_int8.tflite \
         --lfw cache/lfw/arcface112 --pairs ../shared/data/lfw/pairs.txt --teacher-latency ../shared/teachers/mobilefacenet-ncnn \
         --threads 1 --json benchmarks/results/compression/bench.json
     .venv/bin/python benchmarks/compression_steps.py --table benchmarks/results/compression/bench.json \
-        runs/mobilefacenet/models/edgeface_face_int8.json benchmarks/compression.md
+        models/edgeface_face_int8.json benchmarks/compression.md
+
+(s2 and s3 keep int8 PRELU, which XNNPACK does not run: 34 partitions and about 7 faces/s, an hour for
+LFW with flips on this machine; their bytes and speed are in compression.md's findings.)
 
 Steps: 1 the imported float32; 2 plain int8 per-channel (PReLU kept); 3 int8 per-tensor after
 cross-layer equalisation; 4 the same with PReLU split for XNNPACK (all unpruned); the shipped file
@@ -28,13 +31,15 @@ STEPS = [("s1_import_float32", "imported float32"),
 def write_steps(run_dir: Path, out: Path) -> None:
     from edgeface.convert.source import load_source
     from edgeface.convert.tflite import convert_all
+    from edgeface.data.hygiene import LFW_PEOPLE_IN_CELEBA
     from edgeface.optimize.compress import load_faces_split
     from edgeface.optimize.distill import clone_with_weights
     from edgeface.optimize.equalize import equalize_channels, split_prelu
 
     src = load_source(run_dir)
     norm = src.normalization()
-    train_x, _, split = load_faces_split(src.training_dir(), src.input_shape, norm["mean"], norm["std"])
+    train_x, _, split = load_faces_split(src.training_dir(), src.input_shape, norm["mean"], norm["std"],
+                                         max_train=2000, exclude=LFW_PEOPLE_IN_CELEBA)
     calib = train_x[:300]
     extra = {**src.card_extra(), "calibration": {**split, "count": len(calib)}}
     eq = clone_with_weights(src.model)

@@ -145,3 +145,13 @@ def test_interrupted_write_leaves_old_gallery_valid(tmp_path, die_at):
     # the next writer is not blocked by the dead one's lock and does not see its temp file
     enroll(path, "carol", unit(np.random.RandomState(4)), ["c"], SHA_A)
     assert Gallery.load(path, SHA_A).names == ["alice", "carol"]
+
+
+def test_gallery_of_a_retired_model_says_which_file_it_was(tmp_path):
+    from edgeface.runtime.gallery import RETIRED_MODELS
+
+    old_sha = next(iter(RETIRED_MODELS))
+    path = tmp_path / "g.npz"
+    enroll(path, "alice", unit(np.random.RandomState(1)), ["a.jpg"], old_sha, "edgeface_face_int8")
+    with pytest.raises(EdgefaceError, match=r"enroll again .*session 5 .*no longer shipped"):
+        Gallery.load(path, model_sha256=SHA_B, model_name="edgeface_face_int8")

@@ -77,10 +77,21 @@ def clean_stale_temp_files(path: Path) -> list[Path]:
     return stale
 
 
+# Shipped files that were replaced, by sha256: a gallery made with one is told what happened.
+RETIRED_MODELS = {
+    "088cf3aac6bc44ade9d6f4a4c295cc9c2581b93b07cd06cb9da8113406e1bc67":
+        "edgeface_face_int8 of session 5 (960,608 B, 98.97% LFW), replaced by a better-recovered file",
+}
+
+
 def _model_hint(sha256: str) -> str:
     """Name the shipped model a gallery was made with, if it is still here under another name
-    (the MobileNetV2 student became edgeface_face_mnv2_int8 when the default model changed)."""
+    (the MobileNetV2 student became edgeface_face_mnv2_int8 when the default model changed), or
+    say which retired file it was."""
     import json
+
+    if sha256 in RETIRED_MODELS:
+        return f" (it was made with {RETIRED_MODELS[sha256]}, no longer shipped)"
 
     from edgeface.utils.paths import REPO_ROOT
 
