@@ -407,7 +407,7 @@ def load_faces_split(root, input_shape, mean: float, std: float, val_fraction: f
         paths = [paths[i] for i in np.sort(np.random.default_rng(seed).permutation(len(paths))[:max_train])]
     info = {"dir": str(root), "split": "by identity", "val_fraction": val_fraction, "seed": seed,
             "excluded_identities": sorted(exclude), "excluded_images": len(dropped),
-            "train_images": len(paths), "val_images": len(val.paths), "val_identities": val.num_classes}
+            "train_images": len(paths), "val_images": len(val.paths), "val_identities": int(len(np.unique(val.labels)))}
     if as_paths:
         return paths, list(val.paths), info
     return load_crops(paths, input_shape, mean, std), load_crops(val.paths, input_shape, mean, std), info
