@@ -70,7 +70,7 @@ def table(bench_json: Path, final_card: Path, md: Path) -> None:
         agree = (m.get("agreement") or {}).get("mean_cosine")
         lines.append(f"| {what} (`{key}`) | {m['bytes']:,} | {100 * lfw.get('accuracy', float('nan')):.2f} ± "
                      f"{100 * lfw.get('std', float('nan')):.2f} | {lfw.get('tar_at_far_1e-3', float('nan')):.3f} | "
-                     f"{agree if agree is None else f'{agree:.4f}'} | {lat:.2f} | "
+                     f"{'-' if agree is None else f'{agree:.4f}'} | {lat:.2f} | "
                      f"{(teacher / lat) if teacher and lat else float('nan'):.2f} | {(m.get('delegate') or {}).get('partitions', '-')} |")
     lines += ["", f"ncnn teacher on one thread, same run: {teacher:.2f} ms median." if teacher else "",
               "", "Pruning rounds (CelebA held-out identities; cosine to the unpruned float model):", "",
