@@ -158,10 +158,10 @@ def lfw_overlap_cmd(sets, lfw_dir, teacher, threshold, dst, cache_dir):
               "lfw": str(Path(lfw_dir).absolute()), "lfw_faces": n_lfw,
               "teacher": t.describe(), "threshold": threshold, "counts": counts, "dropped": dropped}
     write_clean_tree(list(sets), kept, dst, "lfw_overlap.json", report)
-    from edgeface.teachers.base import copy_cache
+    from edgeface.teachers.base import copy_cache, set_cache
     for (name, files), root in zip(kept.items(), sets):  # each kept crop's targets, for distillation
         copy_cache(t, [Path(root) / f for f in files], [Path(dst) / name / f for f in files],
-                   Path(cache_dir) / f"teacher_{name}.npz" if cache_dir else None, Path(dst) / f"teacher_{name}.npz")
+                   set_cache(cache_dir, name) if cache_dir else None, set_cache(dst, name))
     click.echo(f"wrote {dst}: kept {sum(map(len, kept.values())):,} faces, dropped {len(dropped):,} at cosine >= "
                f"{threshold} to one of {n_lfw:,} LFW faces (list in {dst}/lfw_overlap.json)")
     _print_counts(counts)

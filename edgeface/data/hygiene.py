@@ -162,8 +162,10 @@ def lfw_overlap(roots: list[Path], lfw_root: Path, teacher, threshold: float = O
         if not files:
             raise EdgefaceError(f"set {n!r} has no images")
 
+    from edgeface.teachers.base import set_cache
+
     def cache(name):
-        return Path(cache_dir) / f"teacher_{name}.npz" if cache_dir else None
+        return set_cache(cache_dir, name) if cache_dir else None
 
     ref = flip_embeddings(teacher, [lfw_root / p for p in lfw_files], cache("lfw"))
     kept, dropped, counts = {}, [], {}

@@ -4,8 +4,8 @@ XNNPACK has no int8 PRELU; the exact rewrite (`equalize.split_prelu`, four ops p
 is delegated but costs as much time as the convolutions around it. One LeakyReLU per layer is a
 single delegated op, ReLU fuses into the convolution before it:
 
-    int8 MobileFaceNet, unpruned, 1 thread (benchmarks/compression.md):
-    split PReLU 4.98 ms, LeakyReLU 2.67 ms, ReLU 2.47 ms (ncnn teacher about 6.6 ms)
+    int8 MobileFaceNet, unpruned, 1 thread (benchmarks/activation_forms.py, compression.md):
+    split PReLU 4.73 ms, LeakyReLU 2.65 ms, ReLU 2.42 ms (ncnn teacher about 5 ms)
 
 Neither is the same function, so the swap is followed by self-distillation to the PReLU model
 (`compress.fit_budget`). Each layer's slope is the least-squares fit of its channels' slopes on

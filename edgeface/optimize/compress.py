@@ -21,13 +21,14 @@ every finished stage is saved, and a rerun with the same settings resumes from t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
 from edgeface.errors import EdgefaceError
-from edgeface.optimize.distill import clone_with_weights, distill_loss, mean_cosine, predict
-from edgeface.optimize.equalize import equalize_channels, split_prelu
+from edgeface.optimize.distill import clone_with_weights, cosine_loss, distill_loss, mean_cosine, predict
+from edgeface.optimize.equalize import equalize_channels, rebuild, split_prelu
 from edgeface.optimize.surgery import all_groups, count_params, narrow
 from edgeface.utils.progress import progress
 
@@ -174,13 +175,12 @@ class Faces:
 
 
 def recover(student, faces: Faces, steps: int, batch_size: int = 32, lr: float = 1e-4, seed: int = 0,
-            start: int = 0, total: int | None = None, val: Faces | None = None, eval_every: int = 0,
-            on_eval=None, desc: str = "recover") -> list[float]:
+            start: int = 0, total: int | None = None, val: tuple[np.ndarray, np.ndarray] | None = None,
+            eval_every: int = 0, on_eval=None, desc: str = "recover") -> list[float]:
     """Self-distil `student` to `faces.targets` for steps [start, steps) of a cosine-decayed schedule
-    of `total` steps (random mirror per crop). Every `eval_every` steps (and at the end) calls
-    on_eval(step, val_loss). Returns the per-step losses."""
+    of `total` steps (random mirror per crop). val: (inputs, targets), e.g. `Faces.with_flips()`;
+    every `eval_every` steps (and at the end) calls on_eval(step, val_loss). Returns the per-step losses."""
     import tensorflow as tf
-    from edgeface.optimize.distill import cosine_loss
 
     keras = _keras()
     total = total or steps
@@ -196,7 +196,6 @@ def recover(student, faces: Faces, steps: int, batch_size: int = 32, lr: float =
         opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    val_x, val_y = val.with_flips() if val is not None else (None, None)
     rng = np.random.default_rng(seed * 1_000_003 + start)
     order, pos, losses = rng.permutation(len(faces)), 0, []
     bar = progress(range(start, steps), total=steps - start, desc=desc, unit="step")
@@ -212,7 +211,7 @@ def recover(student, faces: Faces, steps: int, batch_size: int = 32, lr: float =
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
         done = step + 1
         if on_eval is not None and val is not None and ((eval_every and done % eval_every == 0) or done == steps):
-            on_eval(done, distill_loss(student, val_y, val_x, "face_embedding"))
+            on_eval(done, distill_loss(student, val[1], val[0], "face_embedding"))
     return losses
 
 
@@ -231,8 +230,6 @@ def int8_bytes(model, reps: np.ndarray, per_channel: bool) -> bytes:
 
 def deploy_form(model, calib: np.ndarray):
     """Equalised copy, PReLU split if any, short layer names: what goes to the int8 converter."""
-    from edgeface.optimize.equalize import rebuild
-
     eq = clone_with_weights(model)
     equalize_channels(eq, calib)
     return split_prelu(eq) if any(isinstance(l, _keras().layers.PReLU) for l in eq.layers) else rebuild(eq)
@@ -242,9 +239,7 @@ class _Stages:
     """Saved stages of one fit_budget run in work_dir (state.json + one .keras per stage)."""
 
     def __init__(self, work_dir, config: dict):
-        from pathlib import Path
         self.dir = Path(work_dir) if work_dir else None
-        self.config = config
         self.state = {"config": config, "rounds": [], "model": None, "final": None}
         if self.dir and (self.dir / "state.json").exists():
             from edgeface.utils.io import read_json
@@ -343,7 +338,8 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
         stages.state["model"] = f"round_{r}.keras"
         stages.save(current, f"round_{r}.keras")
     if final_steps:
-        current = _final_recovery(current, train, val, stages, final_steps, batch_size, final_lr, eval_every, log)
+        current = _final_recovery(current, train, (val_x, val_targets), stages, final_steps, batch_size, final_lr,
+                                  eval_every, log)
         deploy = deploy_form(current, calib)
         data = int8_bytes(deploy, calib, per_channel)
         stages.state["final"].update(bytes=len(data), params=count_params(current), accepted=True)
@@ -351,10 +347,11 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
     return Result(current, deploy, data, rounds + ([{"round": "final", **stages.state["final"]}] if final_steps else []))
 
 
-def _final_recovery(current, train: Faces, val: Faces, stages: _Stages, steps: int, batch_size: int, lr: float,
-                    eval_every: int, log):
-    """Recover for `steps`, checkpointing every `eval_every`; returns the best-validation weights."""
-    val_x, val_targets = val.with_flips()
+def _final_recovery(current, train: Faces, val: tuple[np.ndarray, np.ndarray], stages: _Stages, steps: int,
+                    batch_size: int, lr: float, eval_every: int, log):
+    """Recover for `steps`, checkpointing every `eval_every`; returns the best-validation weights.
+    val: (inputs with mirrors, targets)."""
+    val_x, val_targets = val
     final = stages.state["final"] or {"steps": steps, "done": 0, "best_step": 0,
                                       "best_val_loss": distill_loss(current, val_targets, val_x, "face_embedding"),
                                       "curve": []}
@@ -398,7 +395,8 @@ def load_faces_split(root, input_shape, mean: float, std: float, val_fraction: f
 
     refuse_lfw(root)
     folder = scan_folder(root)
-    dropped = [i for i, lab in enumerate(folder.labels) if folder.class_names[lab] in set(exclude)]
+    excluded = set(exclude)
+    dropped = [i for i, lab in enumerate(folder.labels) if folder.class_names[lab] in excluded]
     if dropped:
         folder = folder.subset(sorted(set(range(len(folder.paths))) - set(dropped)))
     train, val = split_by_identity(folder, val_fraction, seed)
@@ -429,8 +427,6 @@ def load_crops(paths, input_shape, mean: float, std: float, dtype=np.float32) ->
 
 def face_paths(root) -> list[str]:
     """The face crops of an aligned folder (detected faces only when it has an align manifest)."""
-    from pathlib import Path
-
     from edgeface.convert.calibration import refuse_lfw
     from edgeface.data.hygiene import detected_faces
 
@@ -448,14 +444,12 @@ def teacher_targets(teacher, root, paths: list[str], cache_dir=None) -> np.ndarr
     """(N, 2, D): the teacher's embeddings of each crop of folder `root` and its mirror, from the
     folder's cache: `root/../teacher_<root>.npz` when `edgeface data lfw-overlap` wrote one, else
     `cache_dir/teacher_<root>.npz` (made and kept for reruns)."""
-    from pathlib import Path
-
-    from edgeface.teachers.base import teacher_embeddings
+    from edgeface.teachers.base import set_cache, teacher_embeddings
 
     root = Path(root)
-    cache = root.parent / f"teacher_{root.name}.npz"
+    cache = set_cache(root.parent, root.name)
     if not cache.exists():
-        cache = Path(cache_dir) / f"teacher_{root.name}.npz" if cache_dir else None
+        cache = set_cache(cache_dir, root.name) if cache_dir else None
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
     emb, emb_m = teacher_embeddings(teacher, paths, cache)

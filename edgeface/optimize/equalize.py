@@ -7,8 +7,8 @@ range and the next layer's weight range gives every channel of a tensor a simila
 single int8 scale per tensor no longer spends its levels on one outlier channel (insightface's
 MobileFaceNet has a channel at 36 where most stay under 1.7).
 
-split_prelu: PReLU(x) = a*x + (1 - a)*relu(x), written as two 1x1 depthwise convolutions, a ReLU
-and an Add. XNNPACK runs none of TFLite's int8 PRELU, so an int8 graph with PReLU falls apart
+split_prelu: PReLU(x) = c1*x + c2*|x| (c1 = (1 + a)/2, c2 = (1 - a)/2), written as two 1x1
+depthwise convolutions, a LeakyReLU with slope -1 and an Add. XNNPACK runs none of TFLite's int8 PRELU, so an int8 graph with PReLU falls apart
 into one delegate partition per activation (4x slower than its float32 file); the rewritten graph
 is delegated whole.
 """

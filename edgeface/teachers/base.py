@@ -182,6 +182,11 @@ def teacher_embeddings(teacher: Teacher, paths, cache_file: str | os.PathLike | 
     return emb.astype(np.float32), emb_m.astype(np.float32)
 
 
+def set_cache(folder, set_name: str) -> Path:
+    """Where a data set's teacher cache lives: FOLDER/teacher_<set>.npz (the data commands' convention)."""
+    return Path(folder) / f"teacher_{set_name}.npz"
+
+
 def save_cache(cache_file, teacher: Teacher, store: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     """Write {path: (embedding, mirror embedding)} atomically in the cache format above."""
     keys = sorted(store)
