@@ -4,8 +4,10 @@
 # skips what is already there (`edgeface align` resumes from its manifest).
 #   bash benchmarks/rebuild_data.sh                     # with internet (clones the pinned commits)
 #   MIRRORS=/work/.mirror bash benchmarks/rebuild_data.sh   # from local mirrors <owner>+<name>/repo
-# Wall times on the 2-core machine (session 6, quiet): get 19 s for all four, dedupe 15 s, align LFW
-# 159 s, SCUT 59 s, UTKFace 325 s, All-Age-Faces 758 s, teacher targets about 12 min, overlap 20 s.
+# Wall times on the 2-core machine (session 6, from the logs): get 19 s for all four, dedupe under a
+# minute, align LFW 159 s, SCUT 59 s, UTKFace 325 s, All-Age-Faces 758 s; teacher targets LFW 233 s,
+# SCUT 69 s, UTKFace 513 s, All-Age-Faces 149 s (there run beside the alignment: 25 min from get to
+# the clean sets; this script runs them one after the other, about 40 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EF="${EF:-.venv/bin/edgeface}"
