@@ -63,7 +63,7 @@ FINETUNE_COUNT = 1000
                    "commands wrote [default: the run's float model].")
 @click.option("--fit-activation", type=click.Choice(["prelu", "leaky", "relu"]), default="prelu", show_default=True,
               help="With --fit: keep PReLU (exact; split into 4 delegated int8 ops) or swap it for one LeakyReLU / "
-                   "ReLU per layer (2x faster int8, needs recovery).")
+                   "ReLU per layer (about 1.8x faster int8; needs retraining-scale recovery).")
 @click.option("--fit-final-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="With --fit: a last recovery of this many steps, keeping the best-validation weights.")
 def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, per_tensor, c_array, prune_sparsity,
