@@ -30,6 +30,9 @@ def test_scan(synthetic):
     assert all(p.endswith(".jpg") for p in f.paths)
     assert [f.class_names[l] for l in f.labels] == [p.split("/")[-2] for p in f.paths]
     assert len(scan_folder(synthetic, min_images=10)) == sum(2 + c for c in range(8, 12))
+    kept = scan_folder(synthetic, exclude=["id03", "id07"])  # e.g. the CelebA people who are LFW people
+    assert kept.class_names == [f"id{c:02d}" for c in range(12) if c not in (3, 7)]
+    assert len(kept) == len(f) - (2 + 3) - (2 + 7)
 
 
 def test_scan_errors(tmp_path):

@@ -44,17 +44,19 @@ class ImageFolder:
                            dict(self.meta))
 
 
-def scan_folder(root: str | os.PathLike, min_images: int = 1) -> ImageFolder:
+def scan_folder(root: str | os.PathLike, min_images: int = 1, exclude=()) -> ImageFolder:
     """Read `root/<class>/<image>` (images found recursively inside each class folder).
 
     Hidden files/folders and non-image files are ignored; classes with fewer than `min_images`
-    images are dropped. Raises a one-line EdgefaceError for a missing root or one without images.
+    images, and the classes named in `exclude`, are dropped. Raises a one-line EdgefaceError for a missing root or one without images.
     """
     root = Path(root)
     if not root.is_dir():
         raise EdgefaceError(f"image folder not found: {root}")
     per_class: dict[str, list[str]] = {}
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    skip = {str(e) for e in exclude}
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                            and p.name not in skip):
         files = []
         for dirpath, dirnames, filenames in os.walk(class_dir):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))

@@ -52,7 +52,7 @@ def verification_faces(faces_dir: Path, count: int, size: int):
 
 
 @click.command("import")
-@click.argument("src", type=click.Path(path_type=Path, exists=True))
+@click.argument("src", type=click.Path(path_type=Path, exists=True))  # ncnn folder/.param, or an edgeface .tflite
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Run folder to write (model.keras + run.json).")
 @click.option("--faces", "faces_dir", type=click.Path(path_type=Path), default=None,
@@ -67,19 +67,25 @@ def verification_faces(faces_dir: Path, count: int, size: int):
 @click.option("--license", "license_text", default=NCNN_LICENSE, show_default=False,
               help="The source weights' licence, carried into every card [default: insightface's research-only terms].")
 def import_model(src, out_dir, faces_dir, count, min_cosine, input_size, mean, std, license_text):
-    """Import a pretrained face embedder (ncnn .param/.bin) as a verified Keras run."""
-    import numpy as np
-
-    from edgeface.utils.io import write_json_atomic
-
-    param, weights = _ncnn_files(src)
+    """Import a face embedder (ncnn .param/.bin, or an edgeface .tflite with its card) as a verified Keras run."""
     faces_dir = faces_dir or Path("cache/celeba/arcface112")
     if not Path(faces_dir).is_dir():
         raise EdgefaceError(f"verification faces not found: {faces_dir} (align some training faces with "
                             "`edgeface align SRC DST` and pass --faces DST)")
     if (out_dir / "model.keras").exists():
         raise EdgefaceError(f"{out_dir} already holds a model.keras: choose a new --out")
+    if Path(src).suffix == ".tflite":
+        return _import_tflite(Path(src), out_dir, Path(faces_dir), count, min_cosine)
+    param, weights = _ncnn_files(src)
     crops, files = verification_faces(Path(faces_dir), count, input_size)
+    _import_ncnn(param, weights, out_dir, Path(faces_dir), crops, files, min_cosine, input_size, mean, std,
+                 license_text)
+
+
+def _import_ncnn(param, weights, out_dir, faces_dir, crops, files, min_cosine, input_size, mean, std, license_text):
+    import numpy as np
+
+    from edgeface.utils.io import write_json_atomic
 
     t0 = time.perf_counter()
     from edgeface.importers.ncnn import load_ncnn
@@ -115,3 +121,68 @@ def import_model(src, out_dir, faces_dir, count, min_cosine, input_size, mean, s
     write_json_atomic(out_dir / "run.json", run)
     click.echo(f"{out_dir}/model.keras: {run['model']['params']:,} parameters, {len(layers)} ncnn layers; "
                f"cosine to ncnn on {len(cos)} faces: min {cos.min():.6f}, mean {cos.mean():.6f}")
+
+
+# int8 files lose up to a few hundredths of cosine to quantisation; the recovered float model is
+# compared with the file's own (dequantised) output, so the bar is the quantisation noise.
+INT8_MIN_COSINE = 0.95
+BN_STAT_FACES = 256
+
+
+def _import_tflite(src: Path, out_dir: Path, faces_dir: Path, count: int, min_cosine: float) -> None:
+    """An edgeface .tflite back to a trainable Keras model of the architecture its card names
+    (edgeface.importers.tflite): to continue training a shipped model whose run folder is gone."""
+    import numpy as np
+
+    from edgeface.spec import load_card
+    from edgeface.utils.io import write_json_atomic
+
+    card = load_card(src)
+    arch = (card.get("source") or {}).get("model") or {}
+    if not arch.get("name"):
+        raise EdgefaceError(f"{src.name}: its card names no architecture (source.model): only files "
+                            "converted from an edgeface training run can be recovered")
+    size = int(card["input"]["shape"][1])
+    norm = card["input"]["normalization"]
+    crops, files = verification_faces(faces_dir, max(count, BN_STAT_FACES), size)
+    t0 = time.perf_counter()
+    from edgeface.importers.tflite import load_tflite_weights
+    from edgeface.nets import get_model, save_model
+    from edgeface.teachers.base import TFLiteTeacher
+
+    try:
+        model = get_model(arch["name"], **arch.get("kwargs", {}))
+    except EdgefaceError:
+        raise EdgefaceError(f"{src.name}: its architecture {arch['name']!r} is not a registered edgeface model "
+                            "(import the model it came from instead)") from None
+    x = (crops.astype(np.float32) - norm["mean"]) / norm["std"]
+    n_convs = load_tflite_weights(model, src, x)
+    ref = TFLiteTeacher(src).embed(crops[:count])
+    got = np.asarray(model(x[:count], training=False), np.float64)
+    got /= np.maximum(np.linalg.norm(got, axis=1, keepdims=True), 1e-12)
+    cos = np.sum(ref * got, axis=1)
+    bar = min(min_cosine, INT8_MIN_COSINE) if card.get("dtype") == "int8" else min_cosine
+    if float(cos.min()) < bar:
+        raise CheckFailed(f"import refused: lowest cosine to {src.name} on {len(cos)} faces is {cos.min():.6f} "
+                          f"< {bar} ({files[int(cos.argmin())].name})")
+    run = {
+        "task": card.get("task", "face_embedding"),
+        "kind": "recovered",
+        "status": "done",
+        "input": {"size": size, "color": card["input"].get("color", "RGB"), "normalization": norm},
+        "alignment": card["input"].get("alignment"),
+        "data": {"dir": str(faces_dir)},
+        "source": {"format": "tflite", "file": src.name, "dtype": card.get("dtype"),
+                   "sha256": hashlib.sha256(src.read_bytes()).hexdigest(), "convolutions": n_convs,
+                   "card_source": card.get("source")},
+        "model": {"name": arch["name"], "kwargs": arch.get("kwargs", {}), "params": int(model.count_params()),
+                  "embedding_dim": int(model.output_shape[-1])},
+        "license": card.get("license", ""),
+        "verification": {"faces": len(cos), "faces_dir": str(faces_dir), "min_cosine": float(cos.min()),
+                         "mean_cosine": float(cos.mean()), "threshold": bar},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    save_model(model, out_dir / "model.keras")
+    write_json_atomic(out_dir / "run.json", run)
+    click.echo(f"{out_dir}/model.keras: {arch['name']}, {run['model']['params']:,} parameters, {n_convs} convolutions "
+               f"from {src.name}; cosine to the file on {len(cos)} faces: min {cos.min():.6f}, mean {cos.mean():.6f}")

@@ -138,24 +138,37 @@ def load_teacher(spec: str | os.PathLike, num_threads: int = 1) -> Teacher:
     raise EdgefaceError(f"unsupported teacher {spec}: give an ncnn .param/folder, a .tflite or a .keras file")
 
 
+def _read_store(cache_file, teacher: Teacher) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A cache's {path: (embedding, mirror)}, or {} when it is missing, unreadable or another teacher's."""
+    if cache_file is None or not Path(cache_file).exists():
+        return {}
+    try:
+        with np.load(cache_file, allow_pickle=False) as z:
+            if str(z["teacher_sha256"]) != teacher.sha256:
+                return {}
+            return {p: (e, m) for p, e, m in zip(z["paths"].tolist(), z["emb"], z["emb_mirror"])}
+    except (OSError, KeyError, ValueError):
+        return {}  # unreadable or old-format cache: recompute
+
+
 def teacher_embeddings(teacher: Teacher, paths, cache_file: str | os.PathLike | None = None,
-                       batch_size: int = 64, save_every: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+                       batch_size: int = 64, save_every: int = 2000, also_from=()) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings, embeddings of the mirrored images) for aligned crops, cached in an .npz.
 
     The cache is a per-path store for one teacher (its sha256 is checked, so a changed teacher
     recomputes instead of silently reusing stale targets): any subset or order of paths is served
     from it, only missing paths are computed, and progress is saved every `save_every` images so
-    an interrupted run resumes.
+    an interrupted run resumes. `also_from` names read-only caches of the same teacher (e.g. the
+    teacher_<set>.npz beside a cleaned data set) that serve paths the store lacks.
     """
     paths = [os.path.abspath(p) for p in paths]
-    store: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    if cache_file is not None and Path(cache_file).exists():
-        try:
-            with np.load(cache_file, allow_pickle=False) as z:
-                if str(z["teacher_sha256"]) == teacher.sha256:
-                    store = {p: (e, m) for p, e, m in zip(z["paths"].tolist(), z["emb"], z["emb_mirror"])}
-        except (OSError, KeyError, ValueError):
-            store = {}  # unreadable or old-format cache: recompute
+    store = _read_store(cache_file, teacher)
+    wanted, seeded = set(paths), 0
+    for other in also_from:
+        for p, v in _read_store(other, teacher).items():
+            if p in wanted and p not in store:
+                store[p] = v
+                seeded += 1
 
     def save():
         if cache_file is not None and store:
@@ -175,7 +188,7 @@ def teacher_embeddings(teacher: Teacher, paths, cache_file: str | os.PathLike | 
         if done_since_save >= save_every:
             save()
             done_since_save = 0
-    if missing:
+    if missing or seeded:
         save()
     emb = np.stack([store[p][0] for p in paths]) if paths else np.zeros((0, teacher.dim), np.float32)
     emb_m = np.stack([store[p][1] for p in paths]) if paths else np.zeros((0, teacher.dim), np.float32)

@@ -36,6 +36,8 @@ FACE_DEFAULTS: dict[str, dict[str, Any]] = {
         "contrast": 0.0,
         "val_max_same": 3000,         # cap on same-identity validation pairs (as many different pairs)
         "val_batch_size": 128,
+        "exclude_identities": [],     # identity folders left out entirely, e.g. the CelebA people who are
+                                      # LFW people (edgeface.data.hygiene.LFW_PEOPLE_IN_CELEBA)
         "extra": [],                  # label-free face folders for distillation only (edgeface.data.distill_sets)
         "use_fallbacks": False,       # also train on align's centre-crop fallbacks (manifest status not ok)
     },

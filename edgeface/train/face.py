@@ -67,6 +67,8 @@ def check_config(cfg: dict) -> None:
         raise EdgefaceError("--teacher given but loss.distill_weight and loss.relational_weight are 0")
     if loss["relational_weight"] > 0 and not tr["teacher"]:
         raise EdgefaceError("loss.relational_weight > 0 needs a --teacher")
+    if not isinstance(d["exclude_identities"], list):
+        raise EdgefaceError(f"data.exclude_identities must be a list of folder names, got {d['exclude_identities']!r}")
     if not isinstance(d["extra"], list):
         raise EdgefaceError(f"data.extra must be a list of folders, got {d['extra']!r}")
     if d["extra"] and (not tr["teacher"] or loss["weight"] > 0 or loss["name"] == "center"):
@@ -203,7 +205,8 @@ class FaceTrainer:
         from edgeface.data.pairs import is_aligned_root
 
         d = self.cfg["data"]
-        folder = scan_folder(self.data_dir, min_images=d["min_images"])
+        folder = scan_folder(self.data_dir, min_images=d["min_images"],
+                             exclude=[str(i) for i in d["exclude_identities"]])
         folder = drop_unaligned(folder, self.data_dir, d["use_fallbacks"], d["min_images"])
         check_image_files(folder.paths)
         if folder.num_classes < 2:
@@ -253,7 +256,11 @@ class FaceTrainer:
         self.teacher = load_teacher(spec)
         # One per-path store per teacher: any run (any split, any data) reuses what was computed.
         cache = cache_dir() / "teacher_embeddings" / f"{self.teacher.name}_{self.teacher.sha256[:12]}.npz"
-        self.t_emb, self.t_emb_m = teacher_embeddings(self.teacher, self.train_paths, cache)
+        from edgeface.teachers.base import set_cache
+
+        beside = [set_cache(Path(d).parent, Path(d).name) for d in self.cfg["data"]["extra"]]
+        self.t_emb, self.t_emb_m = teacher_embeddings(self.teacher, self.train_paths, cache,
+                                                      also_from=[f for f in beside if f.is_file()])
         _say(f"teacher {self.teacher.name} ({self.teacher.dim}-d): embeddings for {len(self.train_paths)} images "
              f"cached in {cache}")
 
