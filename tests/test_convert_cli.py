@@ -158,3 +158,29 @@ def test_per_tensor_and_int8_io(tiny_keras, tmp_path, capsys):
         assert card["input"]["quantization"] == {"scale": pytest.approx(scale), "zero_point": zp}
         assert card["calibration"]["dir"] == calib.name and card["calibration"]["count"] == 16
     assert sizes["--per-tensor"] < sizes[""]
+
+
+def test_strip_strings_keeps_the_function(tiny_keras, tmp_path):
+    """--strip-strings: a smaller file without tensor names whose outputs equal the named file's."""
+    import json
+
+    from edgeface.runtime.interpreter import TFLiteModel
+    calib = tmp_path / "calib.npy"
+    x = np.random.default_rng(0).uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32)
+    np.save(calib, x)
+    outs, sizes = {}, {}
+    for flag in ("", "--strip-strings"):
+        out = tmp_path / (flag or "named")
+        assert main(["convert", str(tiny_keras), "--out", str(out), "--dtypes", "int8,float32", "--calib", str(calib)]
+                    + ([flag] if flag else [])) == 0
+        for dtype in ("int8", "float32"):
+            card = json.loads((out / f"tiny_{dtype}.json").read_text())
+            assert card["converter"]["strings_stripped"] is (flag != "")
+            sizes[flag, dtype] = (out / f"tiny_{dtype}.tflite").stat().st_size
+            m = TFLiteModel(out / f"tiny_{dtype}.tflite")
+            outs[flag, dtype] = np.concatenate([m.run(x[i:i + 1]) for i in range(4)])
+            names = [t["name"] for t in m.interpreter.get_tensor_details()]
+            assert all(n == "" for n in names) is (flag != "")
+    for dtype in ("int8", "float32"):
+        assert sizes["--strip-strings", dtype] < sizes["", dtype]
+        assert np.array_equal(outs["--strip-strings", dtype], outs["", dtype])

@@ -37,6 +37,9 @@ FINETUNE_COUNT = 1000
 @click.option("--int8-io", is_flag=True, help="int8 input/output tensors (default: float in, float out).")
 @click.option("--per-tensor", is_flag=True,
               help="One scale per weight tensor (int8/dynamic): a smaller file; check the accuracy it costs.")
+@click.option("--strip-strings", "strip", is_flag=True,
+              help="Drop tensor names and the signature from the files (about 3% smaller; tools that look "
+                   "tensors up by name cannot read them, edgeface's runtime and bench can).")
 @click.option("--c-array", is_flag=True, help="Also write a TFLite Micro C array + ops resolver (int8/float32 artifacts).")
 @click.option("--prune", "prune_sparsity", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
               help="Magnitude-prune to this sparsity (e.g. 0.5) with a self-distillation fine-tune first.")
@@ -66,7 +69,7 @@ FINETUNE_COUNT = 1000
                    "ReLU per layer (about 1.8x faster int8; needs retraining-scale recovery).")
 @click.option("--fit-final-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="With --fit: a last recovery of this many steps, keeping the best-validation weights.")
-def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, per_tensor, c_array, prune_sparsity,
+def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, per_tensor, strip, c_array, prune_sparsity,
             prune_steps, qat_steps, finetune_count, fit, fit_step, fit_finetune_steps, fit_images, fit_faces,
             fit_teacher, fit_activation, fit_final_steps):
     """Convert MODEL (a run directory or a .keras file) to TFLite artifacts with model cards."""
@@ -93,7 +96,7 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
     if fit:
         return _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget_for("int8"), extra, c_array,
                             FitOptions(fit_step, fit_finetune_steps, fit_images, fit_faces, fit_teacher,
-                                       fit_activation, fit_final_steps))
+                                       fit_activation, fit_final_steps, strip))
 
     needs_images = "int8" in dtype_list or prune_sparsity or qat_steps
     images = calib_info = None
@@ -131,7 +134,7 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
     float_dtypes = [d for d in dtype_list if not (qat_steps is not None and d == "int8")]
     for dtype in float_dtypes:
         c, o = convert_all(float_model, out_dir, name, [dtype], reps, int8_io, extra, budget_for(dtype),
-                           per_channel=not per_tensor)
+                           per_channel=not per_tensor, strip=strip)
         cards += c
         over += o
     if qat_steps is not None and "int8" in dtype_list:
@@ -141,7 +144,7 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
             "steps": qat_steps, "scheme": "Default8BitPrunePreserveQuantizeScheme" if prune_sparsity else "Default8BitQuantizeScheme",
             "finetune": "self-distillation to the float model, flip augmentation"}}}
         c, o = convert_all(qat, out_dir, name, ["int8"], reps, int8_io, qextra, budget_for("int8"),
-                           per_channel=not per_tensor)
+                           per_channel=not per_tensor, strip=strip)
         cards += c
         over += o
 
@@ -179,6 +182,7 @@ class FitOptions:
     teacher: str | None = None
     activation: str = "prelu"
     final_steps: int = 0
+    strip: bool = False
 
 
 def _fit_data(src, calib, opts: FitOptions, work_dir):
@@ -234,7 +238,7 @@ def _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget, ext
     t0 = time.perf_counter()
     result = fit_budget(src.model, train, val, budget, step=opts.step, finetune_steps=opts.finetune_steps,
                         calib_count=calib_count, activation=opts.activation, final_steps=opts.final_steps,
-                        work_dir=work_dir, log=click.echo)
+                        strip=opts.strip, work_dir=work_dir, log=click.echo)
     activation = {"prelu": "PReLU split into delegatable ops", "leaky": "PReLU swapped for one LeakyReLU per layer",
                   "relu": "PReLU swapped for ReLU"}[opts.activation]
     extra["optimization"] = {
@@ -247,9 +251,11 @@ def _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget, ext
     calib_x = np.asarray(train.x[:calib_count], np.float32)
     extra["calibration"] = {"dir": split["dir"], "count": len(calib_x)}
     floats = [d for d in dtype_list if d != "int8"]
-    cards, over = convert_all(result.model, out_dir, name, floats, None, False, extra, 0) if floats else ([], [])
+    cards, over = (convert_all(result.model, out_dir, name, floats, None, False, extra, 0, strip=opts.strip)
+                   if floats else ([], []))
     if "int8" in dtype_list:
-        c, o = convert_all(result.deploy, out_dir, name, ["int8"], calib_x, False, extra, budget, per_channel=False)
+        c, o = convert_all(result.deploy, out_dir, name, ["int8"], calib_x, False, extra, budget, per_channel=False,
+                           converted={"int8": result.int8}, strip=opts.strip)  # fit_budget measured this very file
         cards, over = cards + c, over + o
     for card in cards:
         click.echo(f"{out_dir / card['file']}: {card['dtype']}, {card['bytes']:,} bytes, sha256 {card['sha256'][:12]}")

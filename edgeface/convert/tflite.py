@@ -97,6 +97,16 @@ def representative_array(representative, input_shape: Sequence[int]) -> np.ndarr
     return arr
 
 
+def strip_strings(data: bytes) -> bytes:
+    """The same flatbuffer without tensor names, signature and descriptions (~3% of a MobileFaceNet
+    int8 file); the runtime and bench address tensors by index, so they still run it."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    flatbuffer_utils.strip_strings(model)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
 def convert_bytes(model, dtype: str, representative: np.ndarray | None = None, int8_io: bool = False,
                   per_channel: bool = True) -> bytes:
     """One TFLite flatbuffer for `dtype`. `representative`: float (N, H, W, C) for int8.
@@ -199,7 +209,8 @@ def build_card(name: str, dtype: str, path: Path, details: dict, extra: dict, bu
         "calibration": extra.get("calibration") if dtype == "int8" else None,
         "converter": {**converter_versions(), "interpreter_checked": details["interpreter"],
                       "int8_io": bool(extra.get("int8_io", False)) if dtype == "int8" else None,
-                      "per_channel": bool(extra.get("per_channel", True)) if dtype in ("int8", "dynamic") else None},
+                      "per_channel": bool(extra.get("per_channel", True)) if dtype in ("int8", "dynamic") else None,
+                      "strings_stripped": bool(extra.get("strings_stripped", False))},
         "budget_bytes": budget,
         "training_data": extra.get("training_data"),
         "teacher": extra.get("teacher"),
@@ -258,23 +269,31 @@ def over_budget_message(over: list[str]) -> str:
 
 
 def convert_all(model, out_dir, name, dtypes, representative=None, int8_io=False, card_extra=None,
-                budget=None, per_channel=True) -> tuple[list[dict], list[str]]:
-    """convert_keras without the raise: (cards written, one line per artifact over budget)."""
+                budget=None, per_channel=True, converted=None, strip=False) -> tuple[list[dict], list[str]]:
+    """convert_keras without the raise: (cards written, one line per artifact over budget).
+    converted: {dtype: bytes} already converted from `model` (e.g. by convert --fit), written as they are.
+    strip: drop the strings of newly converted files (strip_strings)."""
+    converted = converted or {}
     dtypes = parse_dtypes(list(dtypes))
     extra = dict(card_extra or {})
     extra.setdefault("task", infer_task(model))
     extra["int8_io"] = int8_io
     extra["per_channel"] = per_channel
+    if strip:
+        extra["strings_stripped"] = True
     reps = None
     if "int8" in dtypes and representative is not None:
         reps = representative_array(representative, model_input_shape(model))
-    if "int8" in dtypes and reps is None and not is_qat_model(model):
+    if "int8" in dtypes and reps is None and not is_qat_model(model) and "int8" not in converted:
         raise EdgefaceError("int8 needs calibration data (representative training images): pass --calib DIR")
     budget = int(budget) if budget else None
 
     cards, over = [], []
     for dtype in progress(dtypes, total=len(dtypes), desc="convert", unit="model"):
-        data = convert_bytes(model, dtype, reps, int8_io, per_channel)
+        data = converted.get(dtype)
+        if data is None:
+            data = convert_bytes(model, dtype, reps, int8_io, per_channel)
+            data = strip_strings(data) if strip else data
         details = describe_tflite(data)
         tflite, _ = artifact_paths(out_dir, name, dtype)
         if budget is not None and len(data) > budget:

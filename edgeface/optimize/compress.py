@@ -223,9 +223,10 @@ class Result:
     rounds: list[dict] = field(default_factory=list)
 
 
-def int8_bytes(model, reps: np.ndarray, per_channel: bool) -> bytes:
-    from edgeface.convert.tflite import convert_bytes
-    return convert_bytes(model, "int8", reps, per_channel=per_channel)
+def int8_bytes(model, reps: np.ndarray, per_channel: bool, strip: bool = False) -> bytes:
+    from edgeface.convert.tflite import convert_bytes, strip_strings
+    data = convert_bytes(model, "int8", reps, per_channel=per_channel)
+    return strip_strings(data) if strip else data
 
 
 def deploy_form(model, calib: np.ndarray):
@@ -268,12 +269,13 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
                step: float = 0.04, max_rounds: int = 8, finetune_steps: int = 300, batch_size: int = 32,
                lr: float = 5e-5, threshold: float = 0.1, importance: str = "activation", calib_count: int = 300,
                activation: str = "prelu", final_steps: int = 0, final_lr: float = 1e-4, eval_every: int = 500,
-               work_dir=None, log=print) -> Result:
+               strip: bool = False, work_dir=None, log=print) -> Result:
     """Prune `step` of the prunable channels per round until the int8 file fits `budget`.
 
     train / val: `Faces`, or arrays of normalised crops (the model's own outputs become the targets).
     activation: "prelu" keeps the exact function; "leaky"/"relu" swap it first (then recover).
     final_steps: one more recovery after the last round, keeping the best-validation weights.
+    strip: measure (and return) the int8 file without its strings (convert --strip-strings).
     """
     from edgeface.optimize.activation import swap_prelu
 
@@ -305,7 +307,7 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
     else:
         log(f"resuming from {stages.dir / stages.state['model']} (round {rounds[-1]['round']})")
     deploy = deploy_form(current, calib)
-    data = int8_bytes(deploy, calib, per_channel)
+    data = int8_bytes(deploy, calib, per_channel, strip)
     rounds[-1]["bytes"] = len(data)
     prev_loss = rounds[-1]["val_loss"]
     log(f"round {rounds[-1]['round']}: int8 {len(data):,} B, {count_params(current):,} params, "
@@ -321,7 +323,7 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
         recover(candidate, train, finetune_steps, batch_size, lr, seed=r, desc=f"recover {r}")
         loss = distill_loss(candidate, val_targets, val_x, "face_embedding")
         cand_deploy = deploy_form(candidate, calib)
-        cand_data = int8_bytes(cand_deploy, calib, per_channel)
+        cand_data = int8_bytes(cand_deploy, calib, per_channel, strip)
         row = {"round": r, "removed": count, "bytes": len(cand_data), "params": count_params(candidate),
                "channels": sum(g.units for g in all_groups(candidate)), "val_cosine_pruned": pruned_cos,
                "val_cosine": mean_cosine(predict(candidate, val_x), val_targets), "val_loss": loss,
@@ -341,7 +343,7 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
         current = _final_recovery(current, train, (val_x, val_targets), stages, final_steps, batch_size, final_lr,
                                   eval_every, log)
         deploy = deploy_form(current, calib)
-        data = int8_bytes(deploy, calib, per_channel)
+        data = int8_bytes(deploy, calib, per_channel, strip)
         stages.state["final"].update(bytes=len(data), params=count_params(current), accepted=True)
         stages.save()
     return Result(current, deploy, data, rounds + ([{"round": "final", **stages.state["final"]}] if final_steps else []))

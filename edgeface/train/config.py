@@ -36,6 +36,8 @@ FACE_DEFAULTS: dict[str, dict[str, Any]] = {
         "contrast": 0.0,
         "val_max_same": 3000,         # cap on same-identity validation pairs (as many different pairs)
         "val_batch_size": 128,
+        "val_identities": [],         # these identity folders are the validation set (overrides val_fraction),
+                                      # e.g. to keep a warm-started model's held-out people held out
         "exclude_identities": [],     # identity folders left out entirely, e.g. the CelebA people who are
                                       # LFW people (edgeface.data.hygiene.LFW_PEOPLE_IN_CELEBA)
         "extra": [],                  # label-free face folders for distillation only (edgeface.data.distill_sets)

@@ -67,6 +67,8 @@ def check_config(cfg: dict) -> None:
         raise EdgefaceError("--teacher given but loss.distill_weight and loss.relational_weight are 0")
     if loss["relational_weight"] > 0 and not tr["teacher"]:
         raise EdgefaceError("loss.relational_weight > 0 needs a --teacher")
+    if not isinstance(d["val_identities"], list):
+        raise EdgefaceError(f"data.val_identities must be a list of folder names, got {d['val_identities']!r}")
     if not isinstance(d["exclude_identities"], list):
         raise EdgefaceError(f"data.exclude_identities must be a list of folder names, got {d['exclude_identities']!r}")
     if not isinstance(d["extra"], list):
@@ -119,6 +121,16 @@ def drop_unaligned(folder, data_dir: Path, use_fallbacks: bool = False, min_imag
     return ImageFolder(folder.root, [folder.paths[i] for i in rows],
                        np.asarray([new_label[folder.labels[i]] for i in rows], np.int64),
                        [folder.class_names[c] for c in classes], dict(folder.meta))
+
+
+def split_named(folder, names: list[str]):
+    """(train, val) with exactly the named identities held out."""
+    missing = sorted(set(names) - set(folder.class_names))
+    if missing:
+        raise EdgefaceError(f"data.val_identities not found in {folder.root}: {', '.join(missing[:5])}")
+    held = {folder.class_names.index(n) for n in names}
+    is_val = np.isin(folder.labels, sorted(held))
+    return folder.subset(np.flatnonzero(~is_val)), folder.subset(np.flatnonzero(is_val))
 
 
 def check_image_files(paths) -> None:
@@ -215,7 +227,10 @@ class FaceTrainer:
             _say(f"warning: {self.data_dir} has no manifest.jsonl (not made by `edgeface align`); "
                  "faces are assumed to be aligned already")
         train, val = folder, None
-        if d["val_fraction"] > 0:
+        if d["val_identities"]:
+            train, val = split_named(folder, [str(i) for i in d["val_identities"]])
+            self.val_pairs, self.val_same = make_val_pairs(val.labels, d["val_max_same"], self.seed)
+        elif d["val_fraction"] > 0:
             train, val = split_by_identity(folder, d["val_fraction"], seed=self.seed)
             try:
                 self.val_pairs, self.val_same = make_val_pairs(val.labels, d["val_max_same"], self.seed)
@@ -422,6 +437,7 @@ class FaceTrainer:
         self._load_teacher()
         self._build()
         prev_wall = 0.0
+        self.init_val_acc = None
         if self.resume:
             prev = self.run_dir / "run.json"
             prev_info = read_json(prev, "run.json") if prev.is_file() else {}
@@ -430,6 +446,7 @@ class FaceTrainer:
                 raise EdgefaceError(f"--resume with different training identities than {self.run_dir} was started "
                                     f"with (data was {prev_info['data'].get('dir')}): the class weights would not match")
             prev_wall = float(prev_info.get("wall_time_s", 0.0))
+            self.init_val_acc = prev_info.get("init_val_acc")
             path = self.ckpt.restore_latest()
             _say(f"resumed {path}: epoch {self.ckpt.get('epoch')} (+{self.ckpt.get('epoch_step')} steps), "
                  f"step {self.ckpt.get('step')}")
@@ -438,6 +455,10 @@ class FaceTrainer:
                            plot=("loss", "val_acc", "lr"))
         stopper = EarlyStopping(self.ckpt, self.cfg["train"]["patience"])
         val_ds = self._val_dataset() if self.val is not None else None
+        if val_ds is not None and self.cfg["train"]["init"] and not self.resume:
+            # the warm start's own score on the held-out people: what training must beat
+            self.init_val_acc, _ = val_accuracy(self.model, val_ds, self.val_pairs, self.val_same)
+            _say(f"warm start {self.cfg['train']['init']}: val acc {self.init_val_acc:.4f} before training")
         self._write_run_json(t_start, prev_wall, status="running")
 
         tr = self.cfg["train"]
@@ -591,6 +612,7 @@ class FaceTrainer:
             "model_file": "model.keras",
             "teacher": self.teacher.describe() if self.teacher is not None else None,
             "license": self._license(),
+            "init_val_acc": self.init_val_acc,
             "wall_time_s": round(prev_wall + time.time() - t_start, 1),
             "versions": {"edgeface": edgeface.__version__, "tensorflow": tf.__version__},
         }
