@@ -133,6 +133,29 @@ def test_extra_unlabelled_faces_and_warm_start(tiny_aligned, tmp_path, teachers_
     kernels = [i for i, w in enumerate(src.weights) if "kernel" in w.name]
     assert kernels and all(np.allclose(src.get_weights()[i], got.get_weights()[i], atol=1e-6) for i in kernels)
 
+    # data.select = teacher_cos: the kept epoch is chosen by the mean cosine to the teacher on the
+    # validation images, recorded beside the pair accuracy (checked against numpy on the saved model).
+    sel = tmp_path / "select"
+    assert _train(tiny_aligned, sel, *teacher, "--set", "model.embedding_dim=128", "--set", "data.select=teacher_cos",
+                  "--batch-size", "8", "--max-steps", "2") == 0
+    info = json.loads((sel / "run.json").read_text())
+    assert info["best"]["metric"] == "val_teacher_cosine"
+    row = read_log(sel)[-1]
+    assert -1.0 <= row["val_teacher_cos"] <= 1.0 and row["val_teacher_cos"] == pytest.approx(info["best"]["value"])
+    from edgeface.data.pipeline import load_images
+    from edgeface.runtime.interpreter import normalize_pixels
+    from edgeface.teachers import load_teacher
+    from edgeface.train.face import FaceTrainer
+    held = FaceTrainer(tiny_aligned, sel, info["config"])
+    held._load_data()  # the same seeded identity split as the run
+    student = load_model(sel / "model.keras")(normalize_pixels(load_images(held.val.paths, 96)), training=False).numpy()
+    teacher_emb = load_teacher(teachers_root / "mobilefacenet-ncnn").embed(load_images(held.val.paths, 112))
+    student /= np.linalg.norm(student, axis=1, keepdims=True)
+    assert np.mean(np.sum(student * teacher_emb, axis=1)) == pytest.approx(row["val_teacher_cos"], abs=1e-2)
+    capsys.readouterr()
+    assert _train(tiny_aligned, tmp_path / "bad0", *teacher, "--set", "data.select=teacher_cos", "--batch-size", "8", "--max-steps", "1") == 2
+    assert "embedding size" in capsys.readouterr().err
+
     # Unlabelled faces cannot feed a classification loss; a different architecture cannot warm-start.
     capsys.readouterr()
     assert _train(tiny_aligned, tmp_path / "bad", "--teacher", str(teachers_root / "mobilefacenet-ncnn"),

@@ -42,6 +42,10 @@ FACE_DEFAULTS: dict[str, dict[str, Any]] = {
                                       # LFW people (edgeface.data.hygiene.LFW_PEOPLE_IN_CELEBA)
         "extra": [],                  # label-free face folders for distillation only (edgeface.data.distill_sets)
         "use_fallbacks": False,       # also train on align's centre-crop fallbacks (manifest status not ok)
+        "select": "pair_acc",         # the validation metric that picks the kept epoch: pair_acc (best-threshold
+                                      # pair accuracy) or teacher_cos (mean cosine to the teacher on the
+                                      # validation images; label-free, and it does not saturate at the teacher's
+                                      # own pair accuracy as pair_acc does for a near-teacher student)
     },
     "loss": {
         "name": "arcface",            # softmax | center | arcface | cosface

@@ -28,7 +28,8 @@ from edgeface.utils.io import read_json, write_json_atomic, write_text_atomic
 from edgeface.utils.progress import progress
 
 LOG_FIELDS = ["epoch", "step", "lr", "loss", "cls_loss", "center_loss", "distill_loss", "relational_loss",
-              "train_acc", "val_acc", "val_threshold", "val_pairs", "images_per_s", "epoch_s"]
+              "train_acc", "val_acc", "val_threshold", "val_pairs", "val_teacher_cos", "images_per_s", "epoch_s"]
+SELECT_METRICS = ("pair_acc", "teacher_cos")
 LOSSES = ("softmax", "center", "arcface", "cosface")
 
 
@@ -67,6 +68,10 @@ def check_config(cfg: dict) -> None:
         raise EdgefaceError("--teacher given but loss.distill_weight and loss.relational_weight are 0")
     if loss["relational_weight"] > 0 and not tr["teacher"]:
         raise EdgefaceError("loss.relational_weight > 0 needs a --teacher")
+    if d["select"] not in SELECT_METRICS:
+        raise EdgefaceError(f"unknown data.select {d['select']!r}; choose from {', '.join(SELECT_METRICS)}")
+    if d["select"] == "teacher_cos" and not tr["teacher"]:
+        raise EdgefaceError("data.select = teacher_cos needs a teacher")
     if not isinstance(d["val_identities"], list):
         raise EdgefaceError(f"data.val_identities must be a list of folder names, got {d['val_identities']!r}")
     if not isinstance(d["exclude_identities"], list):
@@ -184,13 +189,20 @@ def embed_dataset(model, ds) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def val_accuracy(model, val_ds, pairs, is_same) -> tuple[float, float]:
-    """(best-threshold accuracy, threshold) of cosine scores on the validation pairs."""
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean row-wise cosine of two (N, D) arrays."""
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return float(np.mean(np.sum(a * b, axis=1)))
+
+
+def val_scores(model, val_ds, pairs, is_same, teacher_emb: np.ndarray | None = None) -> tuple[float, float, float | None]:
+    """(pair accuracy, its threshold, mean cosine to the teacher's embeddings of the same images or None)."""
     from edgeface.bench.verification import best_threshold, cosine_scores
 
-    scores = cosine_scores(embed_dataset(model, val_ds), pairs)
-    thr, acc = best_threshold(scores, is_same)
-    return acc, thr
+    emb = embed_dataset(model, val_ds)
+    thr, acc = best_threshold(cosine_scores(emb, pairs), is_same)
+    return acc, thr, (mean_cosine(emb, teacher_emb) if teacher_emb is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +273,7 @@ class FaceTrainer:
         self.steps_per_epoch = len(self.train_paths) // d["batch_size"]
 
     def _load_teacher(self) -> None:
-        self.teacher, self.t_emb, self.t_emb_m = None, None, None
+        self.teacher, self.t_emb, self.t_emb_m, self.t_val = None, None, None, None
         spec = self.cfg["train"]["teacher"]
         if not spec:
             return
@@ -278,6 +290,8 @@ class FaceTrainer:
                                                       also_from=[f for f in beside if f.is_file()])
         _say(f"teacher {self.teacher.name} ({self.teacher.dim}-d): embeddings for {len(self.train_paths)} images "
              f"cached in {cache}")
+        if self.val is not None:  # the teacher_cos validation metric (never trained on)
+            self.t_val, _ = teacher_embeddings(self.teacher, list(self.val.paths), cache)
 
     def _build(self) -> None:
         import tensorflow as tf
@@ -436,8 +450,13 @@ class FaceTrainer:
         seed_everything(self.seed)
         self._load_teacher()
         self._build()
+        if self.t_val is not None and self.t_val.shape[1] != self.dim:  # a projection head: no direct cosine
+            if self.cfg["data"]["select"] == "teacher_cos":
+                raise EdgefaceError(f"data.select = teacher_cos needs the student's embedding size ({self.dim}) "
+                                    f"to be the teacher's ({self.t_val.shape[1]})")
+            self.t_val = None
         prev_wall = 0.0
-        self.init_val_acc = None
+        self.init_val_acc = self.init_val_cos = None
         if self.resume:
             prev = self.run_dir / "run.json"
             prev_info = read_json(prev, "run.json") if prev.is_file() else {}
@@ -447,6 +466,7 @@ class FaceTrainer:
                                     f"with (data was {prev_info['data'].get('dir')}): the class weights would not match")
             prev_wall = float(prev_info.get("wall_time_s", 0.0))
             self.init_val_acc = prev_info.get("init_val_acc")
+            self.init_val_cos = prev_info.get("init_val_teacher_cos")
             path = self.ckpt.restore_latest()
             _say(f"resumed {path}: epoch {self.ckpt.get('epoch')} (+{self.ckpt.get('epoch_step')} steps), "
                  f"step {self.ckpt.get('step')}")
@@ -457,8 +477,11 @@ class FaceTrainer:
         val_ds = self._val_dataset() if self.val is not None else None
         if val_ds is not None and self.cfg["train"]["init"] and not self.resume:
             # the warm start's own score on the held-out people: what training must beat
-            self.init_val_acc, _ = val_accuracy(self.model, val_ds, self.val_pairs, self.val_same)
-            _say(f"warm start {self.cfg['train']['init']}: val acc {self.init_val_acc:.4f} before training")
+            self.init_val_acc, _, self.init_val_cos = val_scores(self.model, val_ds, self.val_pairs, self.val_same,
+                                                                 self.t_val)
+            _say(f"warm start {self.cfg['train']['init']}: val acc {self.init_val_acc:.4f}"
+                 + (f", teacher cos {self.init_val_cos:.4f}" if self.init_val_cos is not None else "")
+                 + " before training")
         self._write_run_json(t_start, prev_wall, status="running")
 
         tr = self.cfg["train"]
@@ -530,10 +553,11 @@ class FaceTrainer:
                "images_per_s": (n - 1) * bs / (t_end - t_first) if n > 1 else n * bs / max(epoch_s, 1e-9)}
         improved = True
         if val_ds is not None:
-            acc, thr = val_accuracy(self.model, val_ds, self.val_pairs, self.val_same)
-            row.update(val_acc=acc, val_threshold=thr, val_pairs=len(self.val_same))
-            improved = stopper.update(acc, epoch + 1)
-            logger.scalars(step, {"accuracy": acc, "threshold": thr}, prefix="val/")
+            acc, thr, cos = val_scores(self.model, val_ds, self.val_pairs, self.val_same, self.t_val)
+            row.update(val_acc=acc, val_threshold=thr, val_pairs=len(self.val_same), val_teacher_cos=cos)
+            improved = stopper.update(cos if self.cfg["data"]["select"] == "teacher_cos" else acc, epoch + 1)
+            logger.scalars(step, {"accuracy": acc, "threshold": thr, **({"teacher_cos": cos} if cos is not None else {})},
+                           prefix="val/")
         else:
             self.ckpt.set(best_epoch=epoch + 1)  # no validation: the last model is the one kept
         if improved or not (self.run_dir / "model.keras").is_file():
@@ -541,7 +565,9 @@ class FaceTrainer:
         logger.row(row)
         self.ckpt.save()
         _say(f"epoch {shown:.3g}: step {step}, loss {row['loss']:.4f}"
-             + (f", val acc {row['val_acc']:.4f}" + (" (best)" if improved else "") if val_ds is not None else "")
+             + (f", val acc {row['val_acc']:.4f}"
+                + (f", teacher cos {row['val_teacher_cos']:.4f}" if row.get("val_teacher_cos") is not None else "")
+                + (" (best)" if improved else "") if val_ds is not None else "")
              + f", {row['images_per_s']:.1f} img/s")
         return stopper.should_stop
 
@@ -605,7 +631,8 @@ class FaceTrainer:
                      "val_images": len(self.val.paths) if self.val is not None else 0,
                      "val_identities": len(np.unique(self.val.labels)) if self.val is not None else 0,
                      "val_pairs": int(len(self.val_same)) if self.val is not None else 0},
-            "best": {"metric": "val_pair_accuracy" if self.val is not None else None,
+            "best": {"metric": ({"pair_acc": "val_pair_accuracy", "teacher_cos": "val_teacher_cosine"}
+                                [self.cfg["data"]["select"]] if self.val is not None else None),
                      "value": best if np.isfinite(best) else None, "epoch": self.ckpt.get("best_epoch")},
             "epochs_done": self.ckpt.get("epoch"), "steps": self.ckpt.get("step"),
             "steps_per_epoch": self.steps_per_epoch, "total_steps_planned": self.total_steps,
@@ -613,6 +640,7 @@ class FaceTrainer:
             "teacher": self.teacher.describe() if self.teacher is not None else None,
             "license": self._license(),
             "init_val_acc": self.init_val_acc,
+            "init_val_teacher_cos": self.init_val_cos,
             "wall_time_s": round(prev_wall + time.time() - t_start, 1),
             "versions": {"edgeface": edgeface.__version__, "tensorflow": tf.__version__},
         }
