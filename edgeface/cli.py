@@ -7,6 +7,7 @@
     edgeface bench MODEL.tflite...    size, latency, LFW verification / expression accuracy
     edgeface verify A B               same person? (TF-free runtime)
     edgeface enroll / identify        a gallery of people (TF-free runtime)
+    edgeface expression IMG|--video   facial expressions, live (TF-free runtime)
     edgeface info MODEL.tflite        print a model card
     edgeface data list|get|pairs|...  the registered public face sets, pairs files, data hygiene
 
@@ -34,6 +35,8 @@ COMMANDS = {
     "verify": ("edgeface.runtime.cli", "verify", "Are two face images the same person? (no TensorFlow)"),
     "enroll": ("edgeface.runtime.cli", "enroll", "Add a person's face images to a gallery. (no TensorFlow)"),
     "identify": ("edgeface.runtime.cli", "identify", "Name the faces in an image, video or camera. (no TensorFlow)"),
+    "expression": ("edgeface.runtime.cli", "expression",
+                   "Facial expression of every face in images, a video or a camera. (no TensorFlow)"),
     "info": ("edgeface.convert.cli", "info", "Print the model card of a .tflite artifact."),
     "data": ("edgeface.data.cli", "data", "Get the registered public face sets; pairs files; de-duplication."),
 }

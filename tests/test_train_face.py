@@ -139,7 +139,7 @@ def test_extra_unlabelled_faces_and_warm_start(tiny_aligned, tmp_path, teachers_
     assert _train(tiny_aligned, sel, *teacher, "--set", "model.embedding_dim=128", "--set", "data.select=teacher_cos",
                   "--batch-size", "8", "--max-steps", "2") == 0
     info = json.loads((sel / "run.json").read_text())
-    assert info["best"]["metric"] == "val_teacher_cosine"
+    assert info["best"]["metric"] == "val_teacher_cosine" and 0.5 <= info["teacher_val_acc"] <= 1.0
     row = read_log(sel)[-1]
     assert -1.0 <= row["val_teacher_cos"] <= 1.0 and row["val_teacher_cos"] == pytest.approx(info["best"]["value"])
     from edgeface.data.pipeline import load_images

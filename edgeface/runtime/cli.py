@@ -1,10 +1,12 @@
-"""`edgeface verify | enroll | identify`: the on-device commands (numpy, OpenCV, TFLite; no TensorFlow).
+"""`edgeface verify | enroll | identify | expression`: the on-device commands (numpy, OpenCV, TFLite; no TensorFlow).
 
     edgeface verify A.jpg B.jpg [--model M] [--threshold T] [--json]
     edgeface enroll NAME IMG_OR_DIR... [--gallery FILE]
     edgeface identify IMG | --camera N | --video FILE [--gallery FILE] [--top-k 3] [--output out.mp4]
+    edgeface expression IMG... | --camera N | --video FILE [--model M] [--json] [--out out.mp4|out.png]
 
-Model: --model, else $EDGEFACE_MODEL, else models/edgeface_face_int8.tflite (repo root, then cwd).
+Model: --model, else $EDGEFACE_MODEL, else models/edgeface_face_int8.tflite (repo root, then cwd);
+for `expression`: $EDGEFACE_EXPR_MODEL, else models/edgeface_expr_cnn_int8.tflite.
 Threshold: --threshold X, or --far F (the card's verification.operating_points["far_F"]), else the
 card's best-accuracy threshold verification.threshold (all written by `edgeface bench --update-cards`).
 The commands say which threshold they use and where it came from.
@@ -24,18 +26,19 @@ DEFAULT_MODEL_NAME = "edgeface_face_int8.tflite"
 DEFAULT_GALLERY = "gallery.npz"
 
 
-def default_model() -> Path:
+def default_model(name: str = DEFAULT_MODEL_NAME, env_var: str = "EDGEFACE_MODEL") -> Path:
+    """$env_var, else models/<name> under the repo root, then the current folder."""
     from edgeface.utils.paths import REPO_ROOT
 
-    env = os.environ.get("EDGEFACE_MODEL")
+    env = os.environ.get(env_var)
     if env:
         return Path(env)
     for root in (REPO_ROOT, Path.cwd()):
-        p = root / "models" / DEFAULT_MODEL_NAME
+        p = root / "models" / name
         if p.exists():
             return p
-    raise EdgefaceError(f"no model given and models/{DEFAULT_MODEL_NAME} not found (under {REPO_ROOT} or the "
-                        f"current folder): pass --model M.tflite or set EDGEFACE_MODEL")
+    raise EdgefaceError(f"no model given and models/{name} not found (under {REPO_ROOT} or the "
+                        f"current folder): pass --model M.tflite or set {env_var}")
 
 
 def default_gallery() -> Path:
@@ -301,3 +304,48 @@ def identify_image(pipe, g, image, top_k, thr, thr_source, as_json, fallback_cro
         cands = ", ".join(f"{safe_text(n)} {s:.3f}" for n, s in m.candidates)
         click.echo(f"face {i} ({where}): {safe_text(m.name)} {m.score:.3f} (threshold {thr:.3f}; "
                    f"top-{len(m.candidates)}: {cands})")
+
+
+# ---- expression -----------------------------------------------------------------------------
+@click.command("expression")
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--camera", type=click.IntRange(min=0), default=None, help="Read frames from camera N (e.g. 0).")
+@click.option("--video", type=click.Path(path_type=Path), default=None, help="Read frames from a video file.")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="Expression classifier .tflite [default: $EDGEFACE_EXPR_MODEL or models/edgeface_expr_cnn_int8.tflite].")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image (or per frame) on stdout.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, callback=output_path,
+              help="Write the drawn result: an image (.png/.jpg; a folder for several images) or, "
+                   "for --video/--camera, a video (.mp4/.avi).")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stream mode: stop after N frames.")
+@click.option("--show", is_flag=True, help="Stream mode: also show a window (needs an OpenCV build with GUI).")
+@image_options
+@threads_option
+def expression(images, camera, video, model, as_json, out, max_frames, show, allow_corrupt, max_pixels, threads):
+    """The facial expression of every face in IMAGES, or in every frame of --video FILE / --camera N.
+
+    Prints per face its box, label and class probabilities (--json: one object per image or frame);
+    --out draws box, label and a probability bar per class. The summary of a stream gives the frame rate.
+    """
+    from edgeface.runtime.expression import (DEFAULT_MODEL_NAME as EXPR_MODEL, MODEL_ENV, ExpressionPipeline,
+                                             check_image_out, check_video_out, run_images, run_stream)
+
+    sources = [s for s in (images or None, camera, video) if s is not None]
+    if len(sources) != 1:
+        raise EdgefaceError("give IMAGE... or --camera N or --video FILE (exactly one kind of input)")
+    if images:
+        files = expand_images(list(images))
+        for f in files:  # before the models load: a missing file is bad input, one line
+            if not f.is_file():
+                raise EdgefaceError(f"image not found: {f}")
+        out = check_image_out(out, files)
+    else:
+        if video is not None and not video.is_file():
+            raise EdgefaceError(f"video not found: {video}")
+        out = check_video_out(out)
+    pipe = ExpressionPipeline(model or default_model(EXPR_MODEL, MODEL_ENV), num_threads=threads,
+                              allow_corrupt=allow_corrupt, max_pixels=max_pixels)
+    if images:
+        run_images(pipe, files, out, as_json)
+    else:
+        run_stream(pipe, camera if camera is not None else video, out, as_json, max_frames, show)

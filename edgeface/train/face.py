@@ -456,7 +456,7 @@ class FaceTrainer:
                                     f"to be the teacher's ({self.t_val.shape[1]})")
             self.t_val = None
         prev_wall = 0.0
-        self.init_val_acc = self.init_val_cos = None
+        self.init_val_acc = self.init_val_cos = self.teacher_val_acc = None
         if self.resume:
             prev = self.run_dir / "run.json"
             prev_info = read_json(prev, "run.json") if prev.is_file() else {}
@@ -467,6 +467,7 @@ class FaceTrainer:
             prev_wall = float(prev_info.get("wall_time_s", 0.0))
             self.init_val_acc = prev_info.get("init_val_acc")
             self.init_val_cos = prev_info.get("init_val_teacher_cos")
+            self.teacher_val_acc = prev_info.get("teacher_val_acc")
             path = self.ckpt.restore_latest()
             _say(f"resumed {path}: epoch {self.ckpt.get('epoch')} (+{self.ckpt.get('epoch_step')} steps), "
                  f"step {self.ckpt.get('step')}")
@@ -475,6 +476,12 @@ class FaceTrainer:
                            plot=("loss", "val_acc", "lr"))
         stopper = EarlyStopping(self.ckpt, self.cfg["train"]["patience"])
         val_ds = self._val_dataset() if self.val is not None else None
+        if val_ds is not None and self.t_val is not None and not self.resume:
+            # the ceiling that pair_acc can show: the teacher's own score on the same pairs
+            from edgeface.bench.verification import best_threshold, cosine_scores
+
+            self.teacher_val_acc = best_threshold(cosine_scores(self.t_val, self.val_pairs), self.val_same)[1]
+            _say(f"teacher val acc {self.teacher_val_acc:.4f}")
         if val_ds is not None and self.cfg["train"]["init"] and not self.resume:
             # the warm start's own score on the held-out people: what training must beat
             self.init_val_acc, _, self.init_val_cos = val_scores(self.model, val_ds, self.val_pairs, self.val_same,
@@ -641,6 +648,7 @@ class FaceTrainer:
             "license": self._license(),
             "init_val_acc": self.init_val_acc,
             "init_val_teacher_cos": self.init_val_cos,
+            "teacher_val_acc": self.teacher_val_acc,
             "wall_time_s": round(prev_wall + time.time() - t_start, 1),
             "versions": {"edgeface": edgeface.__version__, "tensorflow": tf.__version__},
         }
