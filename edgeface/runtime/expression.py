@@ -256,65 +256,22 @@ def run_images(pipe: ExpressionPipeline, images: list[Path], out: Path | None, a
 def run_stream(pipe: ExpressionPipeline, source, out: Path | None, as_json: bool, max_frames: int | None,
                show: bool) -> dict:
     """Every frame of a video file or camera: print per face (or one JSON object per frame), draw into `out`."""
-    from edgeface.runtime.stream import VideoOut, open_capture, show_frame
-    from edgeface.utils.native import quiet_native_stderr
+    from edgeface.runtime.stream import stream_frames, stream_summary_line
 
-    with quiet_native_stderr():  # FFmpeg logs its own lines for a damaged file; the error below says it in one
-        cap = open_capture(source)
-    fps_in = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    fps_in = fps_in if 1.0 <= fps_in <= 240.0 else 25.0
-    writer, window, frames, faces_seen, labels, frame_ms, frame_cpu_ms = None, show, 0, 0, {}, [], []
-    ok = False
-    t0 = time.perf_counter()
-    try:
-        try:
-            while max_frames is None or frames < max_frames:
-                f0, c0 = time.perf_counter(), time.process_time()
-                with pipe.times.stage("decode"):
-                    got, bgr = cap.read()
-                if not got:
-                    break
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                found = pipe.analyse(rgb)
-                for fx in found:
-                    draw(bgr, fx)
-                    labels[fx.label] = labels.get(fx.label, 0) + 1
-                if as_json:
-                    click.echo(json.dumps({"source": str(source), "frame": frames, "faces": [f.to_json() for f in found]}))
-                else:
-                    for i, fx in enumerate(found, 1):
-                        click.echo(f"frame {frames} face {i}: {fx.text()}")
-                faces_seen += len(found)
-                frames += 1
-                if out is not None:
-                    if writer is None:
-                        writer = VideoOut(out, fps_in, (bgr.shape[1], bgr.shape[0]))
-                    writer.write(bgr)
-                frame_ms.append((time.perf_counter() - f0) * 1000.0)  # read, detect, classify, print, draw, write
-                frame_cpu_ms.append((time.process_time() - c0) * 1000.0)  # the same on an idle core (1 thread)
-                if window:
-                    window = show_frame(bgr)
-        except KeyboardInterrupt:  # Ctrl-C ends a camera run: keep the video and report
-            click.echo("edgeface: stopped (Ctrl-C)", err=True)
-        ok = True
-    finally:
-        cap.release()
-        if writer is not None:
-            writer.close(ok)
-    wall = time.perf_counter() - t0
-    if frames == 0:
-        raise EdgefaceError(f"no frames could be read from {source}")
-    med_ms, med_cpu = float(np.median(frame_ms)), float(np.median(frame_cpu_ms))
-    summary = {"frames": frames, "seconds": wall, "fps": frames / wall, "median_frame_ms": med_ms,
-               "median_fps": 1000.0 / med_ms if med_ms > 0 else None, "median_frame_cpu_ms": med_cpu,
-               "median_fps_cpu": 1000.0 / med_cpu if med_cpu > 0 else None, "faces": faces_seen, "labels": labels,
-               "median_ms": pipe.times.medians(), "output": str(out) if out else None}
-    stages = ", ".join(f"{k} {v:.1f}" for k, v in summary["median_ms"].items())
-    seen = ", ".join(f"{n} x{c}" for n, c in sorted(labels.items(), key=lambda kv: -kv[1])) or "no faces"
-    click.echo(f"{frames} frames in {wall:.1f} s: {frames / wall:.1f} FPS (median frame {med_ms:.1f} ms = "
-               f"{summary['median_fps']:.1f} frames/s; CPU {med_cpu:.1f} ms = {summary['median_fps_cpu']:.1f} frames/s); "
-               f"{faces_seen} faces ({seen}); median ms per stage: {stages}"
-               + (f"; wrote {out}" if out else ""), err=as_json)  # --json: stdout stays one object per frame
+    def on_frame(bgr, index):
+        found = pipe.analyse(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        for fx in found:
+            draw(bgr, fx)
+        if as_json:
+            click.echo(json.dumps({"source": str(source), "frame": index, "faces": [f.to_json() for f in found]}))
+        else:
+            for i, fx in enumerate(found, 1):
+                click.echo(f"frame {index} face {i}: {fx.text()}")
+        return [fx.label for fx in found]
+
+    summary = stream_frames(pipe, source, out, max_frames, show, on_frame)
+    summary["labels"] = summary["seen"]
+    click.echo(stream_summary_line(summary, "no faces"), err=as_json)  # --json: stdout stays one object per frame
     return summary
 
 

@@ -76,33 +76,40 @@ class VideoOut:
             self.tmp.unlink()
 
 
-def run_stream(pipe, gallery, source, top_k: int, threshold: float, output: Path | None,
-               max_frames: int | None, show: bool) -> dict:
-    cap = open_capture(source)
+def stream_frames(pipe, source, output: Path | None, max_frames: int | None, show: bool, on_frame) -> dict:
+    """The frame loop every stream command shares: read each frame of a video file or camera, call
+    `on_frame(bgr, index)` (it analyses, prints and draws into `bgr`, and returns the labels it saw),
+    write the drawn frame to `output` (renamed into place only when the loop ends cleanly), show it
+    with --show, and stop at max_frames, the end of the file, or Ctrl-C. Returns the counts and the
+    median frame time, wall and CPU (the CPU figure is what one idle core would do)."""
+    from edgeface.utils.native import quiet_native_stderr
+
+    with quiet_native_stderr():  # FFmpeg logs its own lines for a damaged file; the error below says it in one
+        cap = open_capture(source)
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 0.0
     fps_in = fps_in if 1.0 <= fps_in <= 240.0 else 25.0
-    out, window, frames, faces_seen, names = None, show, 0, 0, {}
+    out, window, frames, faces, seen, frame_ms, frame_cpu_ms = None, show, 0, 0, {}, [], []
     ok = False
     t0 = time.perf_counter()
     try:
         try:
             while max_frames is None or frames < max_frames:
+                f0, c0 = time.perf_counter(), time.process_time()
                 with pipe.times.stage("decode"):
                     got, bgr = cap.read()
                 if not got:
                     break
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                found = pipe.faces(rgb)
-                matches = pipe.match(np.stack([e for _, _, e in found]), gallery, top_k, threshold) if found else []
-                for (face, _, _), m in zip(found, matches):
-                    draw(bgr, face, m)
-                    names[m.name] = names.get(m.name, 0) + 1
-                faces_seen += len(found)
+                labels = on_frame(bgr, frames)
+                for name in labels:
+                    seen[name] = seen.get(name, 0) + 1
+                faces += len(labels)
                 frames += 1
                 if output is not None:
                     if out is None:
                         out = VideoOut(output, fps_in, (bgr.shape[1], bgr.shape[0]))
                     out.write(bgr)
+                frame_ms.append((time.perf_counter() - f0) * 1000.0)
+                frame_cpu_ms.append((time.process_time() - c0) * 1000.0)
                 if window:
                     window = show_frame(bgr)
         except KeyboardInterrupt:  # Ctrl-C is how a camera run ends: keep the video and report
@@ -115,13 +122,36 @@ def run_stream(pipe, gallery, source, top_k: int, threshold: float, output: Path
     wall = time.perf_counter() - t0
     if frames == 0:
         raise EdgefaceError(f"no frames could be read from {source}")
-    med = pipe.times.medians()
-    summary = {"frames": frames, "seconds": wall, "fps": frames / wall, "faces": faces_seen, "names": names,
-               "median_ms": med, "output": str(output) if output else None}
-    stages = ", ".join(f"{k} {v:.1f}" for k, v in med.items())
-    seen = ", ".join(f"{n} x{c}" for n, c in sorted(names.items(), key=lambda kv: -kv[1])) or "nobody"
-    click.echo(f"{frames} frames in {wall:.1f} s: {frames / wall:.1f} FPS; {faces_seen} faces ({seen}); "
-               f"median ms per stage: {stages}" + (f"; wrote {output}" if output else ""))
+    med_ms, med_cpu = float(np.median(frame_ms)), float(np.median(frame_cpu_ms))
+    return {"frames": frames, "seconds": wall, "fps": frames / wall, "median_frame_ms": med_ms,
+            "median_fps": 1000.0 / med_ms if med_ms > 0 else None, "median_frame_cpu_ms": med_cpu,
+            "median_fps_cpu": 1000.0 / med_cpu if med_cpu > 0 else None, "faces": faces, "seen": seen,
+            "median_ms": pipe.times.medians(), "output": str(output) if output else None}
+
+
+def stream_summary_line(summary: dict, nobody: str) -> str:
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in summary["median_ms"].items())
+    seen = ", ".join(f"{n} x{c}" for n, c in sorted(summary["seen"].items(), key=lambda kv: -kv[1])) or nobody
+    return (f"{summary['frames']} frames in {summary['seconds']:.1f} s: {summary['fps']:.1f} FPS (median frame "
+            f"{summary['median_frame_ms']:.1f} ms = {summary['median_fps']:.1f} frames/s; CPU "
+            f"{summary['median_frame_cpu_ms']:.1f} ms = {summary['median_fps_cpu']:.1f} frames/s); "
+            f"{summary['faces']} faces ({seen}); median ms per stage: {stages}"
+            + (f"; wrote {summary['output']}" if summary["output"] else ""))
+
+
+def run_stream(pipe, gallery, source, top_k: int, threshold: float, output: Path | None,
+               max_frames: int | None, show: bool) -> dict:
+    """`identify` on a stream: name every face of every frame."""
+    def on_frame(bgr, _index):
+        found = pipe.faces(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        matches = pipe.match(np.stack([e for _, _, e in found]), gallery, top_k, threshold) if found else []
+        for (face, _, _), m in zip(found, matches):
+            draw(bgr, face, m)
+        return [m.name for m in matches]
+
+    summary = stream_frames(pipe, source, output, max_frames, show, on_frame)
+    summary["names"] = summary["seen"]
+    click.echo(stream_summary_line(summary, "nobody"))
     return summary
 
 
