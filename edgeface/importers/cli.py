@@ -85,22 +85,12 @@ def import_model(src, out_dir, faces_dir, count, min_cosine, input_size, mean, s
 def _import_ncnn(param, weights, out_dir, faces_dir, crops, files, min_cosine, input_size, mean, std, license_text):
     import numpy as np
 
-    from edgeface.utils.io import write_json_atomic
-
     t0 = time.perf_counter()
     from edgeface.importers.ncnn import load_ncnn
-    from edgeface.nets import save_model
     from edgeface.teachers.base import NcnnTeacher
 
     model, layers = load_ncnn(param, weights, input_size, mean, std)
-    source = NcnnTeacher(param, weights)
-    ref = source.embed(crops)
-    got = np.asarray(model((crops.astype(np.float32) - mean) / std, training=False), np.float64)
-    got /= np.maximum(np.linalg.norm(got, axis=1, keepdims=True), 1e-12)
-    cos = np.sum(ref * got, axis=1)
-    if float(cos.min()) < min_cosine:
-        raise CheckFailed(f"import refused: lowest cosine to ncnn on {len(cos)} faces is {cos.min():.6f} "
-                          f"< {min_cosine} ({files[int(cos.argmin())].name})")
+    ref = NcnnTeacher(param, weights).embed(crops)
     digest = hashlib.sha256(param.read_bytes() + weights.read_bytes()).hexdigest()
     run = {
         "task": "face_embedding",
@@ -111,16 +101,37 @@ def _import_ncnn(param, weights, out_dir, faces_dir, crops, files, min_cosine, i
         "data": {"dir": str(faces_dir)},
         "source": {"format": "ncnn", "param": param.name, "weights": weights.name, "sha256": digest,
                    "layers": len(layers)},
-        "model": {"name": "imported-ncnn", "params": int(model.count_params()), "embedding_dim": int(model.output_shape[-1])},
+        "model": {"name": "imported-ncnn"},
         "license": license_text,
-        "verification": {"faces": len(cos), "faces_dir": str(faces_dir), "min_cosine": float(cos.min()),
-                         "mean_cosine": float(cos.mean()), "threshold": min_cosine},
-        "seconds": round(time.perf_counter() - t0, 1),
     }
-    save_model(model, out_dir / "model.keras")
-    write_json_atomic(out_dir / "run.json", run)
+    cos = _verify_and_save(model, (crops.astype(np.float32) - mean) / std, ref, files, min_cosine, "ncnn",
+                           out_dir, faces_dir, run, t0)
     click.echo(f"{out_dir}/model.keras: {run['model']['params']:,} parameters, {len(layers)} ncnn layers; "
                f"cosine to ncnn on {len(cos)} faces: min {cos.min():.6f}, mean {cos.mean():.6f}")
+
+
+def _verify_and_save(model, x, ref, files, bar: float, what: str, out_dir: Path, faces_dir: Path, run: dict,
+                     t0: float):
+    """Refuse (CheckFailed) unless every face's cosine to the source's own embedding reaches `bar`;
+    then write model.keras and run.json (with the verification). Returns the cosines."""
+    import numpy as np
+
+    from edgeface.nets import save_model
+    from edgeface.utils.io import write_json_atomic
+
+    got = np.asarray(model(x[:len(ref)], training=False), np.float64)
+    got /= np.maximum(np.linalg.norm(got, axis=1, keepdims=True), 1e-12)
+    cos = np.sum(ref * got, axis=1)
+    if float(cos.min()) < bar:
+        raise CheckFailed(f"import refused: lowest cosine to {what} on {len(cos)} faces is {cos.min():.6f} "
+                          f"< {bar} ({files[int(cos.argmin())].name})")
+    run["model"].update(params=int(model.count_params()), embedding_dim=int(model.output_shape[-1]))
+    run["verification"] = {"faces": len(cos), "faces_dir": str(faces_dir), "min_cosine": float(cos.min()),
+                           "mean_cosine": float(cos.mean()), "threshold": bar}
+    run["seconds"] = round(time.perf_counter() - t0, 1)
+    save_model(model, out_dir / "model.keras")
+    write_json_atomic(out_dir / "run.json", run)
+    return cos
 
 
 # int8 files lose up to a few hundredths of cosine to quantisation; the recovered float model is
@@ -135,7 +146,6 @@ def _import_tflite(src: Path, out_dir: Path, faces_dir: Path, count: int, min_co
     import numpy as np
 
     from edgeface.spec import load_card
-    from edgeface.utils.io import write_json_atomic
 
     card = load_card(src)
     arch = (card.get("source") or {}).get("model") or {}
@@ -147,7 +157,7 @@ def _import_tflite(src: Path, out_dir: Path, faces_dir: Path, count: int, min_co
     crops, files = verification_faces(faces_dir, max(count, BN_STAT_FACES), size)
     t0 = time.perf_counter()
     from edgeface.importers.tflite import load_tflite_weights
-    from edgeface.nets import get_model, save_model
+    from edgeface.nets import get_model
     from edgeface.teachers.base import TFLiteTeacher
 
     try:
@@ -158,13 +168,7 @@ def _import_tflite(src: Path, out_dir: Path, faces_dir: Path, count: int, min_co
     x = (crops.astype(np.float32) - norm["mean"]) / norm["std"]
     n_convs = load_tflite_weights(model, src, x)
     ref = TFLiteTeacher(src).embed(crops[:count])
-    got = np.asarray(model(x[:count], training=False), np.float64)
-    got /= np.maximum(np.linalg.norm(got, axis=1, keepdims=True), 1e-12)
-    cos = np.sum(ref * got, axis=1)
     bar = min(min_cosine, INT8_MIN_COSINE) if card.get("dtype") == "int8" else min_cosine
-    if float(cos.min()) < bar:
-        raise CheckFailed(f"import refused: lowest cosine to {src.name} on {len(cos)} faces is {cos.min():.6f} "
-                          f"< {bar} ({files[int(cos.argmin())].name})")
     run = {
         "task": card.get("task", "face_embedding"),
         "kind": "recovered",
@@ -175,14 +179,9 @@ def _import_tflite(src: Path, out_dir: Path, faces_dir: Path, count: int, min_co
         "source": {"format": "tflite", "file": src.name, "dtype": card.get("dtype"),
                    "sha256": hashlib.sha256(src.read_bytes()).hexdigest(), "convolutions": n_convs,
                    "card_source": card.get("source")},
-        "model": {"name": arch["name"], "kwargs": arch.get("kwargs", {}), "params": int(model.count_params()),
-                  "embedding_dim": int(model.output_shape[-1])},
+        "model": {"name": arch["name"], "kwargs": arch.get("kwargs", {})},
         "license": card.get("license", ""),
-        "verification": {"faces": len(cos), "faces_dir": str(faces_dir), "min_cosine": float(cos.min()),
-                         "mean_cosine": float(cos.mean()), "threshold": bar},
-        "seconds": round(time.perf_counter() - t0, 1),
     }
-    save_model(model, out_dir / "model.keras")
-    write_json_atomic(out_dir / "run.json", run)
+    cos = _verify_and_save(model, x, ref, files, bar, src.name, out_dir, faces_dir, run, t0)
     click.echo(f"{out_dir}/model.keras: {arch['name']}, {run['model']['params']:,} parameters, {n_convs} convolutions "
                f"from {src.name}; cosine to the file on {len(cos)} faces: min {cos.min():.6f}, mean {cos.mean():.6f}")
