@@ -12,6 +12,10 @@ Two refinements over the seed's plain rules, both exact where the seed's rule is
   unit j by unit i); for identical units s = 1, the seed's plain addition.
 - a removed unit's mean contribution, w_j * mean(a_j), is folded into the next layer's bias, so
   a complementary pair (a_j = c - a_i) is removed without shifting the output.
+
+`rule="most_similar"` is the PIC study's variant that ignores the thresholds: each call removes
+one unit, merging the pair with the smallest angle (dead units go first); repeated with
+fine-tuning in between by edgeface.optimize.pic.
 """
 from __future__ import annotations
 
@@ -59,6 +63,40 @@ def _consumer_rows(kernel: np.ndarray) -> np.ndarray:
     return kernel[0, 0]
 
 
+def _merge(acts: np.ndarray, norms: np.ndarray, i: int, j: int, angle: float) -> dict:
+    """Merge the weaker of units i, j into the stronger, scaled by the least-squares fit."""
+    keep, drop = (i, j) if norms[i] >= norms[j] else (j, i)
+    scale = float(acts[:, keep] @ acts[:, drop] / (acts[:, keep] @ acts[:, keep]))
+    return {"keep": keep, "drop": drop, "angle_deg": round(angle, 3), "scale": scale}
+
+
+def pair_angles(acts: np.ndarray) -> np.ndarray:
+    """Angles (deg) of every pair of live units (dead units, with no angle, are left out)."""
+    live = np.flatnonzero(np.linalg.norm(acts, axis=0) > DEAD_NORM)
+    if len(live) < 2:
+        return np.zeros(0)
+    ang = angles_deg(acts[:, live])
+    return ang[np.triu_indices(len(live), 1)]
+
+
+def plan_most_similar(acts: np.ndarray) -> dict:
+    """The threshold-free variant: remove dead units if any, else merge the single most similar pair."""
+    norms = np.linalg.norm(acts, axis=0)
+    n = acts.shape[1]
+    dead = [int(j) for j in np.flatnonzero(norms <= DEAD_NORM)]
+    merges = []
+    if not dead:
+        if n < 2:
+            return {"dead": [], "merges": [], "removed_pairs": [], "keep": list(range(n))}
+        ang = angles_deg(acts)
+        iu = np.triu_indices(n, 1)
+        k = int(np.argmin(ang[iu]))
+        i, j = int(iu[0][k]), int(iu[1][k])
+        merges.append(_merge(acts, norms, i, j, float(ang[i, j])))
+    gone = set(dead) | {m["drop"] for m in merges}
+    return {"dead": dead, "merges": merges, "removed_pairs": [], "keep": [u for u in range(n) if u not in gone]}
+
+
 def plan(acts: np.ndarray, merge_deg: float, remove_deg: float) -> dict:
     """Which units to merge into which, which pairs to remove, which are dead."""
     norms = np.linalg.norm(acts, axis=0)
@@ -74,10 +112,8 @@ def plan(acts: np.ndarray, merge_deg: float, remove_deg: float) -> dict:
         if i in gone or j in gone:
             continue
         if a < merge_deg:
-            keep, drop = (i, j) if norms[i] >= norms[j] else (j, i)
-            scale = float(acts[:, keep] @ acts[:, drop] / (acts[:, keep] @ acts[:, keep]))
-            merges.append({"keep": keep, "drop": drop, "angle_deg": round(a, 3), "scale": scale})
-            gone.add(drop)
+            merges.append(_merge(acts, norms, i, j, a))
+            gone.add(merges[-1]["drop"])
         else:
             removals.append({"units": [i, j], "angle_deg": round(a, 3)})
             gone.update((i, j))
@@ -85,13 +121,18 @@ def plan(acts: np.ndarray, merge_deg: float, remove_deg: float) -> dict:
 
 
 def prune_dense_by_distinctiveness(model, layer_name: str, patterns: np.ndarray, merge_deg: float = 15.0,
-                                   remove_deg: float = 165.0, max_passes: int = 10):
+                                   remove_deg: float = 165.0, max_passes: int = 10, rule: str = "thresholds"):
     """Merge near-duplicate units and remove complementary pairs of `layer_name`; returns (new_model, report).
 
     Passes repeat on the remaining units (a unit can absorb several others over passes) until no
     pair is within the thresholds. `patterns`: model inputs (training images) the angles are measured on.
+    rule="most_similar": one pass that removes exactly one unit (the thresholds are ignored).
     """
-    if not 0 <= merge_deg < 90 < remove_deg <= 180:
+    if rule not in ("thresholds", "most_similar"):
+        raise EdgefaceError(f"rule must be 'thresholds' or 'most_similar', got {rule!r}")
+    if rule == "most_similar":
+        max_passes = 1
+    elif not 0 <= merge_deg < 90 < remove_deg <= 180:
         raise EdgefaceError(f"need 0 <= merge_deg < 90 < remove_deg <= 180, got {merge_deg}, {remove_deg}")
     acts, group = unit_vectors(model, layer_name, patterns)
     consumer = model.get_layer(group.consumer)
@@ -102,7 +143,8 @@ def prune_dense_by_distinctiveness(model, layer_name: str, patterns: np.ndarray,
     alive = np.arange(acts.shape[1])
     merges, removals, dead = [], [], []
     for _ in range(max_passes):
-        p = plan(acts[:, alive], merge_deg, remove_deg)
+        p = (plan(acts[:, alive], merge_deg, remove_deg) if rule == "thresholds"
+             else plan_most_similar(acts[:, alive]))
         if not (p["merges"] or p["removed_pairs"] or p["dead"]):
             break
         for m in p["merges"]:  # indices are positions in `alive`: map back to original units
@@ -120,14 +162,15 @@ def prune_dense_by_distinctiveness(model, layer_name: str, patterns: np.ndarray,
         alive = alive[p["keep"]]
     if len(alive) == acts.shape[1]:
         report = _report(model, model, layer_name, group, merges, removals, dead, merge_deg, remove_deg, len(patterns))
-        return model, report
+        return model, {**report, "rule": rule}
     if len(alive) == 0:
         raise EdgefaceError(f"distinctiveness would remove every unit of {layer_name!r}")
     new_kernel = rows.reshape(cw[0].shape) if cw[0].ndim == 2 else rows[None, None]
     consumer_weights = [new_kernel.astype(np.float32)] + [w.astype(np.float32) for w in cw[1:]]
     new = narrow(model, {layer_name: alive}, consumer_weights={group.consumer: consumer_weights},
                  consumer_bias={group.consumer: bias_add.astype(np.float32)} if np.any(bias_add) else None)
-    return new, _report(model, new, layer_name, group, merges, removals, dead, merge_deg, remove_deg, len(patterns))
+    return new, {**_report(model, new, layer_name, group, merges, removals, dead, merge_deg, remove_deg, len(patterns)),
+                 "rule": rule}
 
 
 def _report(old, new, layer_name, group, merges, removals, dead, merge_deg, remove_deg, n_patterns) -> dict:
