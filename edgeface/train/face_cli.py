@@ -47,7 +47,8 @@ def face(data_dir, run_dir, config_file, sets, resume, max_steps, epochs, seed, 
     cfg = resolve_config(run_dir, config_file, sets, flags, resume=resume)
     info = train_face(data_dir, run_dir, cfg, resume=resume)
     best = info["best"]
-    metric = f"best val pair accuracy {best['value']:.4f} (epoch {best['epoch']})" if best["value"] is not None \
+    name = {"val_teacher_cosine": "val teacher cosine"}.get(best["metric"], "val pair accuracy")
+    metric = f"best {name} {best['value']:.4f} (epoch {best['epoch']})" if best["value"] is not None \
         else "no validation split"
     click.echo(f"{run_dir}: {info['steps']} steps, {info['epochs_done']} epochs ({info['stop_reason']}), {metric}, "
                f"{info['wall_time_s']} s -> {run_dir / 'model.keras'}")
