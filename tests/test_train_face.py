@@ -133,6 +133,15 @@ def test_extra_unlabelled_faces_and_warm_start(tiny_aligned, tmp_path, teachers_
     kernels = [i for i, w in enumerate(src.weights) if "kernel" in w.name]
     assert kernels and all(np.allclose(src.get_weights()[i], got.get_weights()[i], atol=1e-6) for i in kernels)
 
+    # train.freeze_bn: the BatchNorm statistics and affine weights stay the source's, the kernels move.
+    frozen = tmp_path / "frozen"
+    assert _train(tiny_aligned, frozen, *teacher, "--set", f"train.init={first / 'model.keras'}",
+                  "--set", "train.freeze_bn=true", "--batch-size", "8", "--max-steps", "2") == 0
+    got = load_model(frozen / "model.keras")
+    bn = [i for i, w in enumerate(src.weights) if w.name.split("/")[0].endswith("bn") or "batch_normalization" in w.name]
+    assert bn and all(np.array_equal(src.get_weights()[i], got.get_weights()[i]) for i in bn)
+    assert not all(np.allclose(src.get_weights()[i], got.get_weights()[i]) for i in kernels)
+
     # data.select = teacher_cos: the kept epoch is chosen by the mean cosine to the teacher on the
     # validation images, recorded beside the pair accuracy (checked against numpy on the saved model).
     sel = tmp_path / "select"

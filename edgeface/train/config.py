@@ -80,6 +80,8 @@ FACE_DEFAULTS: dict[str, dict[str, Any]] = {
         "seed": 0,
         "teacher": "",                # distillation teacher spec (edgeface.teachers.load_teacher)
         "init": "",                   # warm start: weights of this model.keras (same architecture)
+        "freeze_bn": False,           # BatchNorm in inference mode with its statistics fixed (fine-tuning a
+                                      # converged or recovered model on a new mixture)
         "prune": 0.0,                 # after training: magnitude-prune to this sparsity (edgeface.optimize.prune)
         "qat": False,                 # after training (and pruning): quantisation-aware fine-tune
         "finetune_steps": 300,        # steps of each of those fine-tunes

@@ -313,6 +313,10 @@ class FaceTrainer:
         _say(describe(self.model))
         if tr["init"] and not self.resume:
             self._warm_start(tr["init"])
+        if tr["freeze_bn"]:  # a non-trainable BatchNormalization runs in inference mode in TF2 Keras
+            for layer in self.model.layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.trainable = False
 
         self.head = None
         if loss["weight"] > 0:
