@@ -3,6 +3,7 @@ cards, their sizes, and embeddings that agree with the Keras model on real align
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,7 +79,7 @@ def test_cards_written_and_correct(converted):
         assert "CONV_2D" in card["ops"]
     int8 = _card(out, "int8")
     # calibration came from the run's training dir (run.json), 64 images, fixed seed
-    assert int8["calibration"]["dir"] == converted["faces_dir"].name
+    assert Path(int8["calibration"]["dir"]).name == converted["faces_dir"].name  # stored relative to the cwd
     assert int8["calibration"]["count"] == min(64, len(list(converted["faces_dir"].rglob("*.png"))))
     assert int8["input"]["dtype"] == "float32" and int8["input"]["quantization"] is None  # float I/O by default
     assert _card(out, "float32")["calibration"] is None

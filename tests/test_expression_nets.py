@@ -11,11 +11,12 @@ from edgeface.nets import expression as xnets
 
 
 def test_all_backbones_are_registered():
-    for name in ("expr_mobilenetv2", "expr_resnet50", "expr_vgg16", "expr_densenet121", "expr_cnn"):
+    for name in ("expr_mobilenetv2", "expr_resnet50", "expr_vgg16", "expr_densenet121", "expr_cnn", "expr_vgg"):
         assert name in list_models()
 
 
 @pytest.mark.parametrize("name,kw", [("expr_cnn", {"input_size": 48, "channels": 1}),
+                                     ("expr_vgg", {"input_size": 48, "channels": 1, "filters": [[8], [16, 16]]}),
                                      ("expr_mobilenetv2", {"input_size": 48}),
                                      ("expr_vgg16", {"input_size": 32})])
 def test_models_are_flat_classifiers(name, kw):
@@ -72,3 +73,14 @@ def test_bad_arguments_fail_with_one_line(tmp_path):
         get_model("expr_resnet50", weights=str(tmp_path / "missing.h5"))
     with pytest.raises(EdgefaceError, match="channels=3"):
         get_model("expr_vgg16", weights="imagenet", channels=1)
+
+
+def test_vgg_blocks_follow_filters_and_reject_bad_ones():
+    m = get_model("expr_vgg", num_classes=7, filters=[[8, 8], [16], [32]], head_units=12, block_dropout=0.1)
+    convs = [l for l in m.layers if l.name.startswith("block") and "_conv" in l.name]
+    assert [l.filters for l in convs] == [8, 8, 16, 32] and m.get_layer("block3_pool").output.shape[1] == 6
+    assert m.input_shape == (None, 48, 48, 1)
+    with pytest.raises(EdgefaceError):
+        get_model("expr_vgg", filters=[[]])
+    with pytest.raises(EdgefaceError):
+        get_model("expr_vgg", weights="imagenet")

@@ -145,3 +145,23 @@ def test_convert_cli_calibrates_expression_runs_on_their_train_split(cnn_run, tm
     assert rc == 0, capsys.readouterr().err
     card = json.loads((tmp_path / "x_int8.json").read_text())
     assert card["calibration"]["split"] == "train" and card["calibration"]["count"] == 16
+
+
+def test_vgg_with_cosine_label_smoothing_and_class_weights(expressions_root, tmp_path):
+    """The FER-full recipe's options on a few CK+ steps: sqrt class weights, smoothing, cosine, no test eval."""
+    cfg = tr.load_config(None, {"backbone": "vgg", "filters": [[8], [16], [32]], "head_units": 16, "epochs": 2,
+                                "max_steps": 30, "lr_schedule": "cosine", "warmup_epochs": 0.5,
+                                "label_smoothing": 0.1, "class_weight": 0.5, "evaluate_test": False, "seed": 0})
+    info = tr.train_expression(expressions_root / "ckplus48", tmp_path / "vgg", cfg)
+    assert info["model"]["name"] == "expr_vgg" and info["model"]["kwargs"]["filters"] == [[8], [16], [32]]
+    assert info["test_accuracy_float_keras"] is None  # the test split was not touched
+    assert info["stages"][0]["lr_schedule"] == "cosine" and info["stages"][0]["steps"] <= 30
+    rows = (tmp_path / "vgg" / "log.csv").read_text().splitlines()
+    lrs = [float(r.split(",")[7]) for r in rows[1:]]
+    assert lrs and lrs[-1] < 1e-3  # decayed from lr 1e-3
+    w = tr._class_weights(np.array([0] * 90 + [1] * 10), 2, 0.5)
+    assert w[1] / w[0] == pytest.approx(3.0) and 90 * w[0] + 10 * w[1] == pytest.approx(100)
+    with pytest.raises(Exception):
+        tr.load_config(None, {"lr_schedule": "step"})
+    with pytest.raises(Exception):
+        tr.load_config(None, {"backbone": "cnn", "filters": [[8]]})

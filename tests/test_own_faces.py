@@ -127,3 +127,7 @@ def test_own_faces_commands_run_as_written(tmp_path, celeba_root):
     assert len(info.splitlines()) <= 15 and "best_accuracy" in info
     assert (work / "my_models" / "mine_micro_int8_micro" / "model_data.cc").is_file()
     assert (work / "runs" / "mine" / "model.keras").is_file()
+    as_json = next(out for cmd, out in outputs.items() if cmd.startswith("edgeface expression") and "--json" in cmd)
+    objects = [json.loads(line) for line in as_json.splitlines()]
+    assert len(objects) == 2 and all(o["faces"] for o in objects)  # one object per image, a face in each
+    assert (work / "drawn.png").is_file()

@@ -79,13 +79,14 @@ def latency_ms(model: TFLiteModel, x: np.ndarray, runs: int = 50, warmup: int = 
 def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: str = "test", *,
              out_dir: str | os.PathLike | None = None, num_threads: int = 1, batch_size: int = 64,
              latency_runs: int = 50, limit: int | None = None, dataset: str | None = None,
-             seed: int | None = None, clahe: bool | None = None) -> dict:
+             seed: int | None = None, clahe: bool | None = None, flip_tta: bool = True) -> dict:
     """Accuracy of an expression .tflite on a split of `data_dir`.
 
     The split (kind, seed, fractions, split_by) and the preprocessing (CLAHE, gray->RGB, pixel
     normalisation) come from the model card, so the test split is exactly the one the training run
     held out; `dataset`, `seed`, `clahe` override them. `limit` takes the first N images per class
-    (quick checks). `out_dir` gets `<model>_<split>_confusion.png`.
+    (quick checks). `out_dir` gets `<model>_<split>_confusion.png`. `flip_tta` also reports, under
+    "flip_tta", the accuracy of averaging each face's probabilities with its mirror's (2x the inference).
     """
     if split not in xdata.SPLITS:
         raise EdgefaceError(f"split must be one of {', '.join(xdata.SPLITS)}, got {split!r}")
@@ -132,6 +133,17 @@ def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: 
     pred = probs.argmax(1)
     n = len(data.class_names)
     cm = confusion_matrix(y, pred, n)
+    flip = None
+    if flip_tta:  # reported beside the plain numbers: mean of the face's and its mirror's probabilities
+        xm = np.ascontiguousarray(xf[:, :, ::-1])
+        probs_m = np.concatenate([model.run(xm[i:i + batch_size]) for i in range(0, len(xm), batch_size)])
+        pred_f = (probs + probs_m).argmax(1)
+        cm_f = confusion_matrix(y, pred_f, n)
+        rec_f = {name: (float(cm_f[i, i] / cm_f[i].sum()) if cm_f[i].sum() else None)
+                 for i, name in enumerate(data.class_names)}
+        vals = [r for r in rec_f.values() if r is not None]
+        flip = {"accuracy": float((pred_f == y).mean()), "balanced_accuracy": float(np.mean(vals)) if vals else None,
+                "per_class_recall": rec_f, "confusion": cm_f.tolist()}
     support = cm.sum(1)
     recall = {name: (float(cm[i, i] / support[i]) if support[i] else None) for i, name in enumerate(data.class_names)}
     valid = [r for r in recall.values() if r is not None]
@@ -149,6 +161,7 @@ def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: 
         "per_class_recall": recall,
         "class_names": data.class_names,
         "confusion": cm.tolist(),
+        "flip_tta": flip,
         "latency_ms_median": latency_ms(model, xf[0], runs=latency_runs) if latency_runs > 0 else None,
         "num_threads": num_threads,
         "interpreter": model.backend,

@@ -106,6 +106,10 @@ class Source:
             extra["class_names"] = self.run.get("class_names")
         if self.run.get("preprocessing"):
             extra["notes"] = {"preprocessing": self.run["preprocessing"]}
+        split = (self.run.get("data") or {}).get("split") if isinstance(self.run.get("data"), dict) else None
+        if task == TASK_CLASSIFICATION and isinstance(split, dict):
+            # as convert_run writes them: the bench rebuilds the held-out split from the card
+            extra.setdefault("notes", {}).update({"data_split": split, "transfer": self.run.get("transfer")})
         return extra
 
 

@@ -44,7 +44,7 @@ _APPLICATIONS = {
 }
 _MIN_SIZE = 32  # keras.applications refuse smaller inputs
 # Small inputs on purpose: CK+/FER are 48x48 and the CPUs are tiny. A face model sets its own size.
-DEFAULT_INPUT = {"mobilenetv2": 96, "resnet50": 64, "vgg16": 64, "densenet121": 64, "cnn": 48}
+DEFAULT_INPUT = {"mobilenetv2": 96, "resnet50": 64, "vgg16": 64, "densenet121": 64, "cnn": 48, "vgg": 48}
 
 
 def _keras():
@@ -245,6 +245,40 @@ def expr_cnn(num_classes=7, input_size=None, weights=None, head_units=100, dropo
         except Exception as e:
             raise EdgefaceError(f"cannot load expr_cnn weights from {p}: {str(e).strip().splitlines()[0]}") from None
     return model
+
+
+VGG_FILTERS = ((32,), (64,), (128, 128), (256,))
+
+
+@register_model("expr_vgg")
+def expr_vgg(num_classes=7, input_size=None, weights=None, head_units=128, dropout=0.5, channels=1,
+             filters=VGG_FILTERS, block_dropout=0.0):
+    """A small VGG-style CNN from scratch for 48x48 gray faces (FER2013-sized): blocks of
+    (3x3 conv -> BatchNorm -> ReLU) x len(block), each block ending in 2x2 max-pool (+ optional
+    dropout); then GAP -> Dense(head_units) -> Dropout -> softmax (the shared head, so the head can
+    be pruned by distinctiveness like the other models). `filters` is one tuple of widths per block."""
+    keras = _keras()
+    input_size = DEFAULT_INPUT["vgg"] if input_size is None else int(input_size)
+    _check_common(num_classes, max(input_size, _MIN_SIZE), channels, head_units, dropout)
+    if weights not in (None, "none", ""):
+        raise EdgefaceError("expr_vgg trains from scratch: it takes no pretrained weights (use --weights none)")
+    blocks = [tuple(int(f) for f in (b if isinstance(b, (list, tuple)) else (b,))) for b in filters]
+    if not blocks or any(not b or min(b) < 1 for b in blocks):
+        raise EdgefaceError(f"filters must be a non-empty list of non-empty lists of positive widths, got {filters!r}")
+    if input_size >> len(blocks) < 1:
+        raise EdgefaceError(f"{len(blocks)} pooling blocks are too many for a {input_size}-pixel input")
+    inp = keras.Input((input_size, input_size, channels), name="image")
+    x = inp
+    for i, block in enumerate(blocks, 1):
+        for j, f in enumerate(block, 1):
+            x = keras.layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"block{i}_conv{j}")(x)
+            x = keras.layers.BatchNormalization(momentum=SCRATCH_BN_MOMENTUM, name=f"block{i}_bn{j}")(x)
+            x = keras.layers.ReLU(name=f"block{i}_relu{j}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+        if block_dropout > 0:
+            x = keras.layers.Dropout(float(block_dropout), name=f"block{i}_dropout")(x)
+    out = add_head(x, num_classes, head_units, dropout)
+    return keras.Model(inp, out, name="expr_vgg")
 
 
 # ---- freezing / fine-tuning -------------------------------------------------------------

@@ -25,7 +25,9 @@ from edgeface.errors import EdgefaceError
 from edgeface.utils.io import atomic_path, write_json_atomic
 from edgeface.utils.progress import progress
 
-BACKBONES = ("mobilenetv2", "resnet50", "vgg16", "densenet121", "cnn")
+BACKBONES = ("mobilenetv2", "resnet50", "vgg16", "densenet121", "cnn", "vgg")
+FROM_SCRATCH = ("cnn", "vgg")  # gray 48x48 nets that take no pretrained base
+LR_SCHEDULES = ("constant", "cosine")
 TASK = "expression_classification"
 PIXEL_NORMALIZATION = {"mean": 127.5, "std": 127.5}
 MIN_INPUT_SIZE = 32  # the backbones downsample by up to 32x
@@ -36,7 +38,9 @@ class ExpressionConfig:
     backbone: str = "cnn"
     weights: str | None = None  # "imagenet" | FILE (.h5 base weights, or a face model .keras / RUN_DIR) | None
     input_size: int | None = None  # None: the backbone default, or the face model's input size
-    channels: int | None = None  # None: 1 for the CNN, 3 for backbones
+    channels: int | None = None  # None: 1 for the CNNs (cnn, vgg), 3 for backbones
+    filters: list | None = None  # vgg only: one list of conv widths per block, e.g. [[32], [64], [128, 128], [256]]
+    block_dropout: float = 0.0  # vgg only: dropout after each block's pooling
     head_units: int = 100
     dropout: float = 0.5
     clahe: bool = True
@@ -58,8 +62,14 @@ class ExpressionConfig:
     translate: float = 0.1
     scale: float = 0.05  # random zoom +-
     flip: bool = True
-    class_weight: bool = False  # weight the loss by inverse class frequency
+    class_weight: bool | float = False  # weight the loss by inverse class frequency (a number: its power, 0.5 = sqrt)
+    label_smoothing: float = 0.0
+    lr_schedule: str = "constant"  # or "cosine": linear warm-up over warmup_epochs, then cosine decay to 0
+    warmup_epochs: float = 0.0
+    time_limit_min: float | None = None  # stop a stage after this many minutes of training (the best epoch is kept)
+    evaluate_test: bool = True  # False: do not touch the test split at the end of training (it is benched once, later)
     max_steps: int | None = None  # cap optimizer steps per stage (smoke tests)
+    license: str | None = None  # the training data's terms, recorded in run.json and on the model cards
 
     def model_name(self) -> str:
         return f"expr_{self.backbone}"
@@ -96,6 +106,16 @@ def load_config(path: str | os.PathLike | None, overrides: dict) -> ExpressionCo
             raise EdgefaceError(f"{name} must be a positive number, got {value!r}")
     if cfg.input_size is not None and cfg.input_size < MIN_INPUT_SIZE:
         raise EdgefaceError(f"input_size must be >= {MIN_INPUT_SIZE} pixels, got {cfg.input_size}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise EdgefaceError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
+    if not 0.0 <= float(cfg.label_smoothing) < 1.0:
+        raise EdgefaceError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing!r}")
+    if float(cfg.class_weight) < 0:
+        raise EdgefaceError(f"class_weight must be true/false or a power >= 0, got {cfg.class_weight!r}")
+    if cfg.filters is not None and cfg.backbone != "vgg":
+        raise EdgefaceError("filters applies to the vgg backbone only")
+    if cfg.time_limit_min is not None and cfg.time_limit_min <= 0:
+        raise EdgefaceError(f"time_limit_min must be > 0, got {cfg.time_limit_min}")
     if cfg.max_steps is not None and cfg.max_steps < 1:
         raise EdgefaceError(f"max_steps must be >= 1, got {cfg.max_steps}")
     return cfg
@@ -109,12 +129,16 @@ def build_model(cfg: ExpressionConfig, num_classes: int):
 
 def model_kwargs(cfg: ExpressionConfig, num_classes: int) -> dict:
     from edgeface.nets.expression import DEFAULT_INPUT, is_face_model_path
-    channels = cfg.channels or (1 if cfg.backbone == "cnn" else 3)
+    channels = cfg.channels or (1 if cfg.backbone in FROM_SCRATCH else 3)
     size = cfg.input_size
-    if size is None and (cfg.backbone == "cnn" or not is_face_model_path(cfg.weights)):
+    if size is None and (cfg.backbone in FROM_SCRATCH or not is_face_model_path(cfg.weights)):
         size = DEFAULT_INPUT[cfg.backbone]
-    return {"num_classes": num_classes, "input_size": size, "weights": cfg.weights,
-            "head_units": cfg.head_units, "dropout": cfg.dropout, "channels": channels}
+    kwargs = {"num_classes": num_classes, "input_size": size, "weights": cfg.weights,
+              "head_units": cfg.head_units, "dropout": cfg.dropout, "channels": channels}
+    if cfg.backbone == "vgg":
+        from edgeface.nets.expression import VGG_FILTERS
+        kwargs.update(filters=[list(b) for b in (cfg.filters or VGG_FILTERS)], block_dropout=cfg.block_dropout)
+    return kwargs
 
 
 # ---- logging ------------------------------------------------------------------------------
@@ -122,16 +146,26 @@ def model_kwargs(cfg: ExpressionConfig, num_classes: int) -> dict:
 LOG_FIELDS = ["stage", "epoch", "step", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
 
 
-def _epoch_callback(keras, log, stage: str, ckpt_dir: Path, max_steps: int | None, state: dict):
-    """Log each epoch, keep the best weights by val accuracy (in memory + a checkpoint), cap steps."""
+def _epoch_callback(keras, log, stage: str, ckpt_dir: Path, max_steps: int | None, state: dict,
+                    time_limit_s: float | None = None):
+    """Log each epoch, keep the best weights by val accuracy (in memory + a checkpoint), cap steps
+    (and training time: the stage stops after the batch that crosses `time_limit_s`)."""
 
     class _CB(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.t_stage = time.time()
+
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.time()
 
         def on_train_batch_end(self, batch, logs=None):
             state["step"] += 1
             if max_steps is not None and state["step"] - state["stage_start"] >= max_steps:
+                self.model.stop_training = True
+            if time_limit_s is not None and time.time() - self.t_stage >= time_limit_s:
+                if not self.model.stop_training:
+                    print(f"{stage}: time limit of {time_limit_s / 60:.1f} min reached at step {state['step']}", flush=True)
+                state["time_limited"] = True
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
@@ -181,9 +215,39 @@ def _optimizer(lr: float, weight_decay: float):
     return make_optimizer({"name": "adamw" if weight_decay > 0 else "adam", "weight_decay": weight_decay}, lr)
 
 
-def _class_weights(y: np.ndarray, n: int) -> dict:
+def _class_weights(y: np.ndarray, n: int, power: float = 1.0) -> dict:
+    """Inverse class frequency to the given power (1: fully balanced, 0.5: sqrt), mean weight per image 1."""
     counts = np.bincount(y, minlength=n).astype(np.float64)
-    return {i: float(len(y) / (n * max(c, 1))) for i, c in enumerate(counts)}
+    w = (len(y) / (n * np.maximum(counts, 1))) ** float(power)
+    w *= len(y) / float((w * counts).sum())
+    return {i: float(v) for i, v in enumerate(w)}
+
+
+def _loss(keras, n_cls: int, label_smoothing: float):
+    """Sparse-label cross-entropy, with label smoothing when asked (labels stay integer class ids)."""
+    if not label_smoothing:
+        return "sparse_categorical_crossentropy"
+    import tensorflow as tf
+
+    def smoothed_sparse_categorical_crossentropy(y_true, y_pred):
+        onehot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), n_cls)
+        return keras.losses.categorical_crossentropy(onehot, y_pred, label_smoothing=float(label_smoothing))
+
+    return smoothed_sparse_categorical_crossentropy
+
+
+def _learning_rate(keras, cfg: "ExpressionConfig", lr: float, epochs: int, steps_per_epoch: int):
+    """A constant rate, or linear warm-up then cosine decay over the stage's planned steps."""
+    if cfg.lr_schedule == "constant":
+        return lr
+    total = max(1, epochs * steps_per_epoch)
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    warm = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total - 1)
+    if warm > 0:
+        return keras.optimizers.schedules.CosineDecay(lr * 0.1, total - warm, alpha=0.0, warmup_target=lr,
+                                                      warmup_steps=warm)
+    return keras.optimizers.schedules.CosineDecay(lr, total, alpha=0.0)
 
 
 def predict_images(model, x_uint8: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -231,19 +295,23 @@ def train_expression(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cf
     log = RunLogger(run_dir, LOG_FIELDS, plot=("loss", "val_accuracy", "lr"))
     state = {"step": 0, "stage_start": 0, "best": -1.0, "best_stage": None, "best_epoch": 0,
              "weights": None, "since_best": 0, "model": model}
-    cw = _class_weights(y_tr, n_cls) if cfg.class_weight else None
+    cw = _class_weights(y_tr, n_cls, float(cfg.class_weight)) if cfg.class_weight else None
+    if cw:
+        print("class weights: " + ", ".join(f"{c} {cw[i]:.2f}" for i, c in enumerate(data.class_names)), flush=True)
     stages = []
     pretrained = cfg.weights is not None
 
     def fit(stage, fit_model, train_data, val_data, epochs, lr, n_train, y=None):
         state["stage_start"] = state["step"]
         state["since_best"] = 0
-        fit_model.compile(optimizer=_optimizer(lr, cfg.weight_decay),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.patience)
-        cb = _epoch_callback(keras, log, stage, run_dir / "checkpoints", cfg.max_steps, state)
-        t0 = time.time()
         epochs = _stage_epochs(epochs, n_train, cfg.batch_size, cfg.max_steps)
+        schedule = _learning_rate(keras, cfg, lr, epochs, math.ceil(n_train / cfg.batch_size))
+        fit_model.compile(optimizer=_optimizer(schedule, cfg.weight_decay), loss=_loss(keras, n_cls, cfg.label_smoothing),
+                          metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.patience)
+        limit = cfg.time_limit_min * 60.0 if cfg.time_limit_min else None
+        cb = _epoch_callback(keras, log, stage, run_dir / "checkpoints", cfg.max_steps, state, limit)
+        t0 = time.time()
         if y is None:  # a Sequence
             fit_model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=0,
                           callbacks=[cb, stop, _bar(keras, stage, epochs)], class_weight=cw)
@@ -251,7 +319,9 @@ def train_expression(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cf
             fit_model.fit(train_data, y, batch_size=cfg.batch_size, validation_data=val_data, epochs=epochs,
                           shuffle=True, verbose=0, callbacks=[cb, stop, _bar(keras, stage, epochs)], class_weight=cw)
         stages.append({"stage": stage, "epochs_run": len([r for r in log.rows if r["stage"] == stage]),
-                       "steps": state["step"] - state["stage_start"], "lr": lr, "seconds": round(time.time() - t0, 1),
+                       "epochs_planned": epochs, "time_limited": bool(state.pop("time_limited", False)),
+                       "steps": state["step"] - state["stage_start"], "lr": lr, "lr_schedule": cfg.lr_schedule,
+                       "seconds": round(time.time() - t0, 1),
                        "best_val_accuracy": max((float(r["val_accuracy"]) for r in log.rows
                                                  if r["stage"] == stage and r.get("val_accuracy") not in ("", None)), default=None)})
 
@@ -284,7 +354,7 @@ def train_expression(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cf
 
     val_acc = float((predict_images(model, x_va).argmax(1) == y_va).mean())
     test = None
-    if data.splits["test"]:
+    if data.splits["test"] and cfg.evaluate_test:
         x_te, y_te = xdata.load_images(data.splits["test"], size, channels, cfg.clahe, "test images")
         test = float((predict_images(model, x_te).argmax(1) == y_te).mean())
     info = {
@@ -304,6 +374,7 @@ def train_expression(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cf
         "stages": stages,
         "wall_time_s": round(time.time() - t_start, 1),
         "teacher": None,
+        "license": cfg.license,
         "versions": {"tensorflow": tf.__version__, "tf_keras": keras.__version__, "edgeface": edgeface.__version__,
                      "git_commit": _git_commit()},
     }

@@ -8,7 +8,7 @@ import click
 
 from edgeface.errors import EdgefaceError
 
-BACKBONES = ("mobilenetv2", "resnet50", "vgg16", "densenet121", "cnn")
+BACKBONES = ("mobilenetv2", "resnet50", "vgg16", "densenet121", "cnn", "vgg")
 DTYPES = ("float32", "float16", "int8")
 
 
@@ -35,10 +35,12 @@ DTYPES = ("float32", "float16", "int8")
 @click.option("--seed", type=int, default=None)
 @click.option("--convert", "dtypes", default="", help="After training, write RUN_DIR/tflite/*.tflite for these "
               "dtypes (comma list of float32,float16,int8) with model cards.")
+@click.option("--time-limit-min", type=float, default=None,
+              help="Stop training after this many minutes (the best epoch by val accuracy is kept).")
 @click.option("--prune-head", is_flag=True, help="Also prune the head's hidden units by distinctiveness "
               "(merge < 15 deg, remove > 165 deg) and record accuracy before/after.")
 def expression(data_dir, backbone, run_dir, weights, input_size, epochs, max_steps, fine_tune_blocks, fine_tune_epochs,
-               lr, fine_tune_lr, batch_size, clahe, split_by, config_path, seed, dtypes, prune_head):
+               lr, fine_tune_lr, batch_size, clahe, split_by, config_path, seed, dtypes, time_limit_min, prune_head):
     """Train a facial-expression classifier (frozen base + new head, optional fine-tuning)."""
     from edgeface.train import expression as tr
 
@@ -49,7 +51,8 @@ def expression(data_dir, backbone, run_dir, weights, input_size, epochs, max_ste
     cfg = tr.load_config(config_path, {
         "backbone": backbone, "weights": weights, "input_size": input_size, "epochs": epochs, "max_steps": max_steps,
         "fine_tune_blocks": fine_tune_blocks, "fine_tune_epochs": fine_tune_epochs, "lr": lr,
-        "fine_tune_lr": fine_tune_lr, "batch_size": batch_size, "clahe": clahe, "split_by": split_by, "seed": seed})
+        "fine_tune_lr": fine_tune_lr, "batch_size": batch_size, "clahe": clahe, "split_by": split_by, "seed": seed,
+        "time_limit_min": time_limit_min})
     info = tr.train_expression(data_dir, run_dir, cfg)
     click.echo(f"{run_dir}: best val accuracy {info['best_val_accuracy']:.4f}, "
                f"float test accuracy {info['test_accuracy_float_keras']}, {info['wall_time_s']} s")
