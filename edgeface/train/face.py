@@ -191,17 +191,23 @@ def embed_dataset(model, ds) -> np.ndarray:
 
 def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Mean row-wise cosine of two (N, D) arrays."""
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return float(np.mean(np.sum(a * b, axis=1)))
+    from edgeface.runtime.interpreter import l2_normalize
+
+    return float(np.mean(np.sum(l2_normalize(a) * l2_normalize(b), axis=1)))
+
+
+def pair_accuracy(emb: np.ndarray, pairs, is_same) -> tuple[float, float]:
+    """(best-threshold accuracy, threshold) of the cosine scores of these embeddings' pairs."""
+    from edgeface.bench.verification import best_threshold, cosine_scores
+
+    thr, acc = best_threshold(cosine_scores(emb, pairs), is_same)
+    return acc, thr
 
 
 def val_scores(model, val_ds, pairs, is_same, teacher_emb: np.ndarray | None = None) -> tuple[float, float, float | None]:
     """(pair accuracy, its threshold, mean cosine to the teacher's embeddings of the same images or None)."""
-    from edgeface.bench.verification import best_threshold, cosine_scores
-
     emb = embed_dataset(model, val_ds)
-    thr, acc = best_threshold(cosine_scores(emb, pairs), is_same)
+    acc, thr = pair_accuracy(emb, pairs, is_same)
     return acc, thr, (mean_cosine(emb, teacher_emb) if teacher_emb is not None else None)
 
 
@@ -482,9 +488,7 @@ class FaceTrainer:
         val_ds = self._val_dataset() if self.val is not None else None
         if val_ds is not None and self.t_val is not None and not self.resume:
             # the ceiling that pair_acc can show: the teacher's own score on the same pairs
-            from edgeface.bench.verification import best_threshold, cosine_scores
-
-            self.teacher_val_acc = best_threshold(cosine_scores(self.t_val, self.val_pairs), self.val_same)[1]
+            self.teacher_val_acc = pair_accuracy(self.t_val, self.val_pairs, self.val_same)[0]
             _say(f"teacher val acc {self.teacher_val_acc:.4f}")
         if val_ds is not None and self.cfg["train"]["init"] and not self.resume:
             # the warm start's own score on the held-out people: what training must beat
