@@ -131,3 +131,22 @@ def load_card(model_path: str | os.PathLike) -> dict:
     if not p.exists():
         return {}
     return load_card_file(p)
+
+
+def card_split_and_preprocessing(card: dict) -> tuple[dict, dict]:
+    """(split spec, preprocessing) recorded on the card, with defaults for foreign models."""
+    notes = card.get("notes") or {}
+    config = (card.get("source") or {}).get("config") or {}
+    split = dict(card.get("data_split") or notes.get("data_split") or {})
+    if not split and config:  # a card written from run.json without the split: rebuild it from the config
+        split = {k: config[k] for k in ("seed", "val_fraction", "test_fraction", "split_by") if k in config}
+        if config.get("dataset") not in (None, "auto"):
+            split["kind"] = config["dataset"]
+    pre = dict(card.get("preprocessing") or notes.get("preprocessing") or {})
+    return split, pre
+
+
+def class_names_of(card: dict) -> list[str] | None:
+    """The class names a classifier's card records, or None."""
+    names = (card.get("output") or {}).get("class_names") or card.get("class_names")
+    return list(names) if names else None

@@ -41,14 +41,14 @@ def pipe():
 @pytest.fixture(scope="module")
 def ck_faces(expressions_root, pipe) -> list[tuple[np.ndarray, str]]:
     """(gray 48x48, label) for up to 2 test-split photos per class that the model gets right on their own."""
-    from edgeface.bench.classification import _card_spec
+    from edgeface.spec import card_split_and_preprocessing
     from edgeface.data import expressions as xdata
 
     root = expressions_root / "ckplus48"
     if not root.is_dir():
         pytest.skip(f"CK+48 not found at {root}")
     c = pipe.classifier
-    spec, _ = _card_spec(c.model.card)
+    spec, _ = card_split_and_preprocessing(c.model.card)
     data = xdata.load_dataset(root, kind=spec["kind"], seed=spec["seed"], val_fraction=spec["val_fraction"],
                               test_fraction=spec["test_fraction"], split_by=spec["split_by"])
     picked, per_class = [], {}

@@ -18,26 +18,9 @@ import numpy as np
 from edgeface.data import expressions as xdata
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import TFLiteModel
+from edgeface.spec import card_split_and_preprocessing, class_names_of
 from edgeface.utils.plots import save_figure
 from edgeface.utils.progress import progress
-
-
-def _card_spec(card: dict) -> tuple[dict, dict]:
-    """(split spec, preprocessing) recorded on the card, with defaults for foreign models."""
-    notes = card.get("notes") or {}
-    config = (card.get("source") or {}).get("config") or {}
-    split = dict(card.get("data_split") or notes.get("data_split") or {})
-    if not split and config:  # a card written from run.json without the split: rebuild it from the config
-        split = {k: config[k] for k in ("seed", "val_fraction", "test_fraction", "split_by") if k in config}
-        if config.get("dataset") not in (None, "auto"):
-            split["kind"] = config["dataset"]
-    pre = dict(card.get("preprocessing") or notes.get("preprocessing") or {})
-    return split, pre
-
-
-def class_names_of(card: dict) -> list[str] | None:
-    names = (card.get("output") or {}).get("class_names") or card.get("class_names")
-    return list(names) if names else None
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:
@@ -94,7 +77,7 @@ def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: 
     card = model.card
     if card.get("task") not in (None, "expression_classification"):
         raise EdgefaceError(f"{model_path} is a {card.get('task')} model, not an expression classifier")
-    spec, pre = _card_spec(card)
+    spec, pre = card_split_and_preprocessing(card)
     kind = dataset or "auto"
     if kind == "auto" and spec.get("kind") and xdata.detect_kind(Path(data_dir)) in (spec["kind"], "folder"):
         kind = spec["kind"]

@@ -72,7 +72,7 @@ class ExpressionClassifier:
     """An expression .tflite with its card: face crop -> class probabilities."""
 
     def __init__(self, model_path: str | os.PathLike, num_threads: int = 1):
-        from edgeface.bench.classification import _card_spec, class_names_of
+        from edgeface.spec import card_split_and_preprocessing, class_names_of
 
         self.model = TFLiteModel(model_path, num_threads=num_threads)
         self.path = self.model.path
@@ -89,7 +89,7 @@ class ExpressionClassifier:
         if len(names) != n_out:
             raise EdgefaceError(f"{self.path.name} has {n_out} outputs but its card names {len(names)} classes")
         self.class_names = [str(n) for n in names]
-        _, pre = _card_spec(card)  # the preprocessing the card records, read as `edgeface bench` reads it
+        _, pre = card_split_and_preprocessing(card)  # the preprocessing the card records, read as `edgeface bench` reads it
         if pre.get("grayscale") is False:
             raise EdgefaceError(f"{self.path.name}: the card asks for colour input; expression models here are gray")
         clahe = pre.get("clahe", True)
@@ -353,13 +353,13 @@ def bench_main(data_dir, frames, faces_per_frame, model, threads, keep):
     (subject-held-out), written with VideoWriter, then read, detected, classified and drawn frame by frame."""
     import tempfile
 
-    from edgeface.bench.classification import _card_spec
+    from edgeface.spec import card_split_and_preprocessing
     from edgeface.data import expressions as xdata
     from edgeface.runtime.cli import default_model
 
     model = model or default_model(DEFAULT_MODEL_NAME, MODEL_ENV)
     pipe = ExpressionPipeline(model, num_threads=threads)
-    spec, _ = _card_spec(pipe.classifier.model.card)
+    spec, _ = card_split_and_preprocessing(pipe.classifier.model.card)
     data = xdata.load_dataset(data_dir, kind=spec.get("kind", "auto"), seed=spec.get("seed", 0),
                               val_fraction=spec.get("val_fraction", 0.1), test_fraction=spec.get("test_fraction", 0.1),
                               split_by=spec.get("split_by"))
