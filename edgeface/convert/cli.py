@@ -69,9 +69,13 @@ FINETUNE_COUNT = 1000
                    "ReLU per layer (about 1.8x faster int8; needs retraining-scale recovery).")
 @click.option("--fit-final-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="With --fit: a last recovery of this many steps, keeping the best-validation weights.")
+@click.option("--fit-rounds", type=click.IntRange(min=1), default=8, show_default=True,
+              help="With --fit: at most this many pruning rounds (a deep cut needs rounds x step near its fraction).")
+@click.option("--fit-threshold", type=click.FloatRange(min=0.0, min_open=True), default=0.1, show_default=True,
+              help="With --fit: reject a round whose recovered validation loss (1 - cosine) moves by more than this.")
 def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, per_tensor, strip, c_array, prune_sparsity,
             prune_steps, qat_steps, finetune_count, fit, fit_step, fit_finetune_steps, fit_images, fit_faces,
-            fit_teacher, fit_activation, fit_final_steps):
+            fit_teacher, fit_activation, fit_final_steps, fit_rounds, fit_threshold):
     """Convert MODEL (a run directory or a .keras file) to TFLite artifacts with model cards."""
     from edgeface.convert.calibration import load_calibration, refuse_lfw
     from edgeface.convert.source import load_source
@@ -96,7 +100,7 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
     if fit:
         return _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget_for("int8"), extra, c_array,
                             FitOptions(fit_step, fit_finetune_steps, fit_images, fit_faces, fit_teacher,
-                                       fit_activation, fit_final_steps, strip))
+                                       fit_activation, fit_final_steps, strip, fit_rounds, fit_threshold))
 
     needs_images = "int8" in dtype_list or prune_sparsity or qat_steps
     images = calib_info = None
@@ -183,6 +187,8 @@ class FitOptions:
     activation: str = "prelu"
     final_steps: int = 0
     strip: bool = False
+    max_rounds: int = 8
+    threshold: float = 0.1
 
 
 def _fit_data(src, calib, opts: FitOptions, work_dir):
@@ -238,12 +244,14 @@ def _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget, ext
     t0 = time.perf_counter()
     result = fit_budget(src.model, train, val, budget, step=opts.step, finetune_steps=opts.finetune_steps,
                         calib_count=calib_count, activation=opts.activation, final_steps=opts.final_steps,
-                        strip=opts.strip, work_dir=work_dir, log=click.echo)
+                        strip=opts.strip, max_rounds=opts.max_rounds, threshold=opts.threshold, work_dir=work_dir,
+                        log=click.echo)
     activation = {"prelu": "PReLU split into delegatable ops", "leaky": "PReLU swapped for one LeakyReLU per layer",
                   "relu": "PReLU swapped for ReLU"}[opts.activation]
     extra["optimization"] = {
         "fit_budget": {"budget": budget, "step": opts.step, "finetune_steps": opts.finetune_steps,
                        "final_steps": opts.final_steps, "activation": opts.activation,
+                       "max_rounds": opts.max_rounds, "threshold": opts.threshold,
                        "importance": "activation energy x outgoing weight norm, least-squares refit of the next conv",
                        "recovery": "self-distillation to the unpruned float model, flip augmentation",
                        "int8": f"cross-layer equalisation, {activation}, per-tensor weights",

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Issue 15, microcontroller tier: insightface's MobileFaceNet pruned to 300,000 int8 bytes (about three
+# quarters of its expansion, stem and head channels) and recovered by self-distillation, as an
+# alternative to distilling the 152k-parameter MobileNetV2 micro student, which underfits the teacher
+# (training loss = validation loss, benchmarks/face_models.md). Same machinery and faces as
+# compress_face.sh; its own run folder so the 1 MB fit is untouched. Resumable: rerun the script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EF="${EF:-.venv/bin/edgeface}"
+DATA="${EDGEFACE_DATA:-../shared/data}"
+CLEAN="${EDGEFACE_CLEAN:-/work/data/clean}"
+TEACHER=../shared/teachers/mobilefacenet-ncnn
+RUN=runs/mobilefacenet_micro
+[ -f cache/celeba/arcface112/manifest.jsonl ] || "$EF" align "$DATA/faces/celeba" cache/celeba/arcface112 --workers 2
+[ -f "$RUN/model.keras" ] || /usr/bin/time -f "import: %e s" "$EF" import "$TEACHER" --out "$RUN" --faces cache/celeba/arcface112
+/usr/bin/time -f "convert: %e s" "$EF" convert "$RUN" --out "$RUN/models" --name edgeface_face_micro --budget 300000 \
+    --dtypes float32,int8 --calib cache/celeba/arcface112 --fit-images 5000 \
+    --fit-faces "$CLEAN/utkface" --fit-faces "$CLEAN/all_age_faces" --fit-faces "$CLEAN/scut_fbp5500" \
+    --fit-teacher "$TEACHER" --fit-step 0.1 --fit-rounds 9 --fit-threshold 0.25 --fit-steps 300 \
+    --fit-final-steps 6000 --c-array
