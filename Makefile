@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.edgeface-installed
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo test check bench wheel clean-venv
+.PHONY: setup demo test check bench recipe wheel clean-venv
 
 setup: $(STAMP)
 
@@ -32,6 +32,13 @@ check: $(STAMP)
 # The full benchmark report (full LFW, latency, expression accuracy): see benchmarks/README.md.
 bench: $(STAMP)
 	bash benchmarks/run_all.sh
+
+# Rebuild one shipped model from scratch (data -> teacher targets -> runs -> convert -> bench), resumable:
+# make recipe NAME=edgeface_face_micro. Without NAME: the list (recipes/README.md says what each costs).
+recipe: $(STAMP)
+	@if [ -z "$(NAME)" ]; then ls recipes/*.sh | grep -v lib.sh | sed 's#recipes/##; s#\.sh$$##'; \
+	elif [ -f recipes/$(NAME).sh ]; then bash recipes/$(NAME).sh; \
+	else echo "no recipe $(NAME): make recipe lists them" >&2; exit 2; fi
 
 # The installable package for a device: dist/edgeface-*.whl (install it with its `runtime` extra).
 DIST ?= dist

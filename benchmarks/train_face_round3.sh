@@ -4,11 +4,11 @@
 # continued on everything. Every step resumes: rerun the script after an interruption.
 # Needs round 2's sets and run (benchmarks/train_face_round2.sh) and cache/celeba/{arcface112,views8}.
 set -euo pipefail
-source "$(dirname "$0")/train_lib.sh"
+source "$(dirname "$0")/../recipes/lib.sh"
 
 morph_set celeba_morphs_s1 1 blend
 morph_set celeba_parts_s2 2 parts
-train_run face_edge_morphs2 face_edge_morphs2
+train_run face_edge_morphs2
 
 # The microcontroller tier, round 5: round 4's micro run continued on the same data.
-train_run face_edge_micro_parts face_edge_micro_morphs3
+train_run face_edge_micro_parts

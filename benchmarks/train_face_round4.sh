@@ -4,7 +4,7 @@
 # (config face_edge_morphs3.toml). Every step resumes: rerun the script after an interruption.
 # Needs round 3's sets and run (benchmarks/train_face_round3.sh) and cache/celeba/{arcface112,views8}.
 set -euo pipefail
-source "$(dirname "$0")/train_lib.sh"
+source "$(dirname "$0")/../recipes/lib.sh"
 
 morph_set celeba_parts_s3 3 parts
-train_run face_edge_morphs3 face_edge_morphs3
+train_run face_edge_morphs3

@@ -4,8 +4,8 @@
 # continued on everything (config face_edge_morphs4.toml). Every step resumes: rerun the script
 # after an interruption. Needs round 4's sets and run (benchmarks/train_face_round4.sh).
 set -euo pipefail
-source "$(dirname "$0")/train_lib.sh"
+source "$(dirname "$0")/../recipes/lib.sh"
 
 morph_set celeba_parts_s4 4 parts
 morph_set celeba_bands_s5 5 bands
-train_run face_edge_morphs4 face_edge_morphs4
+train_run face_edge_morphs4

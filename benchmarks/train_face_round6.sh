@@ -4,7 +4,7 @@
 # faces (benchmarks/rebuild_data.sh) mixed with the 8 views of every CelebA face. Both runs go side by
 # side on the two cores; every step resumes, so rerun the script after an interruption.
 set -euo pipefail
-source "$(dirname "$0")/train_lib.sh"
+source "$(dirname "$0")/../recipes/lib.sh"
 
 "$EF" align "$DATA/faces/celeba" cache/celeba/arcface112 --workers 2  # resumes from its manifest
 [ -d cache/celeba/views8 ] || "$PY" -m edgeface.data.views cache/celeba/arcface112 "$DATA/faces/celeba" cache/celeba/views8 --views 8
@@ -19,6 +19,6 @@ old=(); [ -f "$STORE" ] && old=("$STORE")
 [ -d ../data/clean ] || DATA_OUT="$(cd .. && pwd)/data" bash benchmarks/rebuild_data.sh
 [ -f runs/recovered/mnv2/model.keras ] || "$EF" import models/edgeface_face_mnv2_float32.tflite --out runs/recovered/mnv2
 [ -f runs/recovered/micro/model.keras ] || "$EF" import models/edgeface_face_micro_int8.tflite --out runs/recovered/micro
-train_run face_mnv2_real face_mnv2_real &
-train_run face_micro_real face_micro_real
+train_run face_mnv2_real &
+train_run face_micro_real
 wait

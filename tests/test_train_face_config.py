@@ -1,5 +1,7 @@
 """Face trainer pieces that need no data: config merging/overrides, LR schedules, optimizers,
 validation pairs, checkpoint state round trip, CSV log resume."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -18,16 +20,33 @@ def test_shipped_configs_resolve(tmp_path):
     assert cfg["loss"]["name"] == "cosface" and cfg["optim"]["name"] == "adamw"
 
 
-def test_every_shipped_face_config_resolves(tmp_path):
+RECIPE_CONFIGS = Path(__file__).resolve().parents[1] / "recipes" / "configs"
+
+
+def test_every_face_config_resolves(tmp_path):
     names = sorted(f.stem for f in C.CONFIG_DIR.glob("face_*.toml"))
-    assert len(names) >= 11
-    for name in names:
+    assert len(names) >= 4
+    recipes = sorted(RECIPE_CONFIGS.glob("face_*.toml"))
+    assert len(recipes) >= 10
+    for name in names + recipes:
         assert resolve_config(tmp_path, name)["model"]["name"].startswith("mobilenetv2"), name
+    # Package configs are generic: a warm start from a run folder belongs to a recipe.
+    for name in names:
+        assert not resolve_config(tmp_path, name)["train"]["init"], name
     # A follow-up round states only its changes; the rest comes from the round it extends.
-    r3, r4 = resolve_config(tmp_path, "face_edge_morphs2"), resolve_config(tmp_path, "face_edge_morphs3")
+    r3, r4 = (resolve_config(tmp_path, RECIPE_CONFIGS / f"face_edge_morphs{k}.toml") for k in (2, 3))
     assert r4["optim"]["lr"] == 0.0005 and r3["optim"]["lr"] == 0.0007
     assert r4["data"]["extra"][:-1] == r3["data"]["extra"] and r4["model"] == r3["model"]
     assert r4["train"]["epochs"] == 4 and r3["train"]["epochs"] == 5  # a key a round overrides
+
+
+def test_recipe_config_replaces_the_shipped_micro_command(tmp_path):
+    """The shipped micro step was a command with overrides; its recipe config resolves to the same."""
+    one = resolve_config(tmp_path, RECIPE_CONFIGS / "face_edge_micro_morphs3.toml")
+    cmd = resolve_config(tmp_path, RECIPE_CONFIGS / "face_edge_micro_morphs2.toml",
+                         ["train.init=runs/face_edge_micro_morphs2/model.keras", "optim.lr=0.0004"],
+                         {"train.epochs": 2})
+    assert one == cmd
 
 
 def test_extends(tmp_path):

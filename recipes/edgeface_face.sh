@@ -5,15 +5,19 @@
 # Recovery faces: CelebA (train identities; LFW people excluded) + the cleaned real-face sets of
 # issue 15 (benchmarks/data_sets.md rebuilds them into $CLEAN with their teacher targets).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-EF="${EF:-.venv/bin/edgeface}"
-DATA="${EDGEFACE_DATA:-../shared/data}"
-CLEAN="${EDGEFACE_CLEAN:-/work/data/clean}"
-TEACHER=../shared/teachers/mobilefacenet-ncnn
+source "$(dirname "$0")/lib.sh"
+real_faces
 RUN=runs/mobilefacenet
-[ -f cache/celeba/arcface112/manifest.jsonl ] || "$EF" align "$DATA/faces/celeba" cache/celeba/arcface112 --workers 2
+"$EF" align "$DATA/faces/celeba" cache/celeba/arcface112 --workers 2  # resumes from its manifest
 [ -f "$RUN/model.keras" ] || /usr/bin/time -f "import: %e s" "$EF" import "$TEACHER" --out "$RUN" --faces cache/celeba/arcface112
+step "prune to the budget + recover (resumes from $RUN/fit)"
 /usr/bin/time -f "convert: %e s" "$EF" convert "$RUN" --out "$RUN/models" --name edgeface_face --budget 1000000 \
     --calib cache/celeba/arcface112 --fit-images 5000 \
     --fit-faces "$CLEAN/utkface" --fit-faces "$CLEAN/all_age_faces" --fit-faces "$CLEAN/scut_fbp5500" \
     --fit-teacher "$TEACHER" --fit-step 0.04 --fit-steps 200 --fit-final-steps 2000 --c-array
+step "choose on held-out CelebA (never LFW)"
+mkdir -p benchmarks/results/recipes
+"$PY" benchmarks/select_face_model.py cache/celeba/arcface112 models/edgeface_face_int8.tflite "$RUN/models/edgeface_face_int8.tflite" \
+    --teacher "$TEACHER" --json benchmarks/results/recipes/edgeface_face_selection.json
+bench_out edgeface_face "$RUN/models"/edgeface_face_{float32,float16,int8}.tflite
+ship_note "$RUN/models" edgeface_face

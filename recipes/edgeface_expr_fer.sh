@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# models/edgeface_expr_fer_{float32,float16,int8}.tflite: the VGG-style expression CNN on the full
+# FER2013 training split (exact duplicates and PublicTest copies removed), benchmarks/expressions.md.
+# Needs internet for `data get` (or EDGEFACE_FER_MIRROR=<git dir of darkbit404/FaceExp>).
+#   make recipe NAME=edgeface_expr_fer      (a finished step is skipped; the training is one 72-min run)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+ROOT="$(dirname "$CLEAN")"
+RUN=runs/expr/fer_full_vgg
+OUT=$RUN/models
+mirror=(); [ -n "${EDGEFACE_FER_MIRROR:-}" ] && mirror=(--mirror "$EDGEFACE_FER_MIRROR")
+step "FER2013 train split (28,709 files), dedupe against PublicTest"
+[ -d "$ROOT/fer2013_train" ] || "$EF" data get fer2013_train "$ROOT/fer2013_train" "${mirror[@]}"
+[ -d "$ROOT/dedup_fer_pt" ] ||
+  "$EF" data dedupe "$ROOT/fer2013_train" --held-out "$DATA/expressions/fer2013/test" --out "$ROOT/dedup_fer_pt"
+mkdir -p "$ROOT/fer2013_full"
+[ -e "$ROOT/fer2013_full/train" ] || ln -s "$ROOT/dedup_fer_pt/fer2013_train" "$ROOT/fer2013_full/train"
+[ -e "$ROOT/fer2013_full/test" ] || ln -s "$(realpath "$DATA/expressions/fer2013/test")" "$ROOT/fer2013_full/test"
+step "train $RUN"
+[ -f "$RUN/model.keras" ] || nice -n 5 "$EF" train expression --data "$ROOT/fer2013_full" \
+  --config edgeface/train/configs/expression_fer_full.toml --time-limit-min 72 --out "$RUN"
+step "convert"
+"$EF" convert "$RUN" --out "$OUT" --name edgeface_expr_fer --dtypes float32,float16,int8
+step "bench (PublicTest, touched once per shipped model)"
+mkdir -p benchmarks/results/recipes
+"$EF" bench "$OUT"/edgeface_expr_fer_{float32,float16,int8}.tflite --expr-data "$DATA/expressions/fer2013" \
+  --json benchmarks/results/recipes/edgeface_expr_fer.json --markdown benchmarks/results/recipes/edgeface_expr_fer.md
+ship_note "$OUT" edgeface_expr_fer

@@ -1,0 +1,77 @@
+# Shared by the recipes (source it): tools, data locations, and the steps recipes repeat. Every step
+# skips work already done or resumes it, so a recipe can simply be rerun after an interruption.
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+EF="${EF:-.venv/bin/edgeface}"
+PY="${PY:-.venv/bin/python}"
+DATA="${EDGEFACE_DATA:-../shared/data}"          # read-only shared data (LFW, CelebA, expressions, teacher)
+CLEAN="${EDGEFACE_CLEAN:-$(cd .. && pwd)/data/clean}"   # the cleaned public real-face sets (real_faces)
+TEACHER=../shared/teachers/mobilefacenet-ncnn
+STORE=cache/teacher_embeddings/insightface-mobilefacenet-ncnn_7a35d5328d61.npz
+LFW="$DATA/lfw/lfw-deepfunneled"
+
+step() { echo "== $(date +%H:%M:%S) $*" >&2; }
+
+teacher_targets() {  # SRC_DIR SHARD_NAME: the teacher's embeddings of SRC_DIR on both cores (ncnn is
+  # fastest single-threaded), merged into the trainer's store; a shard file already written is reused
+  local src=$1 name=$2
+  for k in 0 1; do
+    [ -f "cache/teacher/${name}_shard$k.npz" ] ||
+      nice -n 5 "$PY" -m edgeface.teachers.base "$TEACHER" "$src" "cache/teacher/${name}_shard$k.npz" --shard $k/2 &
+  done
+  wait
+  local old=(); [ -f "$STORE" ] && old=("$STORE")
+  "$PY" -m edgeface.teachers.base --merge "$STORE" "${old[@]}" "cache/teacher/${name}_shard0.npz" "cache/teacher/${name}_shard1.npz"
+}
+
+celeba_views() {  # the aligned CelebA crops, their 8 views and the views' teacher targets (round 1's data)
+  step "CelebA: align, 8 views, teacher targets"
+  "$EF" align "$DATA/faces/celeba" cache/celeba/arcface112 --workers 2  # resumes from its manifest
+  [ -d cache/celeba/views8 ] ||
+    "$PY" -m edgeface.data.views cache/celeba/arcface112 "$DATA/faces/celeba" cache/celeba/views8 --views 8
+  teacher_targets cache/celeba/views8 views8
+}
+
+distill_round2() {  # round 2's label-free faces: 30k blends of two CelebA people + FER2013 training faces
+  step "label-free faces: 30k morphs, FER2013 faces"
+  [ -d cache/distill/celeba_morphs ] ||
+    nice -n 5 "$PY" -m edgeface.data.distill_sets morphs cache/celeba/arcface112 cache/distill/celeba_morphs --count 30000
+  [ -d cache/distill/fer2013_train ] ||
+    nice -n 5 "$PY" -m edgeface.data.distill_sets faces "$DATA/expressions/fer2013/train" cache/distill/fer2013_train --views 2
+  teacher_targets cache/distill/celeba_morphs celeba_morphs
+  teacher_targets cache/distill/fer2013_train fer2013_train
+}
+
+morph_set() {  # NAME SEED MODE: 60k label-free morphs of the aligned CelebA crops, then their teacher targets
+  local name=$1 seed=$2 mode=$3
+  step "morph set $name (seed $seed, $mode)"
+  [ -d "cache/distill/$name" ] || nice -n 5 "$PY" -m edgeface.data.distill_sets morphs cache/celeba/arcface112 \
+    "cache/distill/$name" --count 60000 --seed "$seed" --mode "$mode"
+  teacher_targets "cache/distill/$name" "$name"
+}
+
+real_faces() {  # the 39,207 cleaned public real faces with their teacher targets ($CLEAN)
+  [ -f "$CLEAN/teacher_scut_fbp5500.npz" ] || DATA_OUT="$(dirname "$CLEAN")" bash benchmarks/rebuild_data.sh
+}
+
+train_run() {  # CONFIG: train runs/CONFIG with recipes/configs/CONFIG.toml (else the package config of
+  # that name) on the 8-view CelebA set, resuming if the run exists; a finished run is kept
+  local config=$1 resume=() file=recipes/configs/$1.toml
+  [ -f "$file" ] || file=$1
+  step "train runs/$config"
+  if "$PY" -c 'import json,sys; sys.exit(json.load(open(sys.argv[1])).get("status") != "done")' \
+      "runs/$config/run.json" 2>/dev/null; then return; fi
+  if [ -f "runs/$config/config.toml" ]; then resume=(--resume); fi
+  nice -n 5 "$EF" train face --data cache/celeba/views8 --out "runs/$config" --config "$file" "${resume[@]}"
+}
+
+bench_out() {  # NAME FILE...: LFW View 2 of the recipe's files into benchmarks/results/recipes/NAME.{json,md}
+  local name=$1; shift
+  step "bench $name"
+  mkdir -p benchmarks/results/recipes
+  "$EF" bench "$@" --lfw "$LFW" --pairs "$DATA/lfw/pairs.txt" \
+    --json "benchmarks/results/recipes/$name.json" --markdown "benchmarks/results/recipes/$name.md"
+}
+
+ship_note() {  # DIR NAME: recipes never overwrite models/; say how to ship what they built
+  echo "built $1/$2_*.tflite; compare with benchmarks/results/recipes/$2.md, then ship with: cp $1/$2_* models/" >&2
+}

@@ -1,0 +1,47 @@
+"""recipes/: every shipped model has a recipe, each parses, and every config it trains resolves."""
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import edgeface  # noqa: F401
+from edgeface.train.face import resolve_config
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+STAMP = ".venv/.edgeface-installed"  # a test never (re)builds the venv
+SCRIPTS = sorted(p for p in RECIPES.glob("*.sh") if p.name != "lib.sh")
+
+
+def shipped_models() -> set[str]:
+    """models/NAME_{float32,float16,int8}.tflite -> NAME."""
+    return {re.sub(r"_(float32|float16|int8)$", "", p.stem) for p in (ROOT / "models").glob("*.tflite")}
+
+
+def test_every_shipped_model_has_a_recipe():
+    names = {p.stem for p in SCRIPTS}
+    assert shipped_models() <= names, shipped_models() - names
+
+
+@pytest.mark.parametrize("script", SCRIPTS + [RECIPES / "lib.sh"], ids=lambda p: p.name)
+def test_recipe_parses(script):
+    subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_recipe_configs_resolve(script, tmp_path):
+    """Each `train_run NAME` trains runs/NAME with recipes/configs/NAME.toml or the package config NAME."""
+    for name in re.findall(r"^train_run (\w+)", script.read_text(), flags=re.M):
+        file = RECIPES / "configs" / f"{name}.toml"
+        cfg = resolve_config(tmp_path, file if file.is_file() else name)
+        init = cfg["train"]["init"]
+        # a warm start names an earlier run of a recipe, so that run must be trained first somewhere
+        assert not init or re.fullmatch(r"runs/\w+/model\.keras", init), (name, init)
+
+
+def test_make_recipe_lists_and_refuses_unknown():
+    out = subprocess.run(["make", "-s", "-o", STAMP, "recipe"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert set(out.split()) == {p.stem for p in SCRIPTS}
+    bad = subprocess.run(["make", "-s", "-o", STAMP, "recipe", "NAME=no_such_model"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode != 0 and "no recipe no_such_model" in bad.stderr
