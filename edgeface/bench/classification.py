@@ -29,17 +29,20 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarr
     return cm
 
 
-def plot_confusion(cm: np.ndarray, class_names: list[str], title: str, path: str | os.PathLike) -> Path:
-    """Row-normalised confusion matrix (recall per true class) with counts, as a PNG."""
+def plot_confusion(cm: np.ndarray, class_names: list[str], title: str, path: str | os.PathLike,
+                   pred_names: list[str] | None = None) -> Path:
+    """Row-normalised confusion matrix (recall per true class) with counts, as a PNG. pred_names:
+    the predicted classes when they differ from the true ones (a model tested on another data set)."""
+    pred_names = pred_names or class_names
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = cm.sum(1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(class_names), 0.8 + 0.7 * len(class_names)))
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(pred_names), 0.8 + 0.7 * len(class_names)))
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_xticks(range(len(pred_names)), pred_names, rotation=45, ha="right")
     ax.set_yticks(range(len(class_names)), class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -153,6 +156,68 @@ def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: 
         png = Path(out_dir) / f"{Path(model_path).stem}_{split}_confusion.png"
         plot_confusion(cm, data.class_names, f"{Path(model_path).name} on {Path(data_dir).name}/{split}: "
                                              f"acc {result['accuracy']:.3f} (n={len(y)})", png)
+        result["confusion_png"] = str(png)
+    return result
+
+
+# One name per expression across data sets (FER2013 says angry/sad, CK+ and JAFFE anger/sadness).
+SAME_EXPRESSION = {"angry": "anger", "sadness": "sad"}
+
+
+def canonical_expression(name: str) -> str:
+    return SAME_EXPRESSION.get(name.lower(), name.lower())
+
+
+def cross_dataset(model_path: str | os.PathLike, data_dir: str | os.PathLike, *, num_threads: int = 1,
+                  out_dir: str | os.PathLike | None = None, limit: int | None = None) -> dict:
+    """A classifier on every image of another data set's class folders, the way a deployed model
+    meets it: the runtime's MTCNN finds the face, the card's preprocessing crops it (the largest face
+    of each photo counts; a photo without a face counts as wrong). Accuracy is over the classes the
+    model and the data set share (names matched by canonical_expression); the others are listed."""
+    from edgeface.runtime.expression import ExpressionPipeline
+
+    data_dir = Path(data_dir)
+    folders = sorted(d for d in data_dir.iterdir() if d.is_dir()) if data_dir.is_dir() else []
+    if not folders:
+        raise EdgefaceError(f"{data_dir}: no class folders")
+    pipe = ExpressionPipeline(model_path, num_threads=num_threads)
+    model_names = list(pipe.classifier.class_names)
+    model_index = {canonical_expression(n): i for i, n in enumerate(model_names)}
+    true_names = [d.name for d in folders]
+    shared = [n for n in true_names if canonical_expression(n) in model_index]
+    if not shared:
+        raise EdgefaceError(f"{Path(model_path).name} predicts {model_names}: no class of {data_dir} among them")
+    items = [(i, f) for i, d in enumerate(folders)
+             for f in sorted(p for p in d.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:limit]]
+    cm = np.zeros((len(true_names), len(model_names) + 1), np.int64)  # last column: no face found
+    for label, path in progress(items, total=len(items), desc=f"{Path(model_path).stem} on {data_dir.name}",
+                                unit="img"):
+        found = pipe.analyse(pipe.read(path))
+        if not found:
+            cm[label, -1] += 1
+            continue
+        best = max(found, key=lambda fx: float((fx.face.box[2] - fx.face.box[0]) * (fx.face.box[3] - fx.face.box[1])))
+        cm[label, best.index] += 1
+    rows = [i for i, n in enumerate(true_names) if n in shared]
+    correct = sum(int(cm[i, model_index[canonical_expression(true_names[i])]]) for i in rows)
+    n = int(cm[rows].sum())
+    recall = {true_names[i]: float(cm[i, model_index[canonical_expression(true_names[i])]] / cm[i].sum())
+              for i in rows if cm[i].sum()}
+    result = {"model": str(model_path), "bytes": Path(model_path).stat().st_size, "data_dir": str(data_dir),
+              "protocol": "every image; runtime MTCNN + the card's crop and preprocessing; largest face",
+              "n": n, "accuracy": correct / n if n else None,
+              "balanced_accuracy": float(np.mean(list(recall.values()))) if recall else None,
+              "per_class_recall": recall, "shared_classes": shared,
+              "unscored_classes": [t for t in true_names if t not in shared],
+              "model_classes_absent": [m for m in model_names if canonical_expression(m) not in
+                                       {canonical_expression(t) for t in true_names}],
+              "no_face": int(cm[:, -1].sum()), "true_names": true_names, "pred_names": model_names + ["no face"],
+              "confusion": cm.tolist(), "interpreter": pipe.classifier.model.backend}
+    if out_dir is not None:
+        png = Path(out_dir) / f"{Path(model_path).stem}_on_{data_dir.name}_confusion.png"
+        plot_confusion(cm, true_names, f"{Path(model_path).name} on all of {data_dir.name}: acc "
+                                       f"{result['accuracy']:.3f} over {len(shared)} shared classes (n={n})", png,
+                       pred_names=result["pred_names"])
         result["confusion_png"] = str(png)
     return result
 
