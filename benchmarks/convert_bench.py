@@ -114,7 +114,7 @@ def classifier(args) -> dict:
 
 
 def face_sizes(args) -> dict:
-    from edgeface.convert.calibration import load_calibration
+    from edgeface.data.calibration import load_calibration
     from edgeface.convert.micro import export_micro, parse_model
     from edgeface.convert.tflite import convert_all
     from edgeface.nets import get_model

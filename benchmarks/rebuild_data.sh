@@ -30,7 +30,7 @@ mirror() {  # --mirror DIR for a set, when MIRRORS is given
 "$EF" align "$D/dedup/all_age_faces" "$D/aligned/all_age_faces" --workers 2 --min-face-size 40 --max-side 256
 mkdir -p "$D/teacher_cache"
 for s in lfw scut_fbp5500 utkface all_age_faces; do
-  "$PY" -m edgeface.teachers.base "$T" "$D/aligned/$s" "$D/teacher_cache/teacher_$s.npz"
+  "$EF" teacher embed "$T" "$D/aligned/$s" "$D/teacher_cache/teacher_$s.npz"
 done
 [ -d "$D/clean" ] || "$EF" data lfw-overlap "$D/aligned/utkface" "$D/aligned/all_age_faces" "$D/aligned/scut_fbp5500" \
   --lfw "$D/aligned/lfw" --teacher "$T" --out "$D/clean" --cache "$D/teacher_cache"

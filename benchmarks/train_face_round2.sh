@@ -6,8 +6,8 @@
 set -euo pipefail
 source "$(dirname "$0")/../recipes/lib.sh"
 
-nice -n 5 "$PY" -m edgeface.data.distill_sets morphs cache/celeba/arcface112 cache/distill/celeba_morphs --count 30000
-nice -n 5 "$PY" -m edgeface.data.distill_sets faces "$DATA/expressions/fer2013/train" cache/distill/fer2013_train --views 2
+nice -n 5 "$EF" data morphs cache/celeba/arcface112 cache/distill/celeba_morphs --count 30000
+nice -n 5 "$EF" data faces "$DATA/expressions/fer2013/train" cache/distill/fer2013_train --views 2
 teacher_targets cache/distill distill
 
 for run in face_edge_morphs face_edge_micro_morphs; do

@@ -7,15 +7,15 @@ set -euo pipefail
 source "$(dirname "$0")/../recipes/lib.sh"
 
 "$EF" align "$DATA/faces/celeba" cache/celeba/arcface112 --workers 2  # resumes from its manifest
-[ -d cache/celeba/views8 ] || "$PY" -m edgeface.data.views cache/celeba/arcface112 "$DATA/faces/celeba" cache/celeba/views8 --views 8
+[ -d cache/celeba/views8 ] || "$EF" data views cache/celeba/arcface112 "$DATA/faces/celeba" cache/celeba/views8 --views 8
 if [ ! -f cache/teacher/views8_shard1.npz ]; then
   for k in 0 1; do
-    "$PY" -m edgeface.teachers.base "$TEACHER" cache/celeba/views8 "cache/teacher/views8_shard$k.npz" --shard $k/2 &
+    "$EF" teacher embed "$TEACHER" cache/celeba/views8 "cache/teacher/views8_shard$k.npz" --shard $k/2 &
   done
   wait
 fi
 old=(); [ -f "$STORE" ] && old=("$STORE")
-"$PY" -m edgeface.teachers.base --merge "$STORE" "${old[@]}" cache/teacher/views8_shard0.npz cache/teacher/views8_shard1.npz
+"$EF" teacher merge "$STORE" "${old[@]}" cache/teacher/views8_shard0.npz cache/teacher/views8_shard1.npz
 [ -d ../data/clean ] || DATA_OUT="$(cd .. && pwd)/data" bash benchmarks/rebuild_data.sh
 [ -f runs/recovered/mnv2/model.keras ] || "$EF" import models/edgeface_face_mnv2_float32.tflite --out runs/recovered/mnv2
 [ -f runs/recovered/micro/model.keras ] || "$EF" import models/edgeface_face_micro_int8.tflite --out runs/recovered/micro

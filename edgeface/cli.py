@@ -17,13 +17,13 @@ Exit codes: 0 ok, 1 a check failed (budget, regression), 2 bad usage or bad inpu
 """
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
 
 import edgeface
 from edgeface.errors import EdgefaceError, first_line
+from edgeface.utils.lazy_group import LazyGroup
 
 # name -> (module, attribute, one-line help shown by `edgeface --help` without importing the module)
 COMMANDS = {
@@ -38,33 +38,10 @@ COMMANDS = {
     "expression": ("edgeface.runtime.cli", "expression",
                    "Facial expression of every face in images, a video or a camera. (no TensorFlow)"),
     "info": ("edgeface.convert.cli", "info", "Print the model card of a .tflite artifact."),
-    "data": ("edgeface.data.cli", "data", "Get the registered public face sets; pairs files; de-duplication."),
+    # the data group with lfw-overlap added: that command runs a teacher, a stage above data
+    "data": ("edgeface.teachers.cli", "data", "Public face sets, pairs files, de-duplication, views and morphs."),
+    "teacher": ("edgeface.teachers.cli", "teacher", "Precompute a teacher's embeddings for distillation."),
 }
-
-
-class LazyGroup(click.Group):
-    """A click group whose subcommands are imported only when called.
-
-    `commands` maps name -> (module, attribute, one-line help for the listing).
-    """
-
-    def __init__(self, *args, commands: dict | None = None, section: str = "Commands", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.lazy_commands = commands or {}
-        self.section = section
-
-    def list_commands(self, ctx):
-        return list(self.lazy_commands)
-
-    def get_command(self, ctx, name):
-        if name not in self.lazy_commands:
-            return None
-        module, attr, _ = self.lazy_commands[name]
-        return getattr(importlib.import_module(module), attr)
-
-    def format_commands(self, ctx, formatter):
-        with formatter.section(self.section):
-            formatter.write_dl([(name, help_) for name, (_, _, help_) in self.lazy_commands.items()])
 
 
 @click.group(cls=LazyGroup, commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

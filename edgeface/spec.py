@@ -1,4 +1,5 @@
-"""The model card schema: one validator every reader of a card goes through (TF-free).
+"""The model card schema: one validator every reader of a card goes through (TF-free); also the
+task names, task inference from a Keras graph, and the operating-point keys cards use.
 
 A card is NAME.json beside NAME.tflite. Only the fields the runtime, bench and info rely on are
 checked; unknown extra fields are allowed (cards carry provenance that grows over time). A bad
@@ -15,9 +16,25 @@ from pathlib import Path
 
 from edgeface.errors import EdgefaceError
 
-TASKS = ("face_embedding", "expression_classification")
+TASK_EMBEDDING = "face_embedding"
+TASK_CLASSIFICATION = "expression_classification"
+TASKS = (TASK_EMBEDDING, TASK_CLASSIFICATION)
 # verification.operating_points: name -> {threshold, [tar, far, accuracy]}
 OPERATING_POINT_METRICS = ("tar", "far", "accuracy")
+
+
+def infer_task(model) -> str:
+    """A Keras model whose last layer is a softmax is a classifier; anything else is an embedder."""
+    last = model.layers[-1]
+    act = getattr(last, "activation", None)
+    if getattr(act, "__name__", "") == "softmax" or type(last).__name__ == "Softmax":
+        return TASK_CLASSIFICATION
+    return TASK_EMBEDDING
+
+
+def far_key(far: float) -> str:
+    """The card key of a FAR operating point (verification.operating_points): 1e-3 -> "far_1e-3"."""
+    return "far_" + f"{far:.0e}".replace("e-0", "e-").replace("e+0", "e")
 
 
 class CardError(EdgefaceError):

@@ -45,7 +45,8 @@ def cached_aligned_dir() -> Path | None:
 def align_celeba(celeba_root: Path, out_dir: Path, n: int = N_FACES, first_identity: int = 0) -> Path:
     """Align n CelebA training images (the first image of each identity from `first_identity` on,
     sorted) with the real MTCNN."""
-    from edgeface.align.detect import MTCNNDetector, pick_main_face
+    from edgeface.align.detect import MTCNNDetector
+    from edgeface.align.faces import pick_main_face
     from edgeface.align.transform import align_face, get_template
     from edgeface.utils.images import read_image
 
@@ -76,7 +77,7 @@ def synthetic_faces_dir(out_dir: Path, n: int = N_FACES) -> Path:
 
 def load_faces(folder: Path, n: int = N_FACES, seed: int = 1) -> np.ndarray:
     """n faces sampled with `seed` (the convert default calibration seed is 0: use another to evaluate)."""
-    from edgeface.convert.calibration import load_calibration
+    from edgeface.data.calibration import load_calibration
 
     x, _ = load_calibration(folder, (INPUT, INPUT, 3), n, seed=seed)
     return x

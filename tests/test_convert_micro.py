@@ -77,7 +77,7 @@ def test_greedy_plan_bounds():
     """A two-op chain: the plan is the two live tensors at the widest point, never more than their sum."""
     import tf_keras as keras
 
-    from edgeface.convert.tflite import convert_bytes
+    from edgeface.optimize.tflite_bytes import convert_bytes
     inp = keras.Input((16, 16, 4))
     x = keras.layers.Conv2D(8, 1)(inp)
     out = keras.layers.Conv2D(2, 1)(x)

@@ -39,7 +39,7 @@ def faces(tmp_path_factory):
 def converted(faces, tmp_path_factory):
     """A run directory converted by the CLI with the run's own training dir as calibration source."""
     faces_dir, eval_dir, kind = faces
-    from edgeface.convert.calibration import load_calibration
+    from edgeface.data.calibration import load_calibration
 
     bn_faces, _ = load_calibration(faces_dir, (112, 112, 3), N_FACES, seed=2)
     model = small_embedder(bn_faces)

@@ -148,25 +148,29 @@ def test_face_views_of_small_crops(tmp_path, expressions_root):
         make_face_views(tmp_path / "empty_src", tmp_path / "v2")
 
 
-def test_entry_point_errors_are_one_line(tmp_path, capsys):
-    from edgeface.data.distill_sets import main
-    from edgeface.errors import run_main
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from edgeface.cli import main
 
-    assert run_main(main, ["faces", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
-    assert run_main(main, ["morphs", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert main(["data", "faces", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+    assert main(["data", "morphs", str(tmp_path), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"edgeface: error: source folder not found: {tmp_path / 'missing'}",
                    f"edgeface: error: no manifest.jsonl in {tmp_path}: is it a folder made by `edgeface align`?"]
 
 
-def test_teacher_cache_entry_point_errors(capsys):
-    from edgeface.errors import run_main
-    from edgeface.teachers.base import main
+def test_teacher_cli_errors(tmp_path, capsys):
+    from edgeface.cli import main
 
-    for argv in (["t", "d", "c", "--shard", "2/2"], ["t", "d", "c", "--shard", "x"], ["t"], ["--merge", "out"]):
-        assert run_main(main, argv) == 2, argv
+    (tmp_path / "d").mkdir()
+    for argv in (["embed", "t", str(tmp_path / "d"), "c", "--shard", "2/2"], ["embed", "t", "d", "c", "--shard", "x"],
+                 ["embed", "t", str(tmp_path / "nope"), "c"], ["embed", "t", str(tmp_path / "d"), "c"], ["merge", "out"]):
+        assert main(["teacher", *argv]) == 2, argv
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["edgeface: error: --shard must be K/N with 0 <= K < N, got '2/2'",
-                   "edgeface: error: --shard must be K/N with 0 <= K < N, got 'x'",
-                   "edgeface: error: give TEACHER ALIGNED_DIR CACHE_FILE (or --merge OUT IN...)",
-                   "edgeface: error: --merge needs OUT and at least one IN cache file"]
+    assert err[:4] == ["edgeface: error: --shard must be K/N with 0 <= K < N, got '2/2'",
+                       "edgeface: error: --shard must be K/N with 0 <= K < N, got 'x'",
+                       f"edgeface: error: aligned folder not found: {tmp_path / 'nope'}",
+                       f"edgeface: error: no images under {tmp_path / 'd'}"]
+    assert "Missing argument" in err[4] and len(err) == 5  # click's usage error, one line
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    assert main(["teacher", "merge", str(tmp_path / "out.npz"), str(tmp_path / "bad.npz")]) == 2
+    assert "is not a teacher cache" in capsys.readouterr().err and not (tmp_path / "out.npz").exists()

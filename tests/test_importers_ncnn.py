@@ -82,7 +82,7 @@ def test_truncated_weights_refused(tmp_path, teacher_dir, aligned, capsys):
 def test_equalize_and_split_are_exact_and_delegated(imported, aligned):
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgeface.convert.tflite import convert_bytes
+    from edgeface.optimize.tflite_bytes import convert_bytes
     from edgeface.nets import load_model
     from edgeface.optimize.equalize import activation_ranges, equalize_channels, scale_points, split_prelu
 

@@ -139,6 +139,12 @@ def test_tfmot_quantize_and_prune_without_hacks(tmp_path):
     x = np.random.default_rng(2).uniform(-1, 1, (2, 96, 96, 3)).astype(np.float32)
     q = tfmot.quantization.keras.quantize_model(m)
     assert q(x, training=False).shape == (2, 128)
+    from edgeface.nets.io import is_qat_model
+
+    assert is_qat_model(q) and not is_qat_model(m)
+    assert not is_qat_model(tfmot.quantization.keras.quantize_annotate_model(m))  # annotated, not yet quantised
+    inp = keras.Input(m.input_shape[1:])
+    assert is_qat_model(keras.Model(inp, q(inp)))  # a QAT model nested as a layer
     # The QAT graph converts to a fully int8 TFLite file: every BN folded into its conv, no float op.
     conv = tf.lite.TFLiteConverter.from_keras_model(q)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -167,6 +173,10 @@ def test_save_load_roundtrip(tmp_path):
     x = np.random.default_rng(3).uniform(-1, 1, (2, 96, 96, 3)).astype(np.float32)
     path = save_model(m, tmp_path / "model.keras")
     assert path.is_file() and not list(tmp_path.glob(".*tmp*"))
+    from edgeface.utils.io import write_json_atomic
+
+    card = write_json_atomic(tmp_path / "run.json", {})
+    assert path.stat().st_mode & 0o777 == card.stat().st_mode & 0o777  # not mkstemp's 0600
     m2 = load_model(path)
     np.testing.assert_allclose(m2(x, training=False).numpy(), m(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
     (tmp_path / "bad.keras").write_bytes(b"not a zip")

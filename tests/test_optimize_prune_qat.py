@@ -16,7 +16,7 @@ def images():
     """Faces at 48x48 (real aligned CelebA crops when present, else noise: the checks are relative)."""
     d = cached_aligned_dir()
     if d is not None:
-        from edgeface.convert.calibration import load_calibration
+        from edgeface.data.calibration import load_calibration
         x, _ = load_calibration(d, (SIZE, SIZE, 3), 160, seed=3)
         return x
     return np.random.default_rng(0).uniform(-1, 1, (160, SIZE, SIZE, 3)).astype(np.float32)
@@ -73,7 +73,7 @@ def _magnitude_prune_copy(model, sparsity):
 
 def test_qat_model_converts_to_int8_close_to_float(embedder, images, tmp_path):
     from edgeface.convert import convert_keras
-    from edgeface.convert.tflite import is_qat_model
+    from edgeface.nets.io import is_qat_model
     from edgeface.optimize.qat import qat_finetune
     from edgeface.runtime.interpreter import TFLiteModel
     qat = qat_finetune(embedder, images[:128], steps=20, batch_size=16)

@@ -89,7 +89,7 @@ def mnv2_and_faces():
     from convert_helpers import cached_aligned_dir, small_embedder
     d = cached_aligned_dir()
     if d is not None:
-        from edgeface.convert.calibration import load_calibration
+        from edgeface.data.calibration import load_calibration
         x, _ = load_calibration(d, (112, 112, 3), 96, seed=4)
     else:
         x = np.random.default_rng(0).uniform(-1, 1, (96, 112, 112, 3)).astype(np.float32)

@@ -300,7 +300,7 @@ def test_runtime_needs_no_tensorflow(tmp_path, face_model, lfw_files):
         mods = [m.name for m in pkgutil.iter_modules(edgeface.runtime.__path__, "edgeface.runtime.")]
         for m in mods:
             importlib.import_module(m)
-        import edgeface.align.detect, edgeface.align.transform, edgeface.cli
+        import edgeface.align.detect, edgeface.align.faces, edgeface.align.transform, edgeface.cli
         from edgeface.runtime.detector import Detector
         Detector()
         leaked = sorted(m for m in sys.modules if m.split(".")[0] in {BLOCKED!r})

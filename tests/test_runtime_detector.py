@@ -58,7 +58,7 @@ def test_finds_faces_and_landmarks_like_tf_mtcnn(detector, lfw_images):
 
 
 def test_main_face_is_plausible(detector, lfw_images):
-    from edgeface.runtime.detector import pick_main_face
+    from edgeface.align.faces import pick_main_face
 
     rgb = lfw_images["Aaron_Eckhart_0001.jpg"]
     face = pick_main_face(detector.detect(rgb), rgb.shape)

@@ -60,7 +60,7 @@ def relaxed_detector(detector):
 
 def crop_main_face(rgb: np.ndarray, faces, template="arcface112", clahe: bool = False, fallback: bool = True):
     """`align_image` given the detector's faces for `rgb`."""
-    from edgeface.align.detect import pick_main_face
+    from edgeface.align.faces import pick_main_face
 
     template = get_template(template) if isinstance(template, str) else template
     face = pick_main_face(faces, rgb.shape)
@@ -176,7 +176,7 @@ def _init_worker(opts: dict, single_thread: bool = True) -> None:
     """Load the detector in this process. TensorFlow's start-up writes "Could not find cuda drivers"
     and a cuInit error straight to fd 2 in every worker on a CPU machine: expected, so silenced
     (Python errors still raise)."""
-    from edgeface.runtime.interpreter import quiet_native_stderr
+    from edgeface.utils.native import quiet_native_stderr
 
     with quiet_native_stderr():
         _load_detector(opts, single_thread)

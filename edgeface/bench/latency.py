@@ -79,7 +79,7 @@ def end_to_end_latency(model_path: str | os.PathLike, image_paths: list[Path], d
                        template: str = "arcface112", threads: int = 1, flip: bool = True,
                        warmup: int = 2) -> dict:
     """Per-image time of decode + detect + align + embed on real photos (file bytes already in RAM)."""
-    from edgeface.align.detect import pick_main_face
+    from edgeface.align.faces import pick_main_face
     from edgeface.align.transform import align_face, centre_crop, get_template
     from edgeface.bench.embed import model_input_spec
     from edgeface.utils.images import decode_image

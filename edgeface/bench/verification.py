@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeface.runtime.interpreter import l2_normalize
+from edgeface.spec import far_key
 
 
 def cosine_scores(embeddings: np.ndarray, pair_index: np.ndarray) -> np.ndarray:
@@ -121,11 +122,6 @@ def tar_at_far(far: np.ndarray, tar: np.ndarray, thr: np.ndarray, target: float)
 # impostor pair). A FAR point is kept only where each fold's training pairs hold enough impostors
 # for one false accept at that rate, i.e. the protocol can actually resolve it.
 OPERATING_FARS = (1e-2, 1e-3, 1e-4)
-
-
-def far_key(far: float) -> str:
-    """The card key of a FAR operating point: 1e-3 -> "far_1e-3"."""
-    return "far_" + f"{far:.0e}".replace("e-0", "e-").replace("e+0", "e")
 
 
 def far_threshold(scores: np.ndarray, labels: np.ndarray, target: float) -> float:

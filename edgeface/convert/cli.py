@@ -77,9 +77,10 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
             prune_steps, qat_steps, finetune_count, fit, fit_step, fit_finetune_steps, fit_images, fit_faces,
             fit_teacher, fit_activation, fit_final_steps, fit_rounds, fit_threshold):
     """Convert MODEL (a run directory or a .keras file) to TFLite artifacts with model cards."""
-    from edgeface.convert.calibration import load_calibration, refuse_lfw
+    from edgeface.data.calibration import load_calibration, refuse_lfw
     from edgeface.convert.source import load_source
-    from edgeface.convert.tflite import TASK_EMBEDDING, convert_all, over_budget_message, parse_dtypes
+    from edgeface.convert.tflite import convert_all, over_budget_message, parse_dtypes
+    from edgeface.spec import TASK_EMBEDDING
 
     dtype_list = parse_dtypes(dtypes)
     if qat_steps is not None and "int8" not in dtype_list:
@@ -109,9 +110,9 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
     if needs_images and calib is None and src.task != TASK_EMBEDDING and isinstance(split, dict):
         # An expression run's data folder holds its val/test images too: calibrate on the run's
         # own TRAIN split only, so no evaluation image shapes the int8 ranges.
-        from edgeface.train.expression import calibration_inputs
+        from edgeface.data.calibration import load_split_calibration
 
-        images, calib_info = calibration_inputs(src.run, src.input_shape, count)
+        images, calib_info = load_split_calibration(src.run, src.input_shape, count)
     elif needs_images:
         calib_dir = calib or src.training_dir()
         if calib_dir is None:

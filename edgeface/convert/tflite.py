@@ -8,7 +8,6 @@ artifact over the size budget is kept only as NAME.tflite.over-budget, never as 
 from __future__ import annotations
 
 import os
-import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -17,16 +16,14 @@ import numpy as np
 
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
 from edgeface.errors import CheckFailed, EdgefaceError, first_line
+from edgeface.optimize.tflite_bytes import DTYPES, convert_bytes, strip_strings
 from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, allocate, card_path, interpreter_class, make_interpreter
+from edgeface.spec import TASK_CLASSIFICATION, TASK_EMBEDDING, infer_task
 from edgeface.utils.io import atomic_path, sha256_file, write_json_atomic
-from edgeface.utils.native import quiet_native_stderr
 from edgeface.utils.paths import portable
 from edgeface.utils.progress import progress
 
-DTYPES = ("float32", "float16", "int8", "dynamic")
 OVER_BUDGET_SUFFIX = ".over-budget"
-TASK_EMBEDDING = "face_embedding"
-TASK_CLASSIFICATION = "expression_classification"
 
 
 def parse_dtypes(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -58,20 +55,6 @@ def model_input_shape(model) -> tuple[int, int, int]:
     return tuple(int(v) for v in shape)
 
 
-def is_qat_model(model) -> bool:
-    """True for a TF-MOT quantisation-aware model (its fake-quant ranges replace calibration)."""
-    return any(type(layer).__name__.startswith("Quantize") for layer in model.layers)
-
-
-def infer_task(model) -> str:
-    """A model whose last layer is a softmax is a classifier; anything else is an embedder."""
-    last = model.layers[-1]
-    act = getattr(last, "activation", None)
-    if getattr(act, "__name__", "") == "softmax" or type(last).__name__ == "Softmax":
-        return TASK_CLASSIFICATION
-    return TASK_EMBEDDING
-
-
 def representative_array(representative, input_shape: Sequence[int]) -> np.ndarray:
     """Stack calibration inputs into float32 (N, H, W, C), or fail with one line if the shape is wrong."""
     if isinstance(representative, np.ndarray):
@@ -95,65 +78,6 @@ def representative_array(representative, input_shape: Sequence[int]) -> np.ndarr
     if not np.isfinite(arr).all():
         raise EdgefaceError("calibration data contains NaN or infinite values")
     return arr
-
-
-def strip_strings(data: bytes) -> bytes:
-    """The same flatbuffer without tensor names, signature and descriptions (~3% of a MobileFaceNet
-    int8 file); the runtime and bench address tensors by index, so they still run it."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
-    flatbuffer_utils.strip_strings(model)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def convert_bytes(model, dtype: str, representative: np.ndarray | None = None, int8_io: bool = False,
-                  per_channel: bool = True) -> bytes:
-    """One TFLite flatbuffer for `dtype`. `representative`: float (N, H, W, C) for int8.
-
-    per_channel=False quantises each weight tensor with one scale: a float32 scale and an int64
-    zero point per output channel (weights and biases) are 20-30% of an int8 MobileNetV2 file.
-    """
-    import tensorflow as tf
-
-    if dtype not in DTYPES:
-        raise EdgefaceError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if dtype == "float16":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.target_spec.supported_types = [tf.float16]
-    elif dtype == "dynamic":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]  # int8 weights, float activations, no calibration
-    elif dtype == "int8":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        if representative is None and not is_qat_model(model):
-            raise EdgefaceError("int8 needs calibration data (representative training images): pass --calib DIR")
-        if representative is not None:
-            reps = representative
-
-            def gen():
-                for x in reps:
-                    yield [x[None]]
-            conv.representative_dataset = gen
-        if representative is not None:
-            # Full-integer only: fail rather than leave float ops in an "int8" file. (A QAT model
-            # without calibration images cannot use this switch: the converter insists on a
-            # representative set; its fake-quant ranges still make every op int8.)
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if int8_io:
-            conv.inference_input_type = tf.int8
-            conv.inference_output_type = tf.int8
-    if not per_channel and dtype in ("int8", "dynamic"):
-        if not hasattr(conv, "_experimental_disable_per_channel"):
-            raise EdgefaceError("this TensorFlow's converter has no per-tensor switch (_experimental_disable_per_channel)")
-        conv._experimental_disable_per_channel = True  # private but long-standing TFLiteConverter flag
-    try:
-        # the converter prints MLIR/quantiser chatter on fd 2 and Python warnings: one line per outcome
-        with quiet_native_stderr(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return conv.convert()
-    except Exception as e:  # the MLIR converter raises ConverterError / RuntimeError with long text
-        raise EdgefaceError(f"TFLite conversion to {dtype} failed: {first_line(e)}") from None
 
 
 def _quant(detail: dict):
@@ -284,6 +208,8 @@ def convert_all(model, out_dir, name, dtypes, representative=None, int8_io=False
     reps = None
     if "int8" in dtypes and representative is not None:
         reps = representative_array(representative, model_input_shape(model))
+    from edgeface.nets.io import is_qat_model
+
     if "int8" in dtypes and reps is None and not is_qat_model(model) and "int8" not in converted:
         raise EdgefaceError("int8 needs calibration data (representative training images): pass --calib DIR")
     budget = int(budget) if budget else None

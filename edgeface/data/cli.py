@@ -6,6 +6,12 @@
     edgeface data pairs DIR --out pairs.txt              an LFW-format View 2 pairs file from <person>/<photo>
     edgeface data dedupe SET_DIR... --out DST            exact duplicates removed (content hash), hard links
     edgeface data lfw-overlap ALIGNED... --lfw ALIGNED   training faces the teacher matches to any LFW face
+    edgeface data views ALIGNED SRC DST [--views 8]      distillation views (clean + jittered, damaged)
+    edgeface data morphs ALIGNED DST [--mode blend|parts|bands] [--count N]   label-free faces of nobody
+    edgeface data faces SRC DST [--views 2]              detect + align + views of any face images
+
+lfw-overlap runs a teacher, a stage above data, so it is defined in `edgeface.teachers.cli`, which
+adds it to this group (the top CLI loads the group from there).
 """
 from __future__ import annotations
 
@@ -99,7 +105,7 @@ def pairs_cmd(root, out, folds, per_fold, seed, lfw_layout, train_dir):
     click.echo(f"bench on it: edgeface bench MODEL.tflite --lfw {s['bench_root']} --pairs {out}")
 
 
-def _print_counts(counts: dict) -> None:
+def print_counts(counts: dict) -> None:
     for name, c in counts.items():
         click.echo(f"  {name}: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in c.items()))
 
@@ -124,44 +130,53 @@ def dedupe_cmd(sets, dst, held_out):
     write_clean_tree(list(sets), kept, dst, "dedupe.json", report)
     click.echo(f"wrote {dst}: kept {sum(map(len, kept.values())):,} files, dropped {len(dropped):,} duplicates "
                f"(list in {dst}/dedupe.json)")
-    _print_counts(counts)
+    print_counts(counts)
 
 
-@data.command("lfw-overlap")
-@click.argument("sets", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--lfw", "lfw_dir", required=True, type=click.Path(path_type=Path),
-              help="LFW aligned by `edgeface align` (the same template as SETS).")
-@click.option("--teacher", required=True, help="Teacher embedder (e.g. ../shared/teachers/mobilefacenet-ncnn).")
-@click.option("--threshold", type=float, default=None,
-              help="Drop at cosine >= this to the nearest LFW face [default: 0.5, measured for the ncnn teacher; "
-                   "its pair threshold 0.27 would drop every face].")
-@click.option("--out", "dst", required=True, type=click.Path(path_type=Path),
-              help="New folder: OUT/<set>/<path> hard links of the kept crops + lfw_overlap.json.")
-@click.option("--cache", "cache_dir", type=click.Path(path_type=Path),
-              help="Keep the teacher embeddings here (teacher_<set>.npz) so a rerun is instant.")
-def lfw_overlap_cmd(sets, lfw_dir, teacher, threshold, dst, cache_dir):
-    """Drop every face of the aligned SETS the teacher matches to any LFW face (cosine >= threshold).
+# ---- training sets made from aligned faces (views, label-free morphs, small-face crops) ----------
 
-    LFW only removes training data here; nothing is chosen on it. OUT/teacher_<set>.npz holds the
-    teacher's embeddings (face, mirror) of every kept face: distillation targets.
-    """
-    from edgeface.data.hygiene import OVERLAP_THRESHOLD, check_new_dst, lfw_overlap, write_clean_tree
-    from edgeface.teachers.base import load_teacher
+SEED_OPTION = click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same files).")
 
-    check_new_dst(dst, list(sets))
-    threshold = OVERLAP_THRESHOLD if threshold is None else threshold
-    if not -1.0 <= threshold <= 1.0:
-        raise EdgefaceError(f"--threshold is a cosine in [-1, 1], got {threshold}")
-    t = load_teacher(teacher)
-    kept, dropped, counts, n_lfw = lfw_overlap(list(sets), lfw_dir, t, threshold=threshold, cache_dir=cache_dir)
-    report = {"sets": {n: str(Path(r).absolute()) for n, r in zip(counts, sets)},
-              "lfw": str(Path(lfw_dir).absolute()), "lfw_faces": n_lfw,
-              "teacher": t.describe(), "threshold": threshold, "counts": counts, "dropped": dropped}
-    write_clean_tree(list(sets), kept, dst, "lfw_overlap.json", report)
-    from edgeface.teachers.base import copy_cache, set_cache
-    for (name, files), root in zip(kept.items(), sets):  # each kept crop's targets, for distillation
-        copy_cache(t, [Path(root) / f for f in files], [Path(dst) / name / f for f in files],
-                   set_cache(cache_dir, name) if cache_dir else None, set_cache(dst, name))
-    click.echo(f"wrote {dst}: kept {sum(map(len, kept.values())):,} faces, dropped {len(dropped):,} at cosine >= "
-               f"{threshold} to one of {n_lfw:,} LFW faces (list in {dst}/lfw_overlap.json)")
-    _print_counts(counts)
+
+def _print_info(info: dict) -> None:
+    click.echo(json.dumps(info))
+
+
+@data.command("views")
+@click.argument("aligned_dir", type=click.Path(path_type=Path))
+@click.argument("src_root", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--views", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Views per face: view 0 clean, the others re-aligned from the photo with jitter and damage.")
+@SEED_OPTION
+def views_cmd(aligned_dir, src_root, dst, views, seed):
+    """Distillation views of every face `edgeface align` wrote in ALIGNED_DIR from the photos in SRC_ROOT."""
+    from edgeface.data.views import make_views
+
+    _print_info(make_views(aligned_dir, src_root, dst, views, seed=seed))
+
+
+@data.command("morphs")
+@click.argument("aligned_dir", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--count", type=click.IntRange(min=1), default=30000, show_default=True)
+@click.option("--mode", type=click.Choice(["blend", "parts", "bands"]), default="blend", show_default=True,
+              help="blend: two people's faces mixed; parts: upper face of one, lower of another; bands: eyes/nose/mouth of three.")
+@SEED_OPTION
+def morphs_cmd(aligned_dir, dst, count, mode, seed):
+    """Label-free faces of people who do not exist, made from aligned faces of different identities."""
+    from edgeface.data.distill_sets import make_morphs
+
+    _print_info(make_morphs(aligned_dir, dst, count, seed=seed, mode=mode))
+
+
+@data.command("faces")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--views", type=click.IntRange(min=1), default=2, show_default=True)
+@SEED_OPTION
+def faces_cmd(src, dst, views, seed):
+    """Detect, align and write VIEWS views of every face image under SRC (any layout, e.g. small FER2013 crops)."""
+    from edgeface.data.distill_sets import make_face_views
+
+    _print_info(make_face_views(src, dst, views, seed=seed))

@@ -18,8 +18,8 @@ teacher can label any face, so two builders widen what the student sees:
 Each DST gets `manifest.jsonl` with one {"output", "sources", "identities"} record per image; the
 trainer (`data.extra`) drops every image made from a held-out validation identity.
 
-    python -m edgeface.data.distill_sets morphs ALIGNED_DIR DST --count 30000 [--mode parts|bands]
-    python -m edgeface.data.distill_sets faces SRC_DIR DST --views 2
+    edgeface data morphs ALIGNED_DIR DST --count 30000 [--mode parts|bands]
+    edgeface data faces SRC_DIR DST --views 2
 """
 from __future__ import annotations
 
@@ -143,7 +143,8 @@ def detect_landmarks(paths: list[Path], pad: int = 16, batch: int = 64) -> tuple
     """(five landmarks per image in source pixels or None, (height, width) per image) from MTCNN on a
     replicate-padded copy (faces that fill a small crop touch its border, where the detector's
     windows do not reach)."""
-    from edgeface.align.detect import MTCNNDetector, pick_main_face
+    from edgeface.align.detect import MTCNNDetector
+    from edgeface.align.faces import pick_main_face
 
     det = MTCNNDetector(min_face_size=20, max_side=640)
     landmarks: list[np.ndarray | None] = []
@@ -234,34 +235,3 @@ def extra_images(dirs, exclude_identities=()) -> tuple[list[str], dict]:
         paths += found
         counts[str(d)] = {"images": len(found), "dropped": dropped}
     return paths, counts
-
-
-def main(argv=None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="kind", required=True)
-    m = sub.add_parser("morphs", help="blends, part swaps or bands of aligned faces of different identities")
-    m.add_argument("aligned_dir")
-    m.add_argument("dst")
-    m.add_argument("--count", type=int, default=30000)
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--mode", choices=MORPH_MODES, default="blend")
-    f = sub.add_parser("faces", help="detect + align + K views of small face crops")
-    f.add_argument("src")
-    f.add_argument("dst")
-    f.add_argument("--views", type=int, default=2)
-    f.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
-    if a.kind == "morphs":
-        info = make_morphs(a.aligned_dir, a.dst, a.count, seed=a.seed, mode=a.mode)
-    else:
-        info = make_face_views(a.src, a.dst, a.views, seed=a.seed)
-    print(json.dumps(info))
-    return 0
-
-
-if __name__ == "__main__":
-    from edgeface.errors import run_main
-
-    raise SystemExit(run_main(main))

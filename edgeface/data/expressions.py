@@ -5,8 +5,9 @@ Layouts (class = folder name, sorted for the class index):
   jaffe      <root>/<class>/*.png             split BY SUBJECT (first two letters of the file name)
   fer2013    <root>/{train,test}/<class>/*    its own train/test split; val carved (stratified) from train
 
-Preprocessing (the seeds'): grayscale -> CLAHE -> resize to the model input -> replicate to 3 channels
-for ImageNet-style backbones; the model sees (x - 127.5) / 127.5 (edgeface's one pixel convention).
+Preprocessing (the seeds'; `edgeface.runtime.expression_preprocess`, shared with the runtime):
+grayscale -> CLAHE -> resize to the model input -> replicate to 3 channels for ImageNet-style
+backbones; the model sees (x - 127.5) / 127.5 (edgeface's one pixel convention).
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeface.align.transform import clahe as clahe_op
 from edgeface.errors import EdgefaceError
+from edgeface.runtime.expression_preprocess import preprocess
 from edgeface.utils.images import is_image_name, read_image
 from edgeface.utils.progress import progress
 
@@ -171,17 +172,6 @@ def load_dataset(data_dir: str | os.PathLike, kind: str = "auto", seed: int = 0,
 
 
 # ---- pixels ---------------------------------------------------------------------------------
-
-def preprocess(rgb: np.ndarray, size: int, channels: int = 3, use_clahe: bool = True) -> np.ndarray:
-    """RGB/gray uint8 -> grayscale (+CLAHE) resized to size x size, uint8 (size, size, channels)."""
-    gray = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    if use_clahe:  # on the native resolution, before resizing (the seeds' order)
-        gray = clahe_op(gray)
-    if gray.shape[:2] != (size, size):
-        interp = cv2.INTER_AREA if gray.shape[0] > size else cv2.INTER_LINEAR
-        gray = cv2.resize(gray, (size, size), interpolation=interp)
-    return np.repeat(gray[:, :, None], channels, axis=2)
-
 
 def load_images(samples: list[Sample], size: int, channels: int = 3, use_clahe: bool = True,
                 desc: str = "images") -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ a detector makes at test time) and photometric damage (colour, blur, JPEG, low r
 grayscale). View 0 is the clean crop. The teacher is then run on every exact view once
 (`teacher_embeddings`), so the student's targets match its inputs without an online teacher.
 
-    python -m edgeface.data.views ALIGNED_DIR SRC_ROOT DST --views 8
+    edgeface data views ALIGNED_DIR SRC_ROOT DST --views 8
 """
 from __future__ import annotations
 
@@ -89,23 +89,3 @@ def make_views(aligned_dir, src_root, dst, views: int = 8, template: str = "arcf
 
     write_text_atomic(dst / "manifest.jsonl", "\n".join(out_lines) + "\n")
     return {"sources": len(entries), "views": len(out_lines)}
-
-
-def main(argv=None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("aligned_dir")
-    ap.add_argument("src_root")
-    ap.add_argument("dst")
-    ap.add_argument("--views", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
-    print(json.dumps(make_views(a.aligned_dir, a.src_root, a.dst, a.views, seed=a.seed)))
-    return 0
-
-
-if __name__ == "__main__":
-    from edgeface.errors import run_main
-
-    raise SystemExit(run_main(main))

@@ -35,7 +35,7 @@ def verification_faces(faces_dir: Path, count: int, size: int):
     """Up to `count` aligned uint8 RGB crops of size x size from `faces_dir` (fixed-seed sample)."""
     import numpy as np
 
-    from edgeface.convert.calibration import list_images, refuse_lfw, sample_files
+    from edgeface.data.calibration import list_images, refuse_lfw, sample_files
     from edgeface.utils.images import read_image
 
     refuse_lfw(faces_dir)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -12,6 +11,7 @@ import edgeface  # noqa: F401  (tf-keras before TensorFlow)
 import tf_keras as keras
 
 from edgeface.errors import EdgefaceError
+from edgeface.utils.io import atomic_path
 
 # Layers defined by edgeface that a saved model may contain (the backbones are plain tf-keras).
 CUSTOM_OBJECTS: dict[str, object] = {}
@@ -25,12 +25,8 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     if path.suffix == ".keras" and is_qat_model(model):
         # TF-MOT's quantize layers lose variables in the .keras format (load fails); .h5 round-trips.
         raise EdgefaceError(f"a quantisation-aware (QAT) model must be saved as .h5, not {path.name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Keras picks the format from the suffix, so the temporary file keeps it.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
+    with atomic_path(path, keep_suffix=True) as tmp:
         # Inference artifact: the optimizer state lives in the training checkpoints instead.
         if path.suffix == ".h5":
             with warnings.catch_warnings():  # .h5 is chosen on purpose (QAT): Keras's "legacy format" note is noise
@@ -38,16 +34,17 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
                 model.save(tmp, include_optimizer=False)
         else:
             model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
+# TF-MOT's applied quantisation layers. Not QuantizeAnnotate: an annotated model is not quantised yet.
+QAT_LAYERS = ("QuantizeLayer", "QuantizeWrapper", "QuantizeWrapperV2")
+
+
 def is_qat_model(model) -> bool:
-    """True when `model` holds TF-MOT quantisation wrappers (a QAT graph)."""
-    return any(type(layer).__name__ in ("QuantizeLayer", "QuantizeWrapper", "QuantizeWrapperV2")
+    """True when `model` (or a model nested in it) holds TF-MOT quantisation layers: a QAT graph,
+    whose fake-quant ranges replace int8 calibration."""
+    return any(type(layer).__name__ in QAT_LAYERS or (hasattr(layer, "layers") and is_qat_model(layer))
                for layer in model.layers)
 
 

@@ -224,7 +224,7 @@ class Result:
 
 
 def int8_bytes(model, reps: np.ndarray, per_channel: bool, strip: bool = False) -> bytes:
-    from edgeface.convert.tflite import convert_bytes, strip_strings
+    from edgeface.optimize.tflite_bytes import convert_bytes, strip_strings
     data = convert_bytes(model, "int8", reps, per_channel=per_channel)
     return strip_strings(data) if strip else data
 
@@ -392,7 +392,7 @@ def load_faces_split(root, input_shape, mean: float, std: float, val_fraction: f
     fine-tune never saw (never LFW). `exclude`: identities left out entirely (leakage).
     as_paths: return the two path lists instead of loaded images.
     """
-    from edgeface.convert.calibration import refuse_lfw
+    from edgeface.data.calibration import refuse_lfw
     from edgeface.data.folders import scan_folder, split_by_identity
 
     refuse_lfw(root)
@@ -429,7 +429,7 @@ def load_crops(paths, input_shape, mean: float, std: float, dtype=np.float32) ->
 
 def face_paths(root) -> list[str]:
     """The face crops of an aligned folder (detected faces only when it has an align manifest)."""
-    from edgeface.convert.calibration import refuse_lfw
+    from edgeface.data.calibration import refuse_lfw
     from edgeface.data.hygiene import detected_faces
 
     root = Path(root)

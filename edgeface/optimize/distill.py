@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
-from edgeface.convert.tflite import TASK_CLASSIFICATION, infer_task
 from edgeface.errors import EdgefaceError
+from edgeface.spec import TASK_CLASSIFICATION, infer_task
 from edgeface.utils.progress import progress
 
 

@@ -75,7 +75,7 @@ def decision_threshold(threshold: float | None, far: float | None, embedder) -> 
     verification = embedder.card.get("verification") or {}
     on = f" on {verification['pairs']}" if verification.get("pairs") else ""  # the pairs the bench measured
     if far is not None:
-        from edgeface.bench.verification import far_key
+        from edgeface.spec import far_key
 
         points = verification.get("operating_points") or {}
         key = far_key(far)

@@ -84,7 +84,8 @@ def main(lfw, n, assets, threads, out):
     import edgeface  # noqa: F401
     import tensorflow as tf
 
-    from edgeface.align.detect import MTCNNDetector, pick_main_face
+    from edgeface.align.detect import MTCNNDetector
+    from edgeface.align.faces import pick_main_face
     from edgeface.runtime.detector import Detector
     from edgeface.utils.images import read_image
     from edgeface.utils.io import write_json_atomic

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeface.align.detect import Face, faces_from_rows, pick_main_face  # noqa: F401  (re-exported)
+from edgeface.align.faces import Face, faces_from_rows, shrink_for_detection
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import allocate, check_tflite_file, make_interpreter
 
@@ -217,13 +217,7 @@ class Detector:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 1:
             raise EdgefaceError(f"detector expects an RGB uint8 HxWx3 image, got {image.dtype} {image.shape}")
-        h, w = image.shape[:2]
-        # Same downscale as MTCNNDetector: P-Net's cost grows with the image area, and a
-        # min_face_size above 20 is served by shrinking the image (same pyramid, less work).
-        scale = min(1.0, self.max_side / float(max(h, w)), 20.0 / self.min_face_size)
-        small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                           interpolation=cv2.INTER_AREA) if scale < 1.0 else image
-        min_face = max(12, min(20, int(round(self.min_face_size * scale))))
+        small, scale, min_face = shrink_for_detection(image, self.max_side, self.min_face_size)  # as MTCNNDetector
         rows = self.detect_rows(small, min_face)
         if len(rows) == 0:
             return []

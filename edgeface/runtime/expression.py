@@ -2,8 +2,8 @@
 
 Per image or frame: the TFLite MTCNN detector finds every face; each face is cropped, then
 preprocessed by the same function training and `edgeface bench` use
-(`edgeface.data.expressions.preprocess`: grayscale, CLAHE on the native crop, resize to the model
-input) and normalised with the card's mean/std, classified by the expression .tflite (int8
+(`edgeface.runtime.expression_preprocess.preprocess`: grayscale, CLAHE on the native crop, resize to
+the model input) and normalised with the card's mean/std, classified by the expression .tflite (int8
 outputs dequantised by `TFLiteModel`), and printed (label and probabilities; `--json`: one object
 per image or frame) or drawn (box, label, one probability bar per class) into `--out`.
 
@@ -13,15 +13,15 @@ BOX_SCALE x the box's longer side (its height). 0.96 is the median side of the C
 crops over the MTCNN box height found on them (189 train-split images, upscaled 4x and pasted on
 a 640x480 frame; spread 0.05). A card may override it with notes.preprocessing.crop.box_scale.
 
-Throughput of the stream path on this CPU (median frames/s over a real video):
+Throughput of the stream path on this CPU (median frames/s over a real video of CK+ test-split
+faces; it reads a data set's split, so it lives in the bench stage):
 
-    python -m edgeface.runtime.expression --data ../shared/data/expressions/ckplus48 --frames 120
+    python -m edgeface.bench.expression_stream --data ../shared/data/expressions/ckplus48 --frames 120
 """
 from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +29,9 @@ import click
 import cv2
 import numpy as np
 
-from edgeface.align.detect import Face
+from edgeface.align.faces import Face
 from edgeface.errors import EdgefaceError
+from edgeface.runtime.expression_preprocess import preprocess
 from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, TFLiteModel
 from edgeface.runtime.pipeline import NoFace, StageTimes
 
@@ -117,8 +118,6 @@ class ExpressionClassifier:
 
     def prepare(self, crop: np.ndarray) -> np.ndarray:
         """A face crop -> the model input (S, S, C) float32: the training/bench preprocessing, then the card's normalisation."""
-        from edgeface.data.expressions import preprocess
-
         return (preprocess(crop, self.size, self.channels, self.clahe).astype(np.float32) - self.mean) / self.std
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
@@ -338,77 +337,3 @@ def write_video(frames: list[np.ndarray], path: Path, fps: float = 10.0) -> Path
     finally:
         writer.close(ok)
     return Path(path)
-
-
-@click.command()
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), required=True,
-              help="CK+48 folder (<class>/*.png); the test split recorded on the card is used.")
-@click.option("--frames", type=click.IntRange(min=5), default=120, show_default=True)
-@click.option("--faces-per-frame", type=click.IntRange(min=1, max=3), default=1, show_default=True)
-@click.option("--model", type=click.Path(path_type=Path), default=None)
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--keep", type=click.Path(path_type=Path), default=None, help="Also keep the generated video here.")
-def bench_main(data_dir, frames, faces_per_frame, model, threads, keep):
-    """Frames/s of the `edgeface expression --video` path at 640x480: a video of CK+ test-split faces
-    (subject-held-out), written with VideoWriter, then read, detected, classified and drawn frame by frame."""
-    import tempfile
-
-    from edgeface.spec import card_split_and_preprocessing
-    from edgeface.data import expressions as xdata
-    from edgeface.runtime.cli import default_model
-
-    model = model or default_model(DEFAULT_MODEL_NAME, MODEL_ENV)
-    pipe = ExpressionPipeline(model, num_threads=threads)
-    spec, _ = card_split_and_preprocessing(pipe.classifier.model.card)
-    data = xdata.load_dataset(data_dir, kind=spec.get("kind", "auto"), seed=spec.get("seed", 0),
-                              val_fraction=spec.get("val_fraction", 0.1), test_fraction=spec.get("test_fraction", 0.1),
-                              split_by=spec.get("split_by"))
-    test = data.splits["test"]
-    grays = [cv2.imread(str(s.path), cv2.IMREAD_GRAYSCALE) for s in test]
-    order = np.random.default_rng(0).permutation(len(grays))  # every class, not the sorted split's first
-    sets = [[grays[order[(i * faces_per_frame + k) % len(grays)]] for k in range(faces_per_frame)] for i in range(frames)]
-    with tempfile.TemporaryDirectory() as tmp:
-        video = write_video(face_frames(sets), (keep or Path(tmp) / "faces.mp4"))
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        c0 = time.process_time()
-        s = _quiet_stream(pipe, video, Path(tmp) / "out.mp4")
-        cpu = time.process_time() - c0
-    cpu_med = pipe.times.cpu_medians()
-    # accuracy on the same faces: the live path (one face per 640x480 frame, no video codec) vs the
-    # 48x48 crop straight into the model
-    c, live, direct, found = pipe.classifier, 0, 0, 0
-    for g, smp, frame in zip(grays, test, face_frames([[g] for g in grays])):
-        got = pipe.analyse(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        found += len(got)
-        live += len(got) == 1 and got[0].index == smp.label
-        direct += int(c.probabilities(c.prepare(g)[None])[0].argmax() == smp.label)
-    click.echo(json.dumps({"model": str(model), "interpreter": pipe.classifier.model.backend, "threads": threads,
-                           "frame_size": list(FRAME_SIZE), "faces_per_frame": faces_per_frame, "frames": s["frames"],
-                           "faces": s["faces"], "median_fps": round(s["median_fps"], 2),
-                           "median_frame_ms": round(s["median_frame_ms"], 2), "mean_fps_wall": round(s["fps"], 2),
-                           "median_fps_cpu": round(s["median_fps_cpu"], 2),
-                           "median_frame_cpu_ms": round(s["median_frame_cpu_ms"], 2),
-                           "fps_per_cpu_second": round(s["frames"] / cpu, 2) if cpu > 0 else None,
-                           "median_ms": {k: round(v, 2) for k, v in s["median_ms"].items()},
-                           "median_cpu_ms": {k: round(v, 2) for k, v in cpu_med.items()},
-                           "labels": s["labels"], "loadavg_1min": round(load, 2),
-                           "test_faces": len(test), "test_faces_found": found,
-                           "accuracy_live_path": round(live / len(test), 4),
-                           "accuracy_direct_48px": round(direct / len(test), 4)}, indent=1))
-
-
-def _quiet_stream(pipe, video, out):
-    """run_stream with the per-face lines dropped (the benchmark prints one JSON summary)."""
-    import contextlib
-    import io
-
-    buf_out, buf_err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(buf_out), contextlib.redirect_stderr(buf_err):
-        return run_stream(pipe, video, out, as_json=True, max_frames=None, show=False)
-
-
-if __name__ == "__main__":
-    try:
-        bench_main(standalone_mode=True)
-    except EdgefaceError as e:
-        raise SystemExit(f"edgeface: error: {e}") from None

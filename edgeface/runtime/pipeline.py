@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from edgeface.align.detect import Face, pick_main_face
+from edgeface.align.faces import Face, pick_main_face
 from edgeface.align.transform import align_face, centre_crop
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.embedder import FaceEmbedder

@@ -229,13 +229,18 @@ def merge_caches(out_file, in_files) -> int:
     """Merge per-path teacher caches of ONE teacher (e.g. shards computed in parallel)."""
     paths, emb, emb_m, sha, desc = [], [], [], None, ""
     for f in in_files:
-        with np.load(f, allow_pickle=False) as z:
-            if sha is not None and str(z["teacher_sha256"]) != sha:
-                raise EdgefaceError(f"{f} was made by another teacher; refusing to merge")
-            sha, desc = str(z["teacher_sha256"]), str(z["teacher"]) if "teacher" in z else ""
-            paths += z["paths"].tolist()
-            emb.append(z["emb"])
-            emb_m.append(z["emb_mirror"])
+        try:
+            z = np.load(f, allow_pickle=False)
+            fields = {k: z[k] for k in ("teacher_sha256", "paths", "emb", "emb_mirror")}
+            desc_f = str(z["teacher"]) if "teacher" in z else ""
+        except (OSError, ValueError, KeyError, EOFError) as e:  # every input is checked before OUT is written
+            raise EdgefaceError(f"{f} is not a teacher cache ({type(e).__name__}: {e})") from None
+        if sha is not None and str(fields["teacher_sha256"]) != sha:
+            raise EdgefaceError(f"{f} was made by another teacher; refusing to merge")
+        sha, desc = str(fields["teacher_sha256"]), desc_f
+        paths += fields["paths"].tolist()
+        emb.append(fields["emb"])
+        emb_m.append(fields["emb_mirror"])
     emb, emb_m = np.concatenate(emb), np.concatenate(emb_m)
     keep = {p: i for i, p in enumerate(paths)}  # last occurrence wins; order by path
     idx = [keep[p] for p in sorted(keep)]
@@ -244,43 +249,3 @@ def merge_caches(out_file, in_files) -> int:
             np.savez(f, paths=np.array(sorted(keep)), emb=emb[idx], emb_mirror=emb_m[idx],
                      teacher_sha256=sha, teacher=desc)
     return len(idx)
-
-
-def main(argv=None) -> int:
-    """Precompute a teacher's embeddings for every image of an aligned folder into a cache file.
-
-    --shard K/N computes every N-th image starting at K (run N processes on N cores, each with
-    its own cache file), then --merge OUT IN... joins them.
-    """
-    import argparse
-
-    from edgeface.utils.images import is_image_name
-
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("teacher", nargs="?")
-    ap.add_argument("aligned_dir", nargs="?")
-    ap.add_argument("cache_file", nargs="?")
-    ap.add_argument("--shard", default="0/1", help="K/N: this process's share of the images")
-    ap.add_argument("--merge", nargs="+", metavar="FILE", help="OUT IN [IN ...]: merge caches and exit")
-    a = ap.parse_args(argv)
-    if a.merge:
-        if len(a.merge) < 2:
-            raise EdgefaceError("--merge needs OUT and at least one IN cache file")
-        print(f"{merge_caches(a.merge[0], a.merge[1:])} embeddings in {a.merge[0]}")
-        return 0
-    if not (a.teacher and a.aligned_dir and a.cache_file):
-        raise EdgefaceError("give TEACHER ALIGNED_DIR CACHE_FILE (or --merge OUT IN...)")
-    parts = a.shard.split("/")
-    k, n = (int(v) if v.isdigit() else -1 for v in parts) if len(parts) == 2 else (-1, -1)
-    if not 0 <= k < n:
-        raise EdgefaceError(f"--shard must be K/N with 0 <= K < N, got {a.shard!r}")
-    paths = sorted(p for p in Path(a.aligned_dir).rglob("*") if p.is_file() and is_image_name(p))[k::n]
-    emb, _ = teacher_embeddings(load_teacher(a.teacher), paths, a.cache_file)
-    print(f"{len(paths)} embeddings of dim {emb.shape[1] if len(emb) else 0} in {a.cache_file}")
-    return 0
-
-
-if __name__ == "__main__":
-    from edgeface.errors import run_main
-
-    raise SystemExit(run_main(main))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from edgeface.cli import LazyGroup
+from edgeface.utils.lazy_group import LazyGroup
 
 TASKS = {
     "face": ("edgeface.train.face_cli", "face", "Train a face embedder (softmax/center/ArcFace/CosFace, distillation)."),

@@ -457,21 +457,6 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, object]:
 
 # ---- export: TFLite artifacts with cards ----------------------------------------------------
 
-CALIBRATION_COUNT = 300
-
-
-def calibration_inputs(info: dict, input_shape, count: int = CALIBRATION_COUNT, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """Normalised inputs from the run's TRAIN split only (never val/test), preprocessed as in training."""
-    spec = info["data"]["split"]
-    data = xdata.load_dataset(info["data"]["dir"], spec["kind"], spec["seed"], spec["val_fraction"],
-                              spec["test_fraction"], spec["split_by"] if spec["split_by"] in ("subject", "stratified") else None)
-    train = data.splits["train"]
-    pick = [train[i] for i in sorted(np.random.default_rng(seed).permutation(len(train))[:count])]
-    h, _, c = (int(v) for v in input_shape)
-    x, _ = xdata.load_images(pick, h, c, bool(info["preprocessing"].get("clahe")), "calibration")
-    return xdata.normalize(x), {"dir": info["data"]["dir"], "split": "train", "count": len(pick), "seed": seed}
-
-
 def convert_run(run_dir: str | os.PathLike, dtypes, out_dir: str | os.PathLike | None = None,
                 name: str | None = None, model=None, budget: int | None = None,
                 card_overrides: dict | None = None) -> list[dict]:
@@ -482,6 +467,7 @@ def convert_run(run_dir: str | os.PathLike, dtypes, out_dir: str | os.PathLike |
     """
     from edgeface.convert.source import load_source
     from edgeface.convert.tflite import convert_keras
+    from edgeface.data.calibration import load_split_calibration
 
     run_dir = Path(run_dir)
     src = load_source(run_dir)
@@ -490,7 +476,7 @@ def convert_run(run_dir: str | os.PathLike, dtypes, out_dir: str | os.PathLike |
     extra = src.card_extra()
     reps, calib = (None, None)
     if "int8" in dtypes:
-        reps, calib = calibration_inputs(info, tuple(model.input_shape[1:]))
+        reps, calib = load_split_calibration(info, tuple(model.input_shape[1:]))
         extra["calibration"] = calib
     notes = dict(extra.get("notes") or {})
     notes.update({"preprocessing": info.get("preprocessing"), "data_split": info["data"]["split"],

@@ -1,4 +1,5 @@
-"""Calibration images for int8: aligned *training* faces, sampled with a fixed seed, never LFW.
+"""Calibration images for int8: aligned *training* faces, sampled with a fixed seed, never LFW;
+for an expression run, its own TRAIN split (`load_split_calibration`).
 
 Images are read with the shared reader, resized to the model input, converted to the model's
 channels (RGB or GRAY) and normalised exactly as at training time, so the int8 ranges the
@@ -14,6 +15,8 @@ import cv2
 import numpy as np
 
 from edgeface.align.transform import clahe as clahe_op
+from edgeface.data import expressions as xdata
+from edgeface.data.pairs import is_aligned_root
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, normalize_pixels
 from edgeface.utils.images import BadImage, is_image_name, read_image
@@ -39,8 +42,6 @@ def list_images(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise EdgefaceError(f"calibration data must be a folder of images or a .npy array: {root}")
     files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p))
-    from edgeface.data.pairs import is_aligned_root
-
     if is_aligned_root(root):  # crops sit in <person>/ folders; summary.png beside them is the contact sheet
         files = [p for p in files if p.parent != root]
     if not files:
@@ -121,3 +122,17 @@ def load_calibration(source: str | os.PathLike, input_shape: Sequence[int], coun
     if not batch:
         raise EdgefaceError(f"none of the {len(files)} calibration images in {source} could be read")
     return np.stack(batch), {"dir": str(source.resolve()), "count": len(batch), "seed": seed, "skipped": skipped}
+
+
+def load_split_calibration(info: dict, input_shape, count: int = DEFAULT_COUNT,
+                           seed: int = DEFAULT_SEED) -> tuple[np.ndarray, dict]:
+    """Normalised inputs from an expression run's TRAIN split only (never val/test), preprocessed as
+    in training. info: the run's run.json."""
+    spec = info["data"]["split"]
+    data = xdata.load_dataset(info["data"]["dir"], spec["kind"], spec["seed"], spec["val_fraction"],
+                              spec["test_fraction"], spec["split_by"] if spec["split_by"] in ("subject", "stratified") else None)
+    train = data.splits["train"]
+    pick = [train[i] for i in sorted(np.random.default_rng(seed).permutation(len(train))[:count])]
+    h, _, c = (int(v) for v in input_shape)
+    x, _ = xdata.load_images(pick, h, c, bool(info["preprocessing"].get("clahe")), "calibration")
+    return xdata.normalize(x), {"dir": info["data"]["dir"], "split": "train", "count": len(pick), "seed": seed}
