@@ -125,3 +125,19 @@ def test_load_faces_split_leaves_excluded_identities_out(celeba_root):
     assert info["excluded_images"] == n_images > 0
     assert not any(f"/{people[0]}/" in p for p in train + val)
     assert any(f"/{people[1]}/" in p for p in train + val)
+
+
+def test_a_changed_final_setting_keeps_the_pruning_rounds(tmp_path):
+    from edgeface.optimize.compress import _Stages
+
+    cfg = {"budget": 300000, "step": 0.1, "final_steps": 6000, "final_lr": 1e-4}
+    first = _Stages(tmp_path, cfg)
+    first.state.update(rounds=[{"round": 0}, {"round": 1}], model="round_1.keras", final={"done": 500})
+    first.save()
+    again = _Stages(tmp_path, dict(cfg))
+    assert again.state["final"] == {"done": 500} and len(again.state["rounds"]) == 2
+    longer = _Stages(tmp_path, {**cfg, "final_steps": 12000, "final_lr": 1e-3})
+    assert longer.state["model"] == "round_1.keras" and len(longer.state["rounds"]) == 2
+    assert longer.state["final"] is None and longer.state["config"]["final_lr"] == 1e-3
+    other = _Stages(tmp_path, {**cfg, "step": 0.05})  # a pruning setting: everything starts afresh
+    assert other.state["rounds"] == [] and other.state["model"] is None

@@ -69,13 +69,16 @@ FINETUNE_COUNT = 1000
                    "ReLU per layer (about 1.8x faster int8; needs retraining-scale recovery).")
 @click.option("--fit-final-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="With --fit: a last recovery of this many steps, keeping the best-validation weights.")
+@click.option("--fit-final-lr", type=click.FloatRange(min=0.0, min_open=True), default=1e-4, show_default=True,
+              help="With --fit: peak learning rate of the final recovery (cosine decay; a changed final setting "
+                   "keeps the saved pruning rounds and redoes only the final recovery).")
 @click.option("--fit-rounds", type=click.IntRange(min=1), default=8, show_default=True,
               help="With --fit: at most this many pruning rounds (a deep cut needs rounds x step near its fraction).")
 @click.option("--fit-threshold", type=click.FloatRange(min=0.0, min_open=True), default=0.1, show_default=True,
               help="With --fit: reject a round whose recovered validation loss (1 - cosine) moves by more than this.")
 def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, per_tensor, strip, c_array, prune_sparsity,
             prune_steps, qat_steps, finetune_count, fit, fit_step, fit_finetune_steps, fit_images, fit_faces,
-            fit_teacher, fit_activation, fit_final_steps, fit_rounds, fit_threshold):
+            fit_teacher, fit_activation, fit_final_steps, fit_final_lr, fit_rounds, fit_threshold):
     """Convert MODEL (a run directory or a .keras file) to TFLite artifacts with model cards."""
     from edgeface.data.calibration import load_calibration, refuse_lfw
     from edgeface.convert.source import load_source
@@ -101,7 +104,7 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
     if fit:
         return _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget_for("int8"), extra, c_array,
                             FitOptions(fit_step, fit_finetune_steps, fit_images, fit_faces, fit_teacher,
-                                       fit_activation, fit_final_steps, strip, fit_rounds, fit_threshold))
+                                       fit_activation, fit_final_steps, strip, fit_rounds, fit_threshold, fit_final_lr))
 
     needs_images = "int8" in dtype_list or prune_sparsity or qat_steps
     images = calib_info = None
@@ -190,6 +193,7 @@ class FitOptions:
     strip: bool = False
     max_rounds: int = 8
     threshold: float = 0.1
+    final_lr: float = 1e-4
 
 
 def _fit_data(src, calib, opts: FitOptions, work_dir):
@@ -245,13 +249,14 @@ def _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget, ext
     t0 = time.perf_counter()
     result = fit_budget(src.model, train, val, budget, step=opts.step, finetune_steps=opts.finetune_steps,
                         calib_count=calib_count, activation=opts.activation, final_steps=opts.final_steps,
-                        strip=opts.strip, max_rounds=opts.max_rounds, threshold=opts.threshold, work_dir=work_dir,
+                        strip=opts.strip, max_rounds=opts.max_rounds, threshold=opts.threshold,
+                        final_lr=opts.final_lr, work_dir=work_dir,
                         log=click.echo)
     activation = {"prelu": "PReLU split into delegatable ops", "leaky": "PReLU swapped for one LeakyReLU per layer",
                   "relu": "PReLU swapped for ReLU"}[opts.activation]
     extra["optimization"] = {
         "fit_budget": {"budget": budget, "step": opts.step, "finetune_steps": opts.finetune_steps,
-                       "final_steps": opts.final_steps, "activation": opts.activation,
+                       "final_steps": opts.final_steps, "final_lr": opts.final_lr, "activation": opts.activation,
                        "max_rounds": opts.max_rounds, "threshold": opts.threshold,
                        "importance": "activation energy x outgoing weight norm, least-squares refit of the next conv",
                        "recovery": "self-distillation to the unpruned float model, flip augmentation",

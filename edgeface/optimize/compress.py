@@ -236,6 +236,13 @@ def deploy_form(model, calib: np.ndarray):
     return split_prelu(eq) if any(isinstance(l, _keras().layers.PReLU) for l in eq.layers) else rebuild(eq)
 
 
+FINAL_SETTINGS = ("final_steps", "final_lr")
+
+
+def _without_final(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in FINAL_SETTINGS}
+
+
 class _Stages:
     """Saved stages of one fit_budget run in work_dir (state.json + one .keras per stage)."""
 
@@ -247,6 +254,9 @@ class _Stages:
             old = read_json(self.dir / "state.json", "fit state")
             if old.get("config") == config:
                 self.state = old
+            elif _without_final(old.get("config") or {}) == _without_final(config):
+                # only the final recovery's settings changed: keep the pruning rounds, redo the final
+                self.state = {**old, "config": config, "final": None}
 
     def load(self, name: str | None):
         if not (self.dir and name and (self.dir / name).exists()):
