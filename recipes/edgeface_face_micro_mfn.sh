@@ -15,6 +15,6 @@ step "prune to the budget + recover (resumes from $RUN/fit)"
     --dtypes float32,int8 --calib cache/celeba/arcface112 --fit-images 5000 \
     --fit-faces "$CLEAN/utkface" --fit-faces "$CLEAN/all_age_faces" --fit-faces "$CLEAN/scut_fbp5500" \
     --fit-teacher "$TEACHER" --fit-step 0.1 --fit-rounds 9 --fit-threshold 0.25 --fit-steps 300 \
-    --fit-final-steps 6000 --c-array
+    --fit-final-steps 15000 --fit-final-lr 1e-3 --c-array
 bench_out edgeface_face_micro_mfn "$RUN/models"/edgeface_face_micro_{float32,int8}.tflite
 ship_note "$RUN/models" edgeface_face_micro
