@@ -7,7 +7,6 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 ROOT="$(dirname "$CLEAN")"
 RUN=runs/expr/fer_full_vgg
-OUT=$RUN/models
 mirror=(); [ -n "${EDGEFACE_FER_MIRROR:-}" ] && mirror=(--mirror "$EDGEFACE_FER_MIRROR")
 step "FER2013 train split (28,709 files), dedupe against PublicTest"
 [ -d "$ROOT/fer2013_train" ] || "$EF" data get fer2013_train "$ROOT/fer2013_train" "${mirror[@]}"
@@ -19,10 +18,4 @@ mkdir -p "$ROOT/fer2013_full"
 step "train $RUN"
 [ -f "$RUN/model.keras" ] || nice -n 5 "$EF" train expression --data "$ROOT/fer2013_full" \
   --config edgeface/train/configs/expression_fer_full.toml --time-limit-min 72 --out "$RUN"
-step "convert"
-"$EF" convert "$RUN" --out "$OUT" --name edgeface_expr_fer --dtypes float32,float16,int8
-step "bench (PublicTest, touched once per shipped model)"
-mkdir -p benchmarks/results/recipes
-"$EF" bench "$OUT"/edgeface_expr_fer_{float32,float16,int8}.tflite --expr-data "$DATA/expressions/fer2013" \
-  --json benchmarks/results/recipes/edgeface_expr_fer.json --markdown benchmarks/results/recipes/edgeface_expr_fer.md
-ship_note "$OUT" edgeface_expr_fer
+convert_bench_expression "$RUN" edgeface_expr_fer "$DATA/expressions/fer2013"

@@ -6,15 +6,8 @@
 # issue 15 (benchmarks/data_sets.md rebuilds them into $CLEAN with their teacher targets).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-real_faces
 RUN=runs/mobilefacenet
-"$EF" align "$DATA/faces/celeba" cache/celeba/arcface112 --workers 2  # resumes from its manifest
-[ -f "$RUN/model.keras" ] || /usr/bin/time -f "import: %e s" "$EF" import "$TEACHER" --out "$RUN" --faces cache/celeba/arcface112
-step "prune to the budget + recover (resumes from $RUN/fit)"
-/usr/bin/time -f "convert: %e s" "$EF" convert "$RUN" --out "$RUN/models" --name edgeface_face --budget 1000000 \
-    --calib cache/celeba/arcface112 --fit-images 5000 \
-    --fit-faces "$CLEAN/utkface" --fit-faces "$CLEAN/all_age_faces" --fit-faces "$CLEAN/scut_fbp5500" \
-    --fit-teacher "$TEACHER" --fit-step 0.04 --fit-steps 200 --fit-final-steps 2000 --c-array
+fit_teacher "$RUN" edgeface_face 1000000 float32,float16,int8 --fit-step 0.04 --fit-steps 200 --fit-final-steps 2000
 step "choose on held-out CelebA (never LFW)"
 mkdir -p benchmarks/results/recipes
 "$PY" benchmarks/select_face_model.py cache/celeba/arcface112 models/edgeface_face_int8.tflite "$RUN/models/edgeface_face_int8.tflite" \

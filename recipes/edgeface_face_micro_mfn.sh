@@ -6,15 +6,8 @@
 # recipes/edgeface_face.sh; its own run folder so the 1 MB fit is untouched. Resumable: rerun the script.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-real_faces
 RUN=runs/mobilefacenet_micro
-"$EF" align "$DATA/faces/celeba" cache/celeba/arcface112 --workers 2  # resumes from its manifest
-[ -f "$RUN/model.keras" ] || /usr/bin/time -f "import: %e s" "$EF" import "$TEACHER" --out "$RUN" --faces cache/celeba/arcface112
-step "prune to the budget + recover (resumes from $RUN/fit)"
-/usr/bin/time -f "convert: %e s" "$EF" convert "$RUN" --out "$RUN/models" --name edgeface_face_micro --budget 300000 \
-    --dtypes float32,int8 --calib cache/celeba/arcface112 --fit-images 5000 \
-    --fit-faces "$CLEAN/utkface" --fit-faces "$CLEAN/all_age_faces" --fit-faces "$CLEAN/scut_fbp5500" \
-    --fit-teacher "$TEACHER" --fit-step 0.1 --fit-rounds 9 --fit-threshold 0.25 --fit-steps 300 \
-    --fit-final-steps 15000 --fit-final-lr 1e-3 --c-array
+fit_teacher "$RUN" edgeface_face_micro 300000 float32,int8 --fit-step 0.1 --fit-rounds 9 --fit-threshold 0.25 \
+  --fit-steps 300 --fit-final-steps 15000 --fit-final-lr 1e-3
 bench_out edgeface_face_micro_mfn "$RUN/models"/edgeface_face_micro_{float32,int8}.tflite
 ship_note "$RUN/models" edgeface_face_micro

@@ -64,6 +64,32 @@ train_run() {  # CONFIG: train runs/CONFIG with recipes/configs/CONFIG.toml (els
   nice -n 5 "$EF" train face --data cache/celeba/views8 --out "runs/$config" --config "$file" "${resume[@]}"
 }
 
+fit_teacher() {  # RUN NAME BUDGET DTYPES [convert --fit options]: import insightface's MobileFaceNet (ncnn)
+  # into RUN, then prune + recover it until its int8 file fits BUDGET bytes (convert --fit resumes
+  # from RUN/fit); recovery faces: CelebA training identities + the cleaned real-face sets
+  local run=$1 name=$2 budget=$3 dtypes=$4; shift 4
+  real_faces
+  "$EF" align "$DATA/faces/celeba" cache/celeba/arcface112 --workers 2  # resumes from its manifest
+  [ -f "$run/model.keras" ] || /usr/bin/time -f "import: %e s" "$EF" import "$TEACHER" --out "$run" --faces cache/celeba/arcface112
+  step "prune to $budget bytes + recover (resumes from $run/fit)"
+  /usr/bin/time -f "convert: %e s" "$EF" convert "$run" --out "$run/models" --name "$name" --budget "$budget" \
+    --dtypes "$dtypes" --calib cache/celeba/arcface112 --fit-images 5000 \
+    --fit-faces "$CLEAN/utkface" --fit-faces "$CLEAN/all_age_faces" --fit-faces "$CLEAN/scut_fbp5500" \
+    --fit-teacher "$TEACHER" --c-array "$@"
+}
+
+convert_bench_expression() {  # RUN NAME DATA_DIR: the three dtypes of an expression run, benched on the
+  # split its card records (never a test image for calibration: convert takes the run's train split)
+  local run=$1 name=$2 data=$3
+  step "convert $run"
+  "$EF" convert "$run" --out "$run/models" --name "$name" --dtypes float32,float16,int8
+  step "bench $name"
+  mkdir -p benchmarks/results/recipes
+  "$EF" bench "$run/models/${name}"_{float32,float16,int8}.tflite --expr-data "$data" \
+    --json "benchmarks/results/recipes/$name.json" --markdown "benchmarks/results/recipes/$name.md"
+  ship_note "$run/models" "$name"
+}
+
 bench_out() {  # NAME FILE...: LFW View 2 of the recipe's files into benchmarks/results/recipes/NAME.{json,md}
   local name=$1; shift
   step "bench $name"
