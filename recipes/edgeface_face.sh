@@ -8,9 +8,6 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 RUN=runs/mobilefacenet
 fit_teacher "$RUN" edgeface_face 1000000 float32,float16,int8 --fit-step 0.04 --fit-steps 200 --fit-final-steps 2000
-step "choose on held-out CelebA (never LFW)"
-mkdir -p benchmarks/results/recipes
-"$PY" benchmarks/select_face_model.py cache/celeba/arcface112 models/edgeface_face_int8.tflite "$RUN/models/edgeface_face_int8.tflite" \
-    --teacher "$TEACHER" --json benchmarks/results/recipes/edgeface_face_selection.json
+select_face edgeface_face models/edgeface_face_int8.tflite "$RUN/models/edgeface_face_int8.tflite"
 bench_out edgeface_face "$RUN/models"/edgeface_face_{float32,float16,int8}.tflite
 ship_note "$RUN/models" edgeface_face

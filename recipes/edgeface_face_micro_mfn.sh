@@ -9,5 +9,6 @@ source "$(dirname "$0")/lib.sh"
 RUN=runs/mobilefacenet_micro
 fit_teacher "$RUN" edgeface_face_micro 300000 float32,int8 --fit-step 0.1 --fit-rounds 9 --fit-threshold 0.25 \
   --fit-steps 300 --fit-final-steps 15000 --fit-final-lr 1e-3
+select_face edgeface_face_micro_mfn models/edgeface_face_micro_int8.tflite "$RUN/models"/edgeface_face_micro_{int8,float32}.tflite
 bench_out edgeface_face_micro_mfn "$RUN/models"/edgeface_face_micro_{float32,int8}.tflite
 ship_note "$RUN/models" edgeface_face_micro

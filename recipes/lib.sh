@@ -90,6 +90,14 @@ convert_bench_expression() {  # RUN NAME DATA_DIR: the three dtypes of an expres
   ship_note "$run/models" "$name"
 }
 
+select_face() {  # NAME FILE...: compare embedders on held-out CelebA people (never LFW): the shipping choice
+  local name=$1; shift
+  step "choose $name on held-out CelebA (never LFW)"
+  mkdir -p benchmarks/results/recipes
+  "$PY" benchmarks/select_face_model.py cache/celeba/arcface112 "$@" --teacher "$TEACHER" \
+    --json "benchmarks/results/recipes/${name}_selection.json"
+}
+
 bench_out() {  # NAME FILE...: LFW View 2 of the recipe's files into benchmarks/results/recipes/NAME.{json,md}
   local name=$1; shift
   step "bench $name"

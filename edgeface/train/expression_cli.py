@@ -13,10 +13,10 @@ DTYPES = ("float32", "float16", "int8")
 
 
 @click.command()
-@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--data", "data_dir", type=click.Path(path_type=Path),
               help="Dataset folder: <class>/* (CK+, JAFFE) or train/ + test/ (FER2013).")
 @click.option("--backbone", type=click.Choice(BACKBONES), default=None, help="Base network (default: cnn).")
-@click.option("--out", "run_dir", required=True, type=click.Path(path_type=Path), help="New run directory.")
+@click.option("--out", "run_dir", type=click.Path(path_type=Path), help="New run directory.")
 @click.option("--weights", default=None,
               help="imagenet (needs internet) | FILE: an .h5 of base weights, or a face model .keras / RUN_DIR "
                    "(transfer from edgeface's face backbone) | none (from scratch).")
@@ -39,8 +39,10 @@ DTYPES = ("float32", "float16", "int8")
               help="Stop training after this many minutes (the best epoch by val accuracy is kept).")
 @click.option("--prune-head", is_flag=True, help="Also prune the head's hidden units by distinctiveness "
               "(merge < 15 deg, remove > 165 deg) and record accuracy before/after.")
+@click.option("--print-config", is_flag=True, help="Print the resolved config as TOML (what --config reads) and exit.")
 def expression(data_dir, backbone, run_dir, weights, input_size, epochs, max_steps, fine_tune_blocks, fine_tune_epochs,
-               lr, fine_tune_lr, batch_size, clahe, split_by, config_path, seed, dtypes, time_limit_min, prune_head):
+               lr, fine_tune_lr, batch_size, clahe, split_by, config_path, seed, dtypes, time_limit_min, prune_head,
+               print_config):
     """Train a facial-expression classifier (frozen base + new head, optional fine-tuning)."""
     from edgeface.train import expression as tr
 
@@ -53,6 +55,16 @@ def expression(data_dir, backbone, run_dir, weights, input_size, epochs, max_ste
         "fine_tune_blocks": fine_tune_blocks, "fine_tune_epochs": fine_tune_epochs, "lr": lr,
         "fine_tune_lr": fine_tune_lr, "batch_size": batch_size, "clahe": clahe, "split_by": split_by, "seed": seed,
         "time_limit_min": time_limit_min})
+    if print_config:
+        from dataclasses import asdict
+
+        from edgeface.train.config import toml_line
+
+        click.echo("\n".join(toml_line(k, v) for k, v in asdict(cfg).items() if v is not None))
+        return
+    for value, flag in ((data_dir, "--data"), (run_dir, "--out")):
+        if value is None:
+            raise click.UsageError(f"Missing option '{flag}'.")
     info = tr.train_expression(data_dir, run_dir, cfg)
     click.echo(f"{run_dir}: best val accuracy {info['best_val_accuracy']:.4f}, "
                f"float test accuracy {info['test_accuracy_float_keras']}, {info['wall_time_s']} s")
