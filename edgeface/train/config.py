@@ -90,6 +90,9 @@ FACE_DEFAULTS: dict[str, dict[str, Any]] = {
         "checkpoint_every": 500,      # also checkpoint every N steps inside an epoch (0 = epoch ends only):
                                       # a run cut mid-epoch resumes there, not at the epoch's start
         "log_every": 10,              # TensorBoard scalars every N steps
+        "strategy": "default",        # tf.distribute: default (one device) | mirrored (this machine's GPUs, else
+                                      # its CPU devices) | multiworker (several hosts, from TF_CONFIG); the
+                                      # batch size is the global batch (docs/distributed.md)
     },
 }
 OPEN_SECTIONS = {"model"}
@@ -249,11 +252,15 @@ def _toml_value(v: Any) -> str:
     raise EdgefaceError(f"cannot write {type(v).__name__} to TOML")
 
 
+def toml_line(key: str, value: Any) -> str:
+    return f"{key} = {_toml_value(value)}"
+
+
 def to_toml(cfg: Mapping) -> str:
     """Write a two-level config back as TOML (what `--config` reads), so a run can be repeated."""
     lines = []
     for section, table in cfg.items():
         lines.append(f"[{section}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+        lines += [toml_line(k, v) for k, v in table.items() if v is not None]
         lines.append("")
     return "\n".join(lines)
