@@ -8,14 +8,20 @@ validation identities (capped) plus as many random different-identity pairs, bes
 RUN_DIR gets: config.toml (the resolved config: rerun with --config), run.json, model.keras (best
 float backbone, no head), checkpoints/ (model, head, optimizer, centres, epoch/step/best metric),
 log.csv (one row per epoch), tb/ (TensorBoard scalars).
+
+train.strategy (--strategy) runs the same loop under tf.distribute, mirrored over this machine's
+devices or over several hosts (TF_CONFIG), with data.batch_size as the global batch: docs/distributed.md.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +37,8 @@ LOG_FIELDS = ["epoch", "step", "lr", "loss", "cls_loss", "center_loss", "distill
               "train_acc", "val_acc", "val_threshold", "val_pairs", "val_teacher_cos", "images_per_s", "epoch_s"]
 SELECT_METRICS = ("pair_acc", "teacher_cos")
 LOSSES = ("softmax", "center", "arcface", "cosface")
+STRATEGIES = ("default", "mirrored", "multiworker")
+_STRATEGIES: dict = {}  # (name, devices or TF_CONFIG) -> the tf.distribute strategy made for it
 
 
 def _say(msg: str) -> None:
@@ -85,6 +93,47 @@ def check_config(cfg: dict) -> None:
         raise EdgefaceError(f"train.prune (sparsity) must be in [0, 1), got {tr['prune']}")
     if optim["name"] not in ("sgd", "adam", "adamw") or optim["schedule"] not in ("cosine", "step"):
         raise EdgefaceError("optim.name must be sgd|adam|adamw and optim.schedule cosine|step")
+    if tr["strategy"] not in STRATEGIES:
+        raise EdgefaceError(f"unknown train.strategy {tr['strategy']!r}; choose from {', '.join(STRATEGIES)}")
+
+
+def read_tf_config(text: str | None) -> dict:
+    """TF_CONFIG (the cluster and this worker's task) for train.strategy = multiworker, checked
+    before TensorFlow loads: a bad one would otherwise hang or fail deep inside the strategy."""
+    hint = "see docs/distributed.md"
+    if not text or not text.strip():
+        raise EdgefaceError(f"train.strategy = multiworker needs TF_CONFIG (JSON: the cluster's workers and this "
+                            f"worker's task); {hint}")
+    try:
+        tfc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise EdgefaceError(f"TF_CONFIG is not valid JSON ({e.msg} at character {e.pos}); {hint}") from None
+    cluster, task = (tfc.get("cluster"), tfc.get("task")) if isinstance(tfc, dict) else (None, None)
+    if not isinstance(cluster, dict) or not cluster or not isinstance(task, dict):
+        raise EdgefaceError(f'TF_CONFIG needs a "cluster" object and a "task" object; {hint}')
+    for job, hosts in cluster.items():
+        if job not in ("chief", "worker"):
+            raise EdgefaceError(f"TF_CONFIG cluster job {job!r}: MultiWorkerMirroredStrategy has only chief and "
+                                f"worker jobs; {hint}")
+        if (not isinstance(hosts, list) or not hosts or (job == "chief" and len(hosts) > 1)
+                or not all(isinstance(h, str) and h.rpartition(":")[2].isdigit() for h in hosts)):
+            raise EdgefaceError(f'TF_CONFIG cluster.{job} must be a list of "host:port" strings (one chief at most), '
+                                f"got {hosts!r}; {hint}")
+    kind, index = task.get("type"), task.get("index")
+    if kind not in cluster or isinstance(index, bool) or not isinstance(index, int) \
+            or not 0 <= index < len(cluster[kind]):
+        raise EdgefaceError(f"TF_CONFIG task {task!r} is not one of the cluster's tasks "
+                            f"({', '.join(f'{j} 0..{len(h) - 1}' for j, h in cluster.items())}); {hint}")
+    return tfc
+
+
+def is_chief(tf_config: dict | None) -> bool:
+    """The one worker that writes the run folder: the chief, else worker 0 (TensorFlow's convention)."""
+    if tf_config is None:
+        return True
+    task = tf_config["task"]
+    return task["type"] == "chief" or (task["type"] == "worker" and task["index"] == 0
+                                       and "chief" not in tf_config["cluster"])
 
 
 def resolve_config(run_dir: Path, config_file=None, sets=(), flags=None, resume: bool = False) -> dict:
@@ -220,6 +269,9 @@ class FaceTrainer:
     def __init__(self, data_dir, run_dir, cfg: dict, resume: bool = False):
         self.data_dir, self.run_dir, self.cfg, self.resume = Path(data_dir), Path(run_dir), cfg, resume
         self.seed = int(cfg["train"]["seed"])
+        # tf.distribute: set up by run(); out_dir is where this process writes (run_dir but on non-chief workers)
+        self.strategy, self.tf_config, self.chief, self.out_dir = None, None, True, self.run_dir
+        self.replicas = self.workers = 1
 
     # -- setup ----------------------------------------------------------------------------
     def _check_run_dir(self) -> None:
@@ -299,8 +351,46 @@ class FaceTrainer:
         if self.val is not None:  # the teacher_cos validation metric (never trained on)
             self.t_val, _ = teacher_embeddings(self.teacher, list(self.val.paths), cache)
 
+    def _make_strategy(self):
+        """None for train.strategy = default (no tf.distribute at all: today's single-device numerics)."""
+        name = self.cfg["train"]["strategy"]
+        if name == "default":
+            return None
+        import tensorflow as tf
+
+        if name == "multiworker":  # reads TF_CONFIG; must exist before TensorFlow runs any op
+            key = (name, os.environ.get("TF_CONFIG"))
+            self.workers = sum(len(self.tf_config["cluster"].get(j, [])) for j in ("chief", "worker"))
+        else:  # this machine's GPUs, else its CPU devices (several when split into logical devices)
+            devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+            key = (name, tuple(d.name for d in devices))
+        # One strategy per process and device set: every new one numbers its collectives from 1
+        # again, and the runtime rejects a second run whose collectives clash with the first's.
+        if key not in _STRATEGIES:
+            _STRATEGIES[key] = (tf.distribute.MultiWorkerMirroredStrategy() if name == "multiworker"
+                                else tf.distribute.MirroredStrategy(list(key[1])))
+        strategy = _STRATEGIES[key]
+        self.replicas = int(strategy.num_replicas_in_sync)
+        bs = self.cfg["data"]["batch_size"]
+        if bs % self.replicas:
+            raise EdgefaceError(f"data.batch_size {bs} is the global batch: it must split evenly over the "
+                                f"{self.replicas} replicas of train.strategy = {name}")
+        _say(f"train.strategy {name}: {self.replicas} replicas on {self.workers} worker(s), "
+             f"{bs // self.replicas} images per replica (global batch {bs})")
+        return strategy
+
     def _build(self) -> None:
         import tensorflow as tf
+
+        # Everything with variables lives under the strategy's scope (mirrored on every replica).
+        with self.strategy.scope() if self.strategy is not None else contextlib.nullcontext():
+            self._build_objects()
+        if self.strategy is None:
+            self._train_step = tf.function(self._step, reduce_retracing=True)
+        else:
+            self._train_step = tf.function(self._distributed_step, reduce_retracing=True)
+
+    def _build_objects(self) -> None:
         import tf_keras as keras
 
         from edgeface.losses import CenterLoss, make_head
@@ -323,6 +413,12 @@ class FaceTrainer:
             for layer in self.model.layers:
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False
+        if self.strategy is not None:
+            # BatchNorm statistics over the global batch, as on one device: the loss does not depend
+            # on how the batch is split. Not part of the layer config, so model.keras is unchanged.
+            for layer in self.model.submodules:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.synchronized, layer.fused = True, False
 
         self.head = None
         if loss["weight"] > 0:
@@ -348,9 +444,8 @@ class FaceTrainer:
             if extra is not None:
                 self.train_vars += list(extra.trainable_variables)
         self.optimizer.build(self.train_vars)  # slots exist before restore, so they are restored too
-        self.ckpt = Checkpointer(self.run_dir / "checkpoints", tr["keep_checkpoints"], model=self.model,
+        self.ckpt = Checkpointer(self.out_dir / "checkpoints", tr["keep_checkpoints"], model=self.model,
                                  head=self.head, optimizer=self.optimizer, center=self.center, proj=self.proj)
-        self._train_step = tf.function(self._step, reduce_retracing=True)
 
     def _warm_start(self, path) -> None:
         """Start from another run's weights (same architecture), e.g. to continue on new data."""
@@ -365,10 +460,16 @@ class FaceTrainer:
         _say(f"warm start from {path}")
 
     # -- one optimizer step -----------------------------------------------------------------
-    def _step(self, images, labels, t_emb):
+    def _step(self, images, labels, t_emb, share=None):
+        """One optimizer step. Under a strategy it runs on every replica with `share` = the replica's
+        part of the global batch: each batch-mean loss is weighted by it, so the gradients the
+        optimizer sums over the replicas are those of the global-batch mean."""
         import tensorflow as tf
 
         from edgeface.losses import cosine_distill_loss, similarity_distill_loss, softmax_cross_entropy
+
+        def part(x):
+            return x if share is None else x * share
 
         loss_cfg = self.cfg["loss"]
         zero = tf.constant(0.0)
@@ -377,26 +478,57 @@ class FaceTrainer:
             total, cls, cen, dis, rel, acc = zero, zero, zero, zero, zero, zero
             if self.head is not None:
                 logits = self.head(emb, labels, training=True)
-                cls = softmax_cross_entropy(labels, logits)
+                cls = part(softmax_cross_entropy(labels, logits))
                 total += loss_cfg["weight"] * cls
                 plain = self.head(emb, training=False)
-                acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(plain, 1), labels), tf.float32))
+                acc = part(tf.reduce_mean(tf.cast(tf.equal(tf.argmax(plain, 1), labels), tf.float32)))
             if self.center is not None:
-                cen = self.center(emb, labels)
+                cen = part(self.center(emb, labels))
                 total += loss_cfg["center_lambda"] * cen
             if self.teacher is not None:
                 student = self.proj(emb) if self.proj is not None else emb
-                dis = cosine_distill_loss(student, t_emb)
+                dis = part(cosine_distill_loss(student, t_emb))
                 total += loss_cfg["distill_weight"] * dis
                 if loss_cfg["relational_weight"] > 0:  # on the exported embedding itself, not the projection
-                    rel = similarity_distill_loss(emb, t_emb)
+                    if share is None:
+                        rel = similarity_distill_loss(emb, t_emb)
+                    else:  # its pairs span the global batch: each replica scores all of them, counting 1/R
+                        ctx = tf.distribute.get_replica_context()  # (all_gather's gradient sums back to own rows)
+                        rel = similarity_distill_loss(ctx.all_gather(emb, 0), ctx.all_gather(t_emb, 0)) \
+                            / ctx.num_replicas_in_sync
                     total += loss_cfg["relational_weight"] * rel
         grads = tape.gradient(total, self.train_vars)
         self.optimizer.apply_gradients(zip(grads, self.train_vars))
+        out = {"loss": total, "cls_loss": cls, "center_loss": cen, "distill_loss": dis, "relational_loss": rel,
+               "train_acc": acc}
         if self.center is not None:
-            self.center.update(emb, labels)
-        return {"loss": total, "cls_loss": cls, "center_loss": cen, "distill_loss": dis, "relational_loss": rel,
-                "train_acc": acc}
+            if share is None:
+                self.center.update(emb, labels)
+            else:  # moved once per step from the whole batch, in _distributed_step
+                out.update(emb=emb, labels=labels)
+        return out
+
+    def _distributed_step(self, batch):
+        """strategy.run of _step on every replica's slice of the global batch; returns the global-batch means."""
+        import tensorflow as tf
+
+        bs = self.cfg["data"]["batch_size"]
+
+        def replica_step(b):
+            t_emb = tf.zeros((0,))
+            if self.teacher is not None:  # the mirrored image's teacher embedding when the pipeline flipped it
+                t_emb = tf.where(b["flip_flag"][:, None], b["t_emb_m"], b["t_emb"])
+            share = tf.cast(tf.shape(b["image"])[0], tf.float32) / bs
+            return self._step(b["image"], b["label"], t_emb, share)
+
+        out = self.strategy.run(replica_step, args=(batch,))
+        if self.center is not None:
+            # One moving-average step of the centres from the global batch (gathered in replica
+            # order: the single-device batch), the same update on every copy. Gathering B x D
+            # embeddings costs less than all-reducing K x D per-class sums when K is large.
+            self.center.update(self.strategy.gather(out.pop("emb"), axis=0),
+                               self.strategy.gather(out.pop("labels"), axis=0))
+        return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in out.items()}
 
     # -- data --------------------------------------------------------------------------------
     def _epoch_dataset(self, epoch: int, skip_steps: int):
@@ -427,19 +559,31 @@ class FaceTrainer:
     def run(self) -> dict:
         t_start = time.time()
         # Everything that can be checked without TensorFlow is, before the run folder is created.
+        if self.cfg["train"]["strategy"] == "multiworker":
+            self.tf_config = read_tf_config(os.environ.get("TF_CONFIG"))
+            self.chief = is_chief(self.tf_config)
         self._check_run_dir()
         self._load_data()
-        created = not self.run_dir.exists()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        created = False
+        if self.chief:
+            created = not self.run_dir.exists()
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            # Only the chief writes the run folder. The others still save everything (saving reads
+            # synchronised variables, a collective every worker must join), into scratch removed at the end.
+            self.out_dir = Path(tempfile.mkdtemp(prefix="edgeface-worker-"))
         old_term = sigterm_as_interrupt()
         try:
             return self._run(t_start)
         except BaseException as e:
-            self._mark_failed(e, created)
+            if self.chief:
+                self._mark_failed(e, created)
             raise
         finally:
             if old_term is not None:
                 signal.signal(signal.SIGTERM, old_term)
+            if not self.chief:
+                shutil.rmtree(self.out_dir, ignore_errors=True)
 
     def _mark_failed(self, error: BaseException, created: bool) -> None:
         """A failed run says so in run.json (never stays "running"); a folder it created and left
@@ -457,6 +601,7 @@ class FaceTrainer:
     def _run(self, t_start: float) -> dict:
         from edgeface.train.common import EarlyStopping, RunLogger, seed_everything
 
+        self.strategy = self._make_strategy()  # first: MultiWorkerMirroredStrategy must precede any TF op
         seed_everything(self.seed)
         self._load_teacher()
         self._build()
@@ -478,11 +623,11 @@ class FaceTrainer:
             self.init_val_acc = prev_info.get("init_val_acc")
             self.init_val_cos = prev_info.get("init_val_teacher_cos")
             self.teacher_val_acc = prev_info.get("teacher_val_acc")
-            path = self.ckpt.restore_latest()
+            path = self._restore()
             _say(f"resumed {path}: epoch {self.ckpt.get('epoch')} (+{self.ckpt.get('epoch_step')} steps), "
                  f"step {self.ckpt.get('step')}")
-        write_text_atomic(self.run_dir / "config.toml", cfgmod.to_toml(self.cfg))
-        logger = RunLogger(self.run_dir, LOG_FIELDS, resume_step=self.ckpt.get("step") if self.resume else None,
+        write_text_atomic(self.out_dir / "config.toml", cfgmod.to_toml(self.cfg))
+        logger = RunLogger(self.out_dir, LOG_FIELDS, resume_step=self.ckpt.get("step") if self.resume else None,
                            plot=("loss", "val_acc", "lr"))
         stopper = EarlyStopping(self.ckpt, self.cfg["train"]["patience"])
         val_ds = self._val_dataset() if self.val is not None else None
@@ -502,6 +647,9 @@ class FaceTrainer:
         tr = self.cfg["train"]
         max_steps = tr["max_steps"] or None
         stop_reason = None
+        # Whether a model.keras exists, read from the run folder by every worker before any step (so
+        # before the chief can write one): all must make the same save calls, which are collective.
+        self.have_model = (self.run_dir / "model.keras").is_file()
         try:
             while stop_reason is None:
                 epoch = self.ckpt.get("epoch")
@@ -514,9 +662,22 @@ class FaceTrainer:
         finally:
             logger.close()
         info = self._write_run_json(t_start, prev_wall, status="done", stop_reason=stop_reason)
-        if tr["prune"] > 0 or tr["qat"]:
+        if (tr["prune"] > 0 or tr["qat"]) and self.chief:  # single-device fine-tunes of the saved model
             info = self._optimize(info, t_start, prev_wall, stop_reason)
         return info
+
+    def _restore(self) -> str:
+        """--resume: the latest checkpoint of the run folder (a non-chief worker reads the chief's)."""
+        if self.chief:
+            return self.ckpt.restore_latest()
+        import tensorflow as tf
+
+        path = tf.train.latest_checkpoint(str(self.run_dir / "checkpoints"))
+        if path is None:
+            raise EdgefaceError(f"nothing to resume: no checkpoint in {self.run_dir / 'checkpoints'} "
+                                "(every worker must see the chief's run folder)")
+        self.ckpt.checkpoint.restore(path).assert_existing_objects_matched()
+        return path
 
     def _train_epoch(self, epoch, logger, stopper, val_ds, max_steps) -> bool:
         """Train the rest of epoch `epoch` (or up to max_steps), validate, checkpoint. True = stop early."""
@@ -531,11 +692,22 @@ class FaceTrainer:
             todo = min(todo, max_steps - self.ckpt.get("step"))
         sums, n, t0 = {}, 0, time.time()
         bar = progress(total=todo, desc=f"epoch {epoch + 1}/{tr['epochs']}", unit="step")
-        for batch in self._epoch_dataset(epoch, skip).take(todo):
-            t_emb = tf.zeros((0,))
-            if self.teacher is not None:  # the mirrored image's teacher embedding when the pipeline flipped it
-                t_emb = tf.where(batch["flip_flag"][:, None], batch["t_emb_m"], batch["t_emb"])
-            out = {k: float(v) for k, v in self._train_step(batch["image"], batch["label"], t_emb).items()}
+        batches = self._epoch_dataset(epoch, skip).take(todo)
+        if self.strategy is not None:
+            # Each global batch is split over the replicas; with several workers, tf.data's DATA
+            # auto-shard gives every worker its replicas' slices (the file list is in memory, so
+            # there are no files to shard by).
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            batches = self.strategy.experimental_distribute_dataset(batches.with_options(options))
+        for batch in batches:
+            if self.strategy is not None:
+                out = {k: float(v) for k, v in self._train_step(batch).items()}
+            else:
+                t_emb = tf.zeros((0,))
+                if self.teacher is not None:  # the mirrored image's teacher embedding when the pipeline flipped it
+                    t_emb = tf.where(batch["flip_flag"][:, None], batch["t_emb_m"], batch["t_emb"])
+                out = {k: float(v) for k, v in self._train_step(batch["image"], batch["label"], t_emb).items()}
             if not np.isfinite(out["loss"]):
                 raise EdgefaceError(f"loss became {out['loss']} at step {self.ckpt.get('step') + 1}: "
                                     "lower optim.lr or loss.scale")
@@ -575,8 +747,9 @@ class FaceTrainer:
                            prefix="val/")
         else:
             self.ckpt.set(best_epoch=epoch + 1)  # no validation: the last model is the one kept
-        if improved or not (self.run_dir / "model.keras").is_file():
-            save_model(self.model, self.run_dir / "model.keras")
+        if improved or not self.have_model:
+            save_model(self.model, self.out_dir / "model.keras")
+            self.have_model = True
         logger.row(row)
         self.ckpt.save()
         _say(f"epoch {shown:.3g}: step {step}, loss {row['loss']:.4f}"
@@ -657,12 +830,15 @@ class FaceTrainer:
             "init_val_acc": self.init_val_acc,
             "init_val_teacher_cos": self.init_val_cos,
             "teacher_val_acc": self.teacher_val_acc,
+            "distribute": {"strategy": self.cfg["train"]["strategy"], "replicas": self.replicas,
+                           "workers": self.workers, "global_batch": self.cfg["data"]["batch_size"],
+                           "per_replica_batch": self.cfg["data"]["batch_size"] // self.replicas},
             "wall_time_s": round(prev_wall + time.time() - t_start, 1),
             "versions": {"edgeface": edgeface.__version__, "tensorflow": tf.__version__},
         }
         if optimized:
             info["optimized"] = optimized
-        write_json_atomic(self.run_dir / "run.json", info)
+        write_json_atomic(self.out_dir / "run.json", info)
         return info
 
 

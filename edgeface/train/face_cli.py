@@ -33,16 +33,20 @@ SHIPPED_FACE_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("face_*.toml"))
 @click.option("--prune", type=float, default=None, metavar="SPARSITY",
               help="After training, magnitude-prune the best model to this sparsity (train.prune).")
 @click.option("--qat/--no-qat", default=None, help="After training, quantisation-aware fine-tune (train.qat).")
+@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default=None,
+              help="tf.distribute: default (one device), mirrored (this machine's GPUs), multiworker (hosts in "
+                   "TF_CONFIG); --batch-size is the global batch [train.strategy, docs/distributed.md].")
 @click.option("--use-fallbacks", is_flag=True,
               help="Also train on align's centre-crop fallbacks (no detected face) [data.use_fallbacks].")
 def face(data_dir, run_dir, config_file, sets, resume, max_steps, epochs, seed, model_name, loss, batch_size, lr,
-         teacher, distill_weight, prune, qat, use_fallbacks):
+         teacher, distill_weight, prune, qat, strategy, use_fallbacks):
     """Train a face embedder on an aligned folder; writes RUN_DIR/{model.keras, run.json, log.csv, tb/, checkpoints/}."""
     from edgeface.train.face import resolve_config, train_face
 
     flags = {"train.max_steps": max_steps, "train.epochs": epochs, "train.seed": seed, "model.name": model_name,
              "loss.name": loss, "data.batch_size": batch_size, "optim.lr": lr, "train.teacher": teacher,
              "loss.distill_weight": distill_weight, "train.prune": prune, "train.qat": qat,
+             "train.strategy": strategy,
              "data.use_fallbacks": True if use_fallbacks else None}
     cfg = resolve_config(run_dir, config_file, sets, flags, resume=resume)
     info = train_face(data_dir, run_dir, cfg, resume=resume)
