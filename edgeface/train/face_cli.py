@@ -12,9 +12,9 @@ SHIPPED_FACE_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("face_*.toml"))
 
 
 @click.command()
-@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+@click.option("--data", "data_dir", type=click.Path(path_type=Path),
               help="Aligned face folder <identity>/<image>.png (from `edgeface align`).")
-@click.option("--out", "run_dir", required=True, type=click.Path(path_type=Path), help="Run directory.")
+@click.option("--out", "run_dir", type=click.Path(path_type=Path), help="Run directory.")
 @click.option("--config", "config_file", default=None,
               help="TOML config file, or a shipped one by name: " + ", ".join(SHIPPED_FACE_CONFIGS) + ".")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
@@ -38,8 +38,9 @@ SHIPPED_FACE_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("face_*.toml"))
                    "TF_CONFIG); --batch-size is the global batch [train.strategy, docs/distributed.md].")
 @click.option("--use-fallbacks", is_flag=True,
               help="Also train on align's centre-crop fallbacks (no detected face) [data.use_fallbacks].")
+@click.option("--print-config", is_flag=True, help="Print the resolved config as TOML (what --config reads) and exit.")
 def face(data_dir, run_dir, config_file, sets, resume, max_steps, epochs, seed, model_name, loss, batch_size, lr,
-         teacher, distill_weight, prune, qat, strategy, use_fallbacks):
+         teacher, distill_weight, prune, qat, strategy, use_fallbacks, print_config):
     """Train a face embedder on an aligned folder; writes RUN_DIR/{model.keras, run.json, log.csv, tb/, checkpoints/}."""
     from edgeface.train.face import resolve_config, train_face
 
@@ -48,7 +49,17 @@ def face(data_dir, run_dir, config_file, sets, resume, max_steps, epochs, seed, 
              "loss.distill_weight": distill_weight, "train.prune": prune, "train.qat": qat,
              "train.strategy": strategy,
              "data.use_fallbacks": True if use_fallbacks else None}
+    if resume and run_dir is None:
+        raise click.UsageError("Missing option '--out' (the run to resume).")
     cfg = resolve_config(run_dir, config_file, sets, flags, resume=resume)
+    if print_config:
+        from edgeface.train.config import to_toml
+
+        click.echo(to_toml(cfg).rstrip())
+        return
+    for value, flag in ((data_dir, "--data"), (run_dir, "--out")):
+        if value is None:
+            raise click.UsageError(f"Missing option '{flag}'.")
     info = train_face(data_dir, run_dir, cfg, resume=resume)
     best = info["best"]
     name = {"val_teacher_cosine": "val teacher cosine"}.get(best["metric"], "val pair accuracy")
