@@ -38,6 +38,7 @@ COMMANDS = {
     "expression": ("edgeface.runtime.cli", "expression",
                    "Facial expression of every face in images, a video or a camera. (no TensorFlow)"),
     "info": ("edgeface.convert.cli", "info", "Print the model card of a .tflite artifact."),
+    "models": ("edgeface.runtime.cli", "models", "List the shipped models (task, size, input, accuracy). (no TensorFlow)"),
     # the data group with lfw-overlap added: that command runs a teacher, a stage above data
     "data": ("edgeface.teachers.cli", "data", "Public face sets, pairs files, de-duplication, views and morphs."),
     "teacher": ("edgeface.teachers.cli", "teacher", "Precompute a teacher's embeddings for distillation."),

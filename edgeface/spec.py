@@ -16,6 +16,17 @@ from pathlib import Path
 
 from edgeface.errors import EdgefaceError
 
+# The fixed standardisation every edgeface model's card records by default: uint8 pixels -> [-1, 1].
+PIXEL_MEAN = 127.5
+PIXEL_STD = 127.5
+
+
+def normalize_pixels(pixels_uint8, mean: float = PIXEL_MEAN, std: float = PIXEL_STD):
+    import numpy as np
+
+    return (np.asarray(pixels_uint8, dtype=np.float32) - mean) / std
+
+
 TASK_EMBEDDING = "face_embedding"
 TASK_CLASSIFICATION = "expression_classification"
 TASKS = (TASK_EMBEDDING, TASK_CLASSIFICATION)

@@ -5,7 +5,7 @@ import pytest
 
 from edgeface.data.pipeline import Augment, load_images, make_dataset
 from edgeface.errors import EdgefaceError
-from edgeface.runtime.interpreter import normalize_pixels
+from edgeface.spec import normalize_pixels
 
 
 @pytest.fixture(scope="module")

@@ -317,3 +317,20 @@ def test_runtime_needs_no_tensorflow(tmp_path, face_model, lfw_files):
     res = json.loads(r.stdout)
     assert res["same"] in (True, False) and -1.0 <= res["score"] <= 1.0 and res["faces"][0] and res["faces"][1]
     assert r.stderr == ""  # no tracebacks, no native log lines
+
+
+def test_models_lists_the_shipped_cards(capsys):
+    from edgeface.cli import main
+    from edgeface.spec import load_card
+    from edgeface.utils.paths import REPO_ROOT
+
+    assert main(["models", "*micro*", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["edgeface_face_micro_int8"]
+    card = load_card(REPO_ROOT / "models" / "edgeface_face_micro_int8.tflite")
+    assert rows[0]["bytes"] == card["bytes"] and rows[0]["input"] == "112x112x3"
+    assert rows[0]["accuracy"] == f"LFW {100 * card['verification']['lfw_accuracy']:.2f}%"
+    assert main(["models"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 1 + len(list((REPO_ROOT / "models").glob("*.tflite")))
+    assert main(["models", "no_such_*"]) == 2 and "matches" in capsys.readouterr().err

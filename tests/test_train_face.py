@@ -152,7 +152,7 @@ def test_extra_unlabelled_faces_and_warm_start(tiny_aligned, tmp_path, teachers_
     row = read_log(sel)[-1]
     assert -1.0 <= row["val_teacher_cos"] <= 1.0 and row["val_teacher_cos"] == pytest.approx(info["best"]["value"])
     from edgeface.data.pipeline import load_images
-    from edgeface.runtime.interpreter import normalize_pixels
+    from edgeface.spec import normalize_pixels
     from edgeface.teachers import load_teacher
     from edgeface.train.face import FaceTrainer
     held = FaceTrainer(tiny_aligned, sel, info["config"])

@@ -13,7 +13,8 @@ import numpy as np
 
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.embedder import flip_tta
-from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, TFLiteModel, l2_normalize
+from edgeface.runtime.interpreter import TFLiteModel, l2_normalize
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD
 from edgeface.utils.images import read_image
 from edgeface.utils.progress import progress
 

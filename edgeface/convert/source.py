@@ -13,7 +13,7 @@ from pathlib import Path
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
 from edgeface.convert.tflite import model_input_shape
 from edgeface.errors import EdgefaceError
-from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD
 from edgeface.spec import TASK_CLASSIFICATION, TASK_EMBEDDING, infer_task
 from edgeface.utils.io import read_json
 

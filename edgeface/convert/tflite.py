@@ -17,7 +17,8 @@ import numpy as np
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
 from edgeface.errors import CheckFailed, EdgefaceError, first_line
 from edgeface.optimize.tflite_bytes import DTYPES, convert_bytes, strip_strings
-from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, allocate, card_path, interpreter_class, make_interpreter
+from edgeface.runtime.interpreter import allocate, card_path, interpreter_class, make_interpreter
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD
 from edgeface.spec import TASK_CLASSIFICATION, TASK_EMBEDDING, infer_task
 from edgeface.utils.io import atomic_path, sha256_file, write_json_atomic
 from edgeface.utils.paths import portable

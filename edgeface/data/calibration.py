@@ -18,7 +18,7 @@ from edgeface.align.transform import clahe as clahe_op
 from edgeface.data import expressions as xdata
 from edgeface.data.pairs import is_aligned_root
 from edgeface.errors import EdgefaceError
-from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, normalize_pixels
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD, normalize_pixels
 from edgeface.utils.images import BadImage, is_image_name, read_image
 from edgeface.utils.progress import progress
 

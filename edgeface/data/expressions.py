@@ -186,7 +186,7 @@ def load_images(samples: list[Sample], size: int, channels: int = 3, use_clahe: 
 
 def normalize(x_uint8: np.ndarray) -> np.ndarray:
     """The model input: (x - 127.5) / 127.5, the same for every edgeface model (see the card)."""
-    from edgeface.runtime.interpreter import normalize_pixels
+    from edgeface.spec import normalize_pixels
     return normalize_pixels(x_uint8)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 import edgeface  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from edgeface.errors import EdgefaceError
-from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD
 
 
 @dataclass(frozen=True)

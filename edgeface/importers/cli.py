@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from edgeface.errors import CheckFailed, EdgefaceError
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD
 
 NCNN_LICENSE = "insightface MobileFaceNet weights (trained on MS1M-ArcFace): non-commercial research use only"
 
@@ -62,8 +63,8 @@ def verification_faces(faces_dir: Path, count: int, size: int):
 @click.option("--min-cosine", type=click.FloatRange(0.0, 1.0), default=0.999, show_default=True,
               help="Refuse the import if any face's cosine between source and Keras embeddings is lower.")
 @click.option("--input-size", type=click.IntRange(min=16), default=112, show_default=True)
-@click.option("--mean", type=float, default=127.5, show_default=True, help="Pixel mean of the project's normalisation.")
-@click.option("--std", type=float, default=127.5, show_default=True, help="Pixel std of the project's normalisation.")
+@click.option("--mean", type=float, default=PIXEL_MEAN, show_default=True, help="Pixel mean of the project's normalisation.")
+@click.option("--std", type=float, default=PIXEL_STD, show_default=True, help="Pixel std of the project's normalisation.")
 @click.option("--license", "license_text", default=NCNN_LICENSE, show_default=False,
               help="The source weights' licence, carried into every card [default: insightface's research-only terms].")
 def import_model(src, out_dir, faces_dir, count, min_cosine, input_size, mean, std, license_text):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeface.errors import EdgefaceError
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD
 
 MAGIC = 7767517
 SUPPORTED = ("Input", "Convolution", "ConvolutionDepthWise", "BatchNorm", "PReLU", "BinaryOp", "Split",
@@ -324,7 +325,7 @@ def build_keras(layers: list[Layer], input_size: int, mean: float, std: float, o
     return keras.Model(inp, tensors[out_name], name="imported")
 
 
-def load_ncnn(param: Path, bin_path: Path, input_size: int = 112, mean: float = 127.5, std: float = 127.5,
+def load_ncnn(param: Path, bin_path: Path, input_size: int = 112, mean: float = PIXEL_MEAN, std: float = PIXEL_STD,
               output: str | None = None):
     """(tf-keras model, ncnn layer list) for an ncnn embedder."""
     layers = parse_param(param)

@@ -349,3 +349,63 @@ def expression(images, camera, video, model, as_json, out, max_frames, show, all
         run_images(pipe, files, out, as_json)
     else:
         run_stream(pipe, camera if camera is not None else video, out, as_json, max_frames, show)
+
+
+def model_rows(models_dir: Path, pattern: str = "*") -> list[dict]:
+    """One row per shipped .tflite whose stem matches PATTERN (fnmatch), from its validated card."""
+    from fnmatch import fnmatch
+
+    from edgeface.spec import load_card
+
+    rows = []
+    for path in sorted(Path(models_dir).glob("*.tflite")):
+        if not fnmatch(path.stem, pattern):
+            continue
+        card = load_card(path)
+        inp = card.get("input") or {}
+        ver = card.get("verification") or {}
+        acc = ver.get("lfw_accuracy")  # written by `edgeface bench --update-cards`
+        rows.append({"name": path.stem, "task": card.get("task"), "dtype": card.get("dtype"),
+                     "bytes": path.stat().st_size, "input": "x".join(str(d) for d in (inp.get("shape") or [])[1:]),
+                     "color": inp.get("color"), "normalization": inp.get("normalization"),
+                     "alignment": inp.get("alignment") or "-",
+                     "accuracy": f"LFW {100 * acc:.2f}%" if acc is not None else "-",
+                     "license": card.get("license") or "-"})
+    return rows
+
+
+@click.command("models")
+@click.argument("pattern", default="*")
+@click.option("--dir", "models_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder of .tflite files with their cards [default: the repository's models/].")
+@click.option("--architectures", is_flag=True, help="List the trainable architectures of the registry instead "
+              "(`get_model(name)`; needs the train install).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models(pattern, models_dir, architectures, as_json):
+    """List the shipped models (or architectures) whose name matches PATTERN, e.g. '*micro*'. TF-free."""
+    import json
+    from fnmatch import fnmatch
+
+    if architectures:
+        from edgeface.nets import list_models
+
+        names = [n for n in list_models() if fnmatch(n, pattern)]
+        click.echo(json.dumps(names) if as_json else "\n".join(names))
+        return
+    if models_dir is None:
+        from edgeface.utils.paths import REPO_ROOT
+
+        models_dir = REPO_ROOT / "models"
+    if not Path(models_dir).is_dir():
+        raise EdgefaceError(f"models folder not found: {models_dir}")
+    rows = model_rows(models_dir, pattern)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        raise EdgefaceError(f"no model in {models_dir} matches {pattern!r}")
+    cols = ("name", "task", "dtype", "bytes", "input", "alignment", "accuracy")
+    width = {c: max(len(c), *(len(f"{r[c]:,}" if c == "bytes" else str(r[c])) for r in rows)) for c in cols}
+    click.echo("  ".join(c.ljust(width[c]) for c in cols))
+    for r in rows:
+        click.echo("  ".join((f"{r[c]:,}".rjust(width[c]) if c == "bytes" else str(r[c]).ljust(width[c])) for c in cols))

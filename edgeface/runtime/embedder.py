@@ -13,7 +13,8 @@ import numpy as np
 
 from edgeface.align.transform import Template, get_template, template_for_size
 from edgeface.errors import EdgefaceError
-from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, TFLiteModel, l2_normalize
+from edgeface.runtime.interpreter import TFLiteModel, l2_normalize
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD
 from edgeface.utils.io import sha256_file
 
 

@@ -32,7 +32,8 @@ import numpy as np
 from edgeface.align.faces import Face
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.expression_preprocess import preprocess
-from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, TFLiteModel
+from edgeface.runtime.interpreter import TFLiteModel
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD
 from edgeface.runtime.pipeline import NoFace, StageTimes
 
 DEFAULT_MODEL_NAME = "edgeface_expr_cnn_int8.tflite"

@@ -135,12 +135,3 @@ def l2_normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-10) -> np.ndarra
     """Host-side L2 normalisation (int8 L2_NORMALIZATION in TFLite is too coarse, scale 1/128)."""
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), eps)
-
-
-# The fixed standardisation every edgeface face model uses: RGB uint8 -> [-1, 1].
-PIXEL_MEAN = 127.5
-PIXEL_STD = 127.5
-
-
-def normalize_pixels(rgb_uint8: np.ndarray, mean: float = PIXEL_MEAN, std: float = PIXEL_STD) -> np.ndarray:
-    return (np.asarray(rgb_uint8, dtype=np.float32) - mean) / std

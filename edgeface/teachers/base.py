@@ -81,7 +81,8 @@ class TFLiteTeacher(Teacher):
     """Any edgeface .tflite face embedder (reads normalisation from its card)."""
 
     def __init__(self, path: Path, num_threads: int = 1):
-        from edgeface.runtime.interpreter import PIXEL_MEAN, PIXEL_STD, TFLiteModel
+        from edgeface.runtime.interpreter import TFLiteModel
+        from edgeface.spec import PIXEL_MEAN, PIXEL_STD
 
         self.model = TFLiteModel(path, num_threads=num_threads)
         norm = (self.model.card.get("input") or {}).get("normalization") or {}
@@ -101,7 +102,7 @@ class KerasTeacher(Teacher):
 
     def __init__(self, path: Path):
         from edgeface.nets import load_model
-        from edgeface.runtime.interpreter import normalize_pixels
+        from edgeface.spec import normalize_pixels
 
         self._norm = normalize_pixels
         self.model = load_model(path)

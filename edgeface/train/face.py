@@ -764,7 +764,7 @@ class FaceTrainer:
         """--prune / --qat: engineer C's fine-tunes on the best model, saved beside it."""
         from edgeface.data.pipeline import load_images
         from edgeface.nets.io import load_model, save_model
-        from edgeface.runtime.interpreter import normalize_pixels
+        from edgeface.spec import normalize_pixels
 
         tr = self.cfg["train"]
         try:
