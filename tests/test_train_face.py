@@ -46,6 +46,9 @@ def test_train_resume_and_seed(tiny_aligned, tmp_path, capsys):
     assert info["task"] == "face_embedding" and info["steps"] == 20 and info["stop_reason"] == "max_steps"
     assert info["data"]["train_identities"] == 8 and info["data"]["val_identities"] == 2
     assert info["model"]["name"] == "mobilenetv2" and info["model"]["kwargs"]["alpha"] == 0.35
+    # the contract convert copies: 112-px crops resized to 96 are no registered template any more
+    assert info["alignment"] is None and info["input"] == {"size": 96, "color": "RGB",
+                                                           "normalization": {"mean": 127.5, "std": 127.5}}
 
     from edgeface.nets import load_model
     m = load_model(run / "model.keras")

@@ -58,6 +58,12 @@ def template_for_size(width: int, height: int) -> Template:
     return Template(f"arcface{width}", width, height, ARCFACE_112 * (width / 112.0))
 
 
+def registered_template_for(height: int, width: int) -> str | None:
+    """The name of the registered template whose output is height x width, or None (the one
+    size -> template lookup: trainer, convert and bench all ask here)."""
+    return next((t.name for t in TEMPLATES.values() if (t.height, t.width) == (height, width)), None)
+
+
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation) mapping src -> dst.
 

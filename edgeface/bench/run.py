@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.align.transform import TEMPLATES, template_for_size
+from edgeface.align.transform import TEMPLATES, registered_template_for
 from edgeface.bench import latency as lat
 from edgeface.bench.embed import embed_faces, load_faces, model_input_spec
 from edgeface.bench.size import size_report
@@ -38,8 +38,7 @@ def model_template(model: TFLiteModel) -> str:
             raise EdgefaceError(f"{model.path.name}: card names unknown alignment template {name!r}")
         return name
     _, h, w, _ = model.input_shape
-    t = template_for_size(w, h)
-    return t.name if t.name in TEMPLATES else "arcface112"
+    return registered_template_for(h, w) or "arcface112"
 
 
 def source_key(card: dict) -> str | None:

@@ -13,13 +13,12 @@ from pathlib import Path
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
 from edgeface.convert.tflite import model_input_shape
 from edgeface.errors import EdgefaceError
-from edgeface.spec import PIXEL_MEAN, PIXEL_STD
-from edgeface.spec import TASK_CLASSIFICATION, TASK_EMBEDDING, infer_task
+from edgeface.align.transform import registered_template_for
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_CLASSIFICATION, TASK_EMBEDDING, infer_task
 from edgeface.utils.io import read_json
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 # Face templates by input (H, W): the card names the alignment the host must apply.
-TEMPLATE_BY_SIZE = {(112, 112): "arcface112", (112, 96): "arcface96x112", (160, 160): "arcface160"}
 
 
 @dataclass
@@ -88,7 +87,7 @@ class Source:
         cfg = self.config()
         task = self.task
         alignment = (self.run.get("alignment") or cfg.get("alignment") or cfg.get("template")
-                     or (TEMPLATE_BY_SIZE.get((h, w)) if task == TASK_EMBEDDING else None))
+                     or (registered_template_for(h, w) if task == TASK_EMBEDDING else None))
         model_info = self.run.get("model") or {}
         src = {"run_dir": str(self.run_dir.resolve())} if self.run_dir else {"checkpoint": str(self.path.resolve())}
         src["config"] = cfg or None

@@ -29,6 +29,7 @@ import numpy as np
 
 import edgeface
 from edgeface.errors import EdgefaceError, first_line, sigterm_as_interrupt
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD
 from edgeface.train import config as cfgmod
 from edgeface.utils.io import read_json, write_json_atomic, write_text_atomic
 from edgeface.utils.progress import progress
@@ -799,6 +800,22 @@ class FaceTrainer:
     def _ids_sha(self) -> str:
         return hashlib.sha256("\n".join(self.train_ids).encode()).hexdigest()
 
+    def _alignment(self) -> str | None:
+        """The template the training crops were aligned on: their folder's align_options.json (written
+        by `edgeface align` and `edgeface data views`) when it matches the input size (crops resized
+        to another size are not that template any more), else the registered template of the size."""
+        from edgeface.align.transform import TEMPLATES, registered_template_for
+
+        opts = self.data_dir / "align_options.json"
+        try:
+            name = json.loads(opts.read_text()).get("template") if opts.is_file() else None
+        except (OSError, ValueError):
+            name = None
+        t = TEMPLATES.get(name) if isinstance(name, str) else None
+        if t is not None and (t.height, t.width) == (self.input_size, self.input_size):
+            return t.name
+        return registered_template_for(self.input_size, self.input_size)
+
     def _write_run_json(self, t_start: float, prev_wall: float, status: str, stop_reason: str | None = None,
                         optimized: dict | None = None) -> dict:
         import tensorflow as tf
@@ -812,6 +829,10 @@ class FaceTrainer:
             "model": {"name": m["name"], "kwargs": {k: v for k, v in m.items() if k != "name"},
                       "input_size": self.input_size, "embedding_dim": self.dim,
                       "params": int(self.model.count_params())},
+            # the model contract convert copies into the card (nothing downstream guesses it)
+            "alignment": self._alignment(),
+            "input": {"size": self.input_size, "color": "RGB",
+                      "normalization": {"mean": PIXEL_MEAN, "std": PIXEL_STD}},
             "config": self.cfg,
             "data": {"dir": str(self.data_dir.resolve()), "train_images": len(self.train_paths),
                      "extra": self.extra_counts,
