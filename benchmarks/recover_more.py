@@ -1,0 +1,91 @@
+"""Continue a fitted model's recovery on a wider face mixture (issue 15, round 7b): the CelebA views
+of the training identities (damaged, re-aligned crops; the fit's 51 validation people and CelebA's
+four LFW people left out) beside the fit's own recovery faces, distilled from the ncnn teacher.
+
+    .venv/bin/python benchmarks/recover_more.py runs/mobilefacenet_micro runs/mobilefacenet_micro_7b \
+        --steps 9000 --lr 5e-4
+
+Writes OUT/model.keras (best validation loss, checked every 500 steps; the same 1,010 held-out CelebA
+faces as `convert --fit`), OUT/run.json (the source run's, so the card keeps its licence) and
+OUT/recovery.json (the curve). Then `edgeface convert OUT --fit --budget 300000 ...` writes the int8
+file in its deployed form (nothing left to prune, no further training).
+"""
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+import edgeface  # noqa: F401
+from edgeface.data.hygiene import LFW_PEOPLE_IN_CELEBA
+from edgeface.nets import load_model
+from edgeface.nets.io import save_model
+from edgeface.optimize.compress import Faces, face_paths, load_crops, load_faces_split, recover
+from edgeface.optimize.distill import distill_loss, mean_cosine, predict
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD
+from edgeface.teachers.base import load_teacher, teacher_embeddings
+from edgeface.utils.io import write_json_atomic
+
+STORE = "cache/teacher_embeddings/insightface-mobilefacenet-ncnn_7a35d5328d61.npz"
+SETS = ("utkface", "all_age_faces", "scut_fbp5500")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("src_run", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--steps", type=int, default=9000)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--faces", type=Path, default=Path("cache/celeba/arcface112"))
+    ap.add_argument("--views", type=Path, default=Path("cache/celeba/views8"))
+    ap.add_argument("--clean", type=Path, default=Path("/work/data/clean"))
+    ap.add_argument("--teacher", default="../shared/teachers/mobilefacenet-ncnn")
+    a = ap.parse_args()
+    t0 = time.time()
+    model = load_model(a.src_run / "fit" / "final_best.keras")
+    shape = tuple(model.input_shape[1:])
+    train_paths, val_paths, split = load_faces_split(a.faces, shape, PIXEL_MEAN, PIXEL_STD, max_train=5000,
+                                                     exclude=LFW_PEOPLE_IN_CELEBA, as_paths=True)
+    train_ids = {Path(p).parent.name for p in train_paths}
+    views = [str(p) for p in sorted(a.views.rglob("*.png")) if p.parent.name in train_ids]
+    real = [p for s in SETS for p in face_paths(a.clean / s)]
+    paths = train_paths + views + real
+    teacher = load_teacher(a.teacher)
+    caches = [a.clean / f"teacher_{s}.npz" for s in SETS] + [a.src_run / "fit" / "targets" / f"teacher_{a.faces.name}.npz"]
+    emb, emb_m = teacher_embeddings(teacher, paths + val_paths, STORE, also_from=[c for c in caches if c.exists()])
+    n = len(paths)
+    train = Faces(load_crops(paths, shape, PIXEL_MEAN, PIXEL_STD, np.float16), np.stack([emb[:n], emb_m[:n]], 1))
+    val = Faces(load_crops(val_paths, shape, PIXEL_MEAN, PIXEL_STD), np.stack([emb[n:], emb_m[n:]], 1))
+    val_x, val_t = val.with_flips()
+    a.out.mkdir(parents=True, exist_ok=True)
+    start = distill_loss(model, val_t, val_x, "face_embedding")
+    record = {"source": str(a.src_run), "steps": a.steps, "lr": a.lr, "train_images": n, "celeba_crops": len(train_paths),
+              "celeba_views": len(views), "real_faces": len(real), "val_images": len(val_paths),
+              "val_identities": split["val_identities"], "start_val_loss": start, "curve": []}
+    best = {"loss": start}
+    print(f"{n:,} training faces ({len(views):,} views of {len(train_ids)} people), val loss at start {start:.5f}")
+
+    def on_eval(done, loss):
+        record["curve"].append({"step": done, "val_loss": round(loss, 6)})
+        if loss < best["loss"]:
+            best.update(loss=loss, step=done)
+            save_model(model, a.out / "model.keras")
+        print(f"step {done}/{a.steps}: val loss {loss:.5f} (best {best['loss']:.5f} at {best.get('step', 0)})", flush=True)
+        write_json_atomic(a.out / "recovery.json", {**record, "best": best})
+
+    recover(model, train, a.steps, 32, a.lr, seed=7, val=(val_x, val_t), eval_every=500, on_eval=on_eval,
+            desc="recover on views + real faces")
+    chosen = load_model(a.out / "model.keras") if (a.out / "model.keras").exists() else model
+    record.update(best=best, val_cosine=mean_cosine(predict(chosen, val_x), val_t), wall_s=round(time.time() - t0, 1))
+    write_json_atomic(a.out / "recovery.json", record)
+    run = json.loads((a.src_run / "run.json").read_text())
+    run["recovered_further"] = {k: v for k, v in record.items() if k != "curve"}
+    write_json_atomic(a.out / "run.json", run)
+    shutil.copy(a.src_run / "fit" / "state.json", a.out / "source_fit_state.json")
+    print(json.dumps({k: v for k, v in record.items() if k != "curve"}))
+
+
+if __name__ == "__main__":
+    main()
