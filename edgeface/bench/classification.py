@@ -18,7 +18,7 @@ import numpy as np
 from edgeface.data import expressions as xdata
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import TFLiteModel
-from edgeface.spec import card_split_and_preprocessing, class_names_of
+from edgeface.spec import TASK_CLASSIFICATION, card_split_and_preprocessing, class_names_of
 from edgeface.utils.plots import save_figure
 from edgeface.utils.progress import progress
 
@@ -78,7 +78,7 @@ def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: 
         raise EdgefaceError(f"split must be one of {', '.join(xdata.SPLITS)}, got {split!r}")
     model = TFLiteModel(model_path, num_threads=num_threads)
     card = model.card
-    if card.get("task") not in (None, "expression_classification"):
+    if card.get("task") not in (None, TASK_CLASSIFICATION):
         raise EdgefaceError(f"{model_path} is a {card.get('task')} model, not an expression classifier")
     spec, pre = card_split_and_preprocessing(card)
     kind = dataset or "auto"

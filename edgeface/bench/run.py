@@ -20,11 +20,11 @@ from edgeface.bench.size import size_report
 from edgeface.bench.verification import cosine_scores, downsample_roc, evaluate
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import TFLiteModel, interpreter_class, load_card
-from edgeface.spec import load_card_file
+from edgeface.spec import TASK_CLASSIFICATION, TASK_EMBEDDING, load_card_file
 from edgeface.utils.io import write_json_atomic
 from edgeface.utils.paths import portable
 
-EXPRESSION = "expression_classification"
+EXPRESSION = TASK_CLASSIFICATION
 
 
 def note(msg: str) -> None:
@@ -95,7 +95,7 @@ def run_bench(model_paths: list[Path], lfw_dir: Path | None = None, pairs_file: 
     for p in model_paths:
         card = load_card(p)
         entry = {"path": str(p), "_name": Path(p).name, "_source": source_key(card),
-                 "task": card.get("task") or "face_embedding", "dtype": card.get("dtype")}
+                 "task": card.get("task") or TASK_EMBEDDING, "dtype": card.get("dtype")}
         entry.update(size_report(p))
         models.append(entry)
 

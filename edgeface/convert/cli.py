@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from edgeface.errors import CheckFailed, EdgefaceError
+from edgeface.spec import TASK_EMBEDDING
 from edgeface.utils.paths import output_path
 
 DEFAULT_FACE_BUDGET = 1_000_000
@@ -353,7 +354,7 @@ def card_summary(model: Path, report: dict, card: dict) -> list[str]:
         for name, p in points.items():
             rates = f"  TAR {p['tar']:.3f}  FAR {p['far']:.4f}" if "tar" in p else ""
             lines.append(f"  {name:<14} {p['threshold']:.4f}{rates}")
-    elif card.get("task", "face_embedding") == "face_embedding":
+    elif card.get("task", TASK_EMBEDDING) == TASK_EMBEDDING:
         lines.append("accuracy: not measured (`edgeface bench MODEL --lfw DIR --update-cards` records it and the thresholds)")
     if card.get("training_data"):
         lines.append(f"trained on: {portable(card['training_data'])}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from edgeface.errors import CheckFailed, EdgefaceError
-from edgeface.spec import PIXEL_MEAN, PIXEL_STD
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_EMBEDDING
 
 NCNN_LICENSE = "insightface MobileFaceNet weights (trained on MS1M-ArcFace): non-commercial research use only"
 
@@ -94,7 +94,7 @@ def _import_ncnn(param, weights, out_dir, faces_dir, crops, files, min_cosine, i
     ref = NcnnTeacher(param, weights).embed(crops)
     digest = hashlib.sha256(param.read_bytes() + weights.read_bytes()).hexdigest()
     run = {
-        "task": "face_embedding",
+        "task": TASK_EMBEDDING,
         "kind": "imported",
         "status": "done",
         "input": {"size": input_size, "color": "RGB", "normalization": {"mean": mean, "std": std}},
@@ -171,7 +171,7 @@ def _import_tflite(src: Path, out_dir: Path, faces_dir: Path, count: int, min_co
     ref = TFLiteTeacher(src).embed(crops[:count])
     bar = min(min_cosine, INT8_MIN_COSINE) if card.get("dtype") == "int8" else min_cosine
     run = {
-        "task": card.get("task", "face_embedding"),
+        "task": card.get("task", TASK_EMBEDDING),
         "kind": "recovered",
         "status": "done",
         "input": {"size": size, "color": card["input"].get("color", "RGB"), "normalization": norm},

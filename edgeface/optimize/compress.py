@@ -30,6 +30,7 @@ from edgeface.errors import EdgefaceError
 from edgeface.optimize.distill import clone_with_weights, cosine_loss, distill_loss, mean_cosine, predict
 from edgeface.optimize.equalize import equalize_channels, rebuild, split_prelu
 from edgeface.optimize.surgery import all_groups, count_params, narrow
+from edgeface.spec import TASK_EMBEDDING
 from edgeface.utils.progress import progress
 
 IMPORTANCE = ("activation", "l2")
@@ -211,7 +212,7 @@ def recover(student, faces: Faces, steps: int, batch_size: int = 32, lr: float =
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
         done = step + 1
         if on_eval is not None and val is not None and ((eval_every and done % eval_every == 0) or done == steps):
-            on_eval(done, distill_loss(student, val[1], val[0], "face_embedding"))
+            on_eval(done, distill_loss(student, val[1], val[0], TASK_EMBEDDING))
     return losses
 
 
@@ -305,13 +306,13 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
         rounds.append({"round": 0, "activation": activation, "params": count_params(current),
                        "channels": sum(g.units for g in all_groups(current)),
                        "val_cosine": mean_cosine(predict(current, val_x), val_targets),
-                       "val_loss": distill_loss(current, val_targets, val_x, "face_embedding"), "accepted": True,
+                       "val_loss": distill_loss(current, val_targets, val_x, TASK_EMBEDDING), "accepted": True,
                        **({"leaky_alphas": {k: round(v, 4) for k, v in alphas.items()}} if alphas else {})})
         if activation != "prelu":  # a different function: recover before measuring what pruning costs
             recover(current, train, finetune_steps, batch_size, lr, seed=0, desc=f"recover {activation}")
             rounds[0]["val_cosine_swapped"] = rounds[0]["val_cosine"]
             rounds[0]["val_cosine"] = mean_cosine(predict(current, val_x), val_targets)
-            rounds[0]["val_loss"] = distill_loss(current, val_targets, val_x, "face_embedding")
+            rounds[0]["val_loss"] = distill_loss(current, val_targets, val_x, TASK_EMBEDDING)
         stages.state["model"] = "round_0.keras"
         stages.save(current, "round_0.keras")
     else:
@@ -331,7 +332,7 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
         candidate, keeps = prune_channels(current, calib[:256], count, kind=importance, seed=r)
         pruned_cos = mean_cosine(predict(candidate, val_x), val_targets)
         recover(candidate, train, finetune_steps, batch_size, lr, seed=r, desc=f"recover {r}")
-        loss = distill_loss(candidate, val_targets, val_x, "face_embedding")
+        loss = distill_loss(candidate, val_targets, val_x, TASK_EMBEDDING)
         cand_deploy = deploy_form(candidate, calib)
         cand_data = int8_bytes(cand_deploy, calib, per_channel, strip)
         row = {"round": r, "removed": count, "bytes": len(cand_data), "params": count_params(candidate),
@@ -365,7 +366,7 @@ def _final_recovery(current, train: Faces, val: tuple[np.ndarray, np.ndarray], s
     val: (inputs with mirrors, targets)."""
     val_x, val_targets = val
     final = stages.state["final"] or {"steps": steps, "done": 0, "best_step": 0,
-                                      "best_val_loss": distill_loss(current, val_targets, val_x, "face_embedding"),
+                                      "best_val_loss": distill_loss(current, val_targets, val_x, TASK_EMBEDDING),
                                       "curve": []}
     stages.state["final"] = final
     resumed = stages.load("final_last.keras")

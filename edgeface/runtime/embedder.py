@@ -14,7 +14,7 @@ import numpy as np
 from edgeface.align.transform import Template, get_template, template_for_size
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import TFLiteModel, l2_normalize
-from edgeface.spec import PIXEL_MEAN, PIXEL_STD
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_EMBEDDING
 from edgeface.utils.io import sha256_file
 
 
@@ -33,7 +33,7 @@ class FaceEmbedder:
         self.model = TFLiteModel(model_path, num_threads=num_threads)
         self.path = self.model.path
         card = self.model.card or {}
-        if card.get("task", "face_embedding") != "face_embedding":
+        if card.get("task", TASK_EMBEDDING) != TASK_EMBEDDING:
             raise EdgefaceError(f"{self.path.name} is a {card['task']} model, not a face embedder")
         shape = self.model.input_shape
         if len(shape) != 4 or shape[3] not in (1, 3):

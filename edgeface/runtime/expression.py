@@ -33,7 +33,7 @@ from edgeface.align.faces import Face
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.expression_preprocess import preprocess
 from edgeface.runtime.interpreter import TFLiteModel
-from edgeface.spec import PIXEL_MEAN, PIXEL_STD
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_CLASSIFICATION
 from edgeface.runtime.pipeline import NoFace, StageTimes
 
 DEFAULT_MODEL_NAME = "edgeface_expr_cnn_int8.tflite"
@@ -79,7 +79,7 @@ class ExpressionClassifier:
         self.model = TFLiteModel(model_path, num_threads=num_threads)
         self.path = self.model.path
         card = self.model.card or {}
-        if card.get("task", "expression_classification") != "expression_classification":
+        if card.get("task", TASK_CLASSIFICATION) != TASK_CLASSIFICATION:
             raise EdgefaceError(f"{self.path.name} is a {card['task']} model, not an expression classifier "
                                 f"(the default is models/{DEFAULT_MODEL_NAME})")
         shape = self.model.input_shape

@@ -22,13 +22,14 @@ import numpy as np
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
 from edgeface.data import expressions as xdata
 from edgeface.errors import EdgefaceError
+from edgeface.spec import TASK_CLASSIFICATION
 from edgeface.utils.io import atomic_path, write_json_atomic
 from edgeface.utils.progress import progress
 
 BACKBONES = ("mobilenetv2", "resnet50", "vgg16", "densenet121", "cnn", "vgg")
 FROM_SCRATCH = ("cnn", "vgg")  # gray 48x48 nets that take no pretrained base
 LR_SCHEDULES = ("constant", "cosine")
-TASK = "expression_classification"
+TASK = TASK_CLASSIFICATION
 PIXEL_NORMALIZATION = {"mean": 127.5, "std": 127.5}
 MIN_INPUT_SIZE = 32  # the backbones downsample by up to 32x
 

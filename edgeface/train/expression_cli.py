@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from edgeface.errors import EdgefaceError
+from edgeface.train.expression import BACKBONES  # TF-free: the choices for --help
 
-BACKBONES = ("mobilenetv2", "resnet50", "vgg16", "densenet121", "cnn", "vgg")
 DTYPES = ("float32", "float16", "int8")
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 import edgeface
 from edgeface.errors import EdgefaceError, first_line, sigterm_as_interrupt
-from edgeface.spec import PIXEL_MEAN, PIXEL_STD
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_EMBEDDING
 from edgeface.train import config as cfgmod
 from edgeface.utils.io import read_json, write_json_atomic, write_text_atomic
 from edgeface.utils.progress import progress
@@ -823,7 +823,7 @@ class FaceTrainer:
         m = self.cfg["model"]
         best = self.ckpt.get("best_metric")
         info = {
-            "task": "face_embedding",
+            "task": TASK_EMBEDDING,
             "status": status,
             "stop_reason": stop_reason,
             "model": {"name": m["name"], "kwargs": {k: v for k, v in m.items() if k != "name"},
