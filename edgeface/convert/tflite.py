@@ -107,7 +107,8 @@ def describe_tflite(data: bytes) -> dict:
 
 def build_card(name: str, dtype: str, path: Path, details: dict, extra: dict, budget: int | None) -> dict:
     """The model card (the schema `edgeface.spec.validate_card` checks on every load); `extra` fills
-    what the graph cannot tell. Paths in it are portable (repo-relative or names): a card describes the model, not the machine."""
+    what the graph cannot tell. Paths in it are portable (repo-relative or names): a card describes
+    the model, not the machine."""
     task = extra.get("task", TASK_EMBEDDING)
     shape = details["input"]["shape"]
     channels = shape[-1] if len(shape) == 4 else None
