@@ -25,7 +25,6 @@ def test_views_from_an_aligned_manifest(tmp_path):
     assert info == {"sources": 1, "views": 3}
     recs = [json.loads(line) for line in (tmp_path / "views" / "manifest.jsonl").read_text().splitlines()]
     assert [r["output"] for r in recs] == ["p1/a_v0.png", "p1/a_v1.png", "p1/a_v2.png"]
-    assert json.loads((tmp_path / "views" / "align_options.json").read_text())["template"] == "arcface112"
     clean = cv2.warpAffine(photo, similarity_transform(lm, get_template("arcface112").points), (112, 112),
                            flags=cv2.INTER_LINEAR, borderValue=0)
     v = [read_image(tmp_path / "views" / r["output"]) for r in recs]

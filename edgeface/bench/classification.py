@@ -171,10 +171,13 @@ def canonical_expression(name: str) -> str:
 def cross_dataset(model_path: str | os.PathLike, data_dir: str | os.PathLike, *, num_threads: int = 1,
                   out_dir: str | os.PathLike | None = None, limit: int | None = None) -> dict:
     """A classifier on every image of another data set's class folders, the way a deployed model
-    meets it: the runtime's MTCNN finds the face, the card's preprocessing crops it (the largest face
-    of each photo counts; a photo without a face counts as wrong). Accuracy is over the classes the
-    model and the data set share (names matched by canonical_expression); the others are listed."""
+    meets it: the runtime's MTCNN finds the face, the card's preprocessing crops it (the photo's main
+    face counts, as `align` picks it: largest and most central; a photo without a face counts as
+    wrong). Accuracy is over the classes the model and the data set share (names matched by
+    canonical_expression); the others are listed."""
+    from edgeface.align.faces import pick_main_face
     from edgeface.runtime.expression import ExpressionPipeline
+    from edgeface.utils.images import is_image_name
 
     data_dir = Path(data_dir)
     folders = sorted(d for d in data_dir.iterdir() if d.is_dir()) if data_dir.is_dir() else []
@@ -187,24 +190,23 @@ def cross_dataset(model_path: str | os.PathLike, data_dir: str | os.PathLike, *,
     shared = [n for n in true_names if canonical_expression(n) in model_index]
     if not shared:
         raise EdgefaceError(f"{Path(model_path).name} predicts {model_names}: no class of {data_dir} among them")
-    items = [(i, f) for i, d in enumerate(folders)
-             for f in sorted(p for p in d.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:limit]]
+    items = [(i, f) for i, d in enumerate(folders) for f in sorted(p for p in d.iterdir() if is_image_name(p))[:limit]]
     cm = np.zeros((len(true_names), len(model_names) + 1), np.int64)  # last column: no face found
     for label, path in progress(items, total=len(items), desc=f"{Path(model_path).stem} on {data_dir.name}",
                                 unit="img"):
-        found = pipe.analyse(pipe.read(path))
-        if not found:
-            cm[label, -1] += 1
-            continue
-        best = max(found, key=lambda fx: float((fx.face.box[2] - fx.face.box[0]) * (fx.face.box[3] - fx.face.box[1])))
-        cm[label, best.index] += 1
-    rows = [i for i, n in enumerate(true_names) if n in shared]
-    correct = sum(int(cm[i, model_index[canonical_expression(true_names[i])]]) for i in rows)
-    n = int(cm[rows].sum())
-    recall = {true_names[i]: float(cm[i, model_index[canonical_expression(true_names[i])]] / cm[i].sum())
-              for i in rows if cm[i].sum()}
+        rgb = pipe.read(path)
+        found = pipe.analyse(rgb)
+        main = pick_main_face([fx.face for fx in found], rgb.shape)
+        col = -1 if main is None else next(fx.index for fx in found if fx.face is main)
+        cm[label, col] += 1
+    # each scored JAFFE row -> the model's column of the same expression
+    target = {i: model_index[canonical_expression(n)] for i, n in enumerate(true_names) if n in shared}
+    correct = sum(int(cm[i, j]) for i, j in target.items())
+    n = int(cm[list(target)].sum())
+    recall = {true_names[i]: float(cm[i, j] / cm[i].sum()) for i, j in target.items() if cm[i].sum()}
     result = {"model": str(model_path), "bytes": Path(model_path).stat().st_size, "data_dir": str(data_dir),
-              "protocol": "every image; runtime MTCNN + the card's crop and preprocessing; largest face",
+              "protocol": ("every image; runtime MTCNN + the card's crop and preprocessing; "
+                           "the main face (largest, most central)"),
               "n": n, "accuracy": correct / n if n else None,
               "balanced_accuracy": float(np.mean(list(recall.values()))) if recall else None,
               "per_class_recall": recall, "shared_classes": shared,

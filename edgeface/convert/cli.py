@@ -84,7 +84,6 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
     from edgeface.data.calibration import load_calibration, refuse_lfw
     from edgeface.convert.source import load_source
     from edgeface.convert.tflite import convert_all, over_budget_message, parse_dtypes
-    from edgeface.spec import TASK_EMBEDDING
 
     dtype_list = parse_dtypes(dtypes)
     if qat_steps is not None and "int8" not in dtype_list:

@@ -11,14 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
+from edgeface.align.transform import registered_template_for
 from edgeface.convert.tflite import model_input_shape
 from edgeface.errors import EdgefaceError
-from edgeface.align.transform import registered_template_for
 from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_CLASSIFICATION, TASK_EMBEDDING, infer_task
 from edgeface.utils.io import read_json
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-# Face templates by input (H, W): the card names the alignment the host must apply.
 
 
 @dataclass

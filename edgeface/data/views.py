@@ -88,7 +88,4 @@ def make_views(aligned_dir, src_root, dst, views: int = 8, template: str = "arcf
     from edgeface.utils.io import write_text_atomic
 
     write_text_atomic(dst / "manifest.jsonl", "\n".join(out_lines) + "\n")
-    # what a trainer records as its alignment: these views are crops on `template`
-    write_text_atomic(dst / "align_options.json", json.dumps({"template": template, "views": views, "seed": seed,
-                                                              "from": str(aligned_dir)}, indent=2) + "\n")
     return {"sources": len(entries), "views": len(out_lines)}

@@ -231,9 +231,9 @@ def merge_caches(out_file, in_files) -> int:
     paths, emb, emb_m, sha, desc = [], [], [], None, ""
     for f in in_files:
         try:
-            z = np.load(f, allow_pickle=False)
-            fields = {k: z[k] for k in ("teacher_sha256", "paths", "emb", "emb_mirror")}
-            desc_f = str(z["teacher"]) if "teacher" in z else ""
+            with np.load(f, allow_pickle=False) as z:
+                fields = {k: z[k] for k in ("teacher_sha256", "paths", "emb", "emb_mirror")}
+                desc_f = str(z["teacher"]) if "teacher" in z else ""
         except (OSError, ValueError, KeyError, EOFError) as e:  # every input is checked before OUT is written
             raise EdgefaceError(f"{f} is not a teacher cache ({type(e).__name__}: {e})") from None
         if sha is not None and str(fields["teacher_sha256"]) != sha:

@@ -88,7 +88,7 @@ def embed(teacher_path, aligned_dir, cache_file, shard):
     if not paths:
         raise EdgefaceError(f"no images under {aligned_dir}" + (f" in share {shard}" if n > 1 else ""))
     emb, _ = teacher_embeddings(load_teacher(teacher_path), paths, cache_file)
-    click.echo(f"{len(paths)} embeddings of dim {emb.shape[1] if len(emb) else 0} in {cache_file}")
+    click.echo(f"{len(paths)} embeddings of dim {emb.shape[1]} in {cache_file}")
 
 
 @teacher.command("merge")

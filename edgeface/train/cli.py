@@ -14,3 +14,10 @@ TASKS = {
 @click.group(cls=LazyGroup, commands=TASKS, section="Tasks")
 def train():
     """Train a model for TASK (face or expression)."""
+
+
+def require_options(data_dir, run_dir) -> None:
+    """--data and --out, optional only for --print-config: a one-line usage error when missing."""
+    for value, flag in ((data_dir, "--data"), (run_dir, "--out")):
+        if value is None:
+            raise click.UsageError(f"Missing option '{flag}'.")

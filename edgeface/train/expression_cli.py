@@ -62,9 +62,9 @@ def expression(data_dir, backbone, run_dir, weights, input_size, epochs, max_ste
 
         click.echo("\n".join(toml_line(k, v) for k, v in asdict(cfg).items() if v is not None))
         return
-    for value, flag in ((data_dir, "--data"), (run_dir, "--out")):
-        if value is None:
-            raise click.UsageError(f"Missing option '{flag}'.")
+    from edgeface.train.cli import require_options
+
+    require_options(data_dir, run_dir)
     info = tr.train_expression(data_dir, run_dir, cfg)
     click.echo(f"{run_dir}: best val accuracy {info['best_val_accuracy']:.4f}, "
                f"float test accuracy {info['test_accuracy_float_keras']}, {info['wall_time_s']} s")

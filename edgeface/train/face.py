@@ -509,6 +509,15 @@ class FaceTrainer:
                 out.update(emb=emb, labels=labels)
         return out
 
+    def _teacher_targets(self, batch):
+        """The teacher embedding of each image as the pipeline served it (the mirror's when it flipped
+        the image); an empty tensor without a teacher."""
+        import tensorflow as tf
+
+        if self.teacher is None:
+            return tf.zeros((0,))
+        return tf.where(batch["flip_flag"][:, None], batch["t_emb_m"], batch["t_emb"])
+
     def _distributed_step(self, batch):
         """strategy.run of _step on every replica's slice of the global batch; returns the global-batch means."""
         import tensorflow as tf
@@ -516,11 +525,8 @@ class FaceTrainer:
         bs = self.cfg["data"]["batch_size"]
 
         def replica_step(b):
-            t_emb = tf.zeros((0,))
-            if self.teacher is not None:  # the mirrored image's teacher embedding when the pipeline flipped it
-                t_emb = tf.where(b["flip_flag"][:, None], b["t_emb_m"], b["t_emb"])
             share = tf.cast(tf.shape(b["image"])[0], tf.float32) / bs
-            return self._step(b["image"], b["label"], t_emb, share)
+            return self._step(b["image"], b["label"], self._teacher_targets(b), share)
 
         out = self.strategy.run(replica_step, args=(batch,))
         if self.center is not None:
@@ -705,10 +711,8 @@ class FaceTrainer:
             if self.strategy is not None:
                 out = {k: float(v) for k, v in self._train_step(batch).items()}
             else:
-                t_emb = tf.zeros((0,))
-                if self.teacher is not None:  # the mirrored image's teacher embedding when the pipeline flipped it
-                    t_emb = tf.where(batch["flip_flag"][:, None], batch["t_emb_m"], batch["t_emb"])
-                out = {k: float(v) for k, v in self._train_step(batch["image"], batch["label"], t_emb).items()}
+                out = {k: float(v) for k, v in self._train_step(batch["image"], batch["label"],
+                                                                 self._teacher_targets(batch)).items()}
             if not np.isfinite(out["loss"]):
                 raise EdgefaceError(f"loss became {out['loss']} at step {self.ckpt.get('step') + 1}: "
                                     "lower optim.lr or loss.scale")
@@ -800,25 +804,11 @@ class FaceTrainer:
     def _ids_sha(self) -> str:
         return hashlib.sha256("\n".join(self.train_ids).encode()).hexdigest()
 
-    def _alignment(self) -> str | None:
-        """The template the training crops were aligned on: their folder's align_options.json (written
-        by `edgeface align` and `edgeface data views`) when it matches the input size (crops resized
-        to another size are not that template any more), else the registered template of the size."""
-        from edgeface.align.transform import TEMPLATES, registered_template_for
-
-        opts = self.data_dir / "align_options.json"
-        try:
-            name = json.loads(opts.read_text()).get("template") if opts.is_file() else None
-        except (OSError, ValueError):
-            name = None
-        t = TEMPLATES.get(name) if isinstance(name, str) else None
-        if t is not None and (t.height, t.width) == (self.input_size, self.input_size):
-            return t.name
-        return registered_template_for(self.input_size, self.input_size)
-
     def _write_run_json(self, t_start: float, prev_wall: float, status: str, stop_reason: str | None = None,
                         optimized: dict | None = None) -> dict:
         import tensorflow as tf
+
+        from edgeface.align.transform import registered_template_for
 
         m = self.cfg["model"]
         best = self.ckpt.get("best_metric")
@@ -830,7 +820,9 @@ class FaceTrainer:
                       "input_size": self.input_size, "embedding_dim": self.dim,
                       "params": int(self.model.count_params())},
             # the model contract convert copies into the card (nothing downstream guesses it)
-            "alignment": self._alignment(),
+            # (the registered template of the input size: a crop resized to another size is not its
+            # template any more, and every registered template has a size of its own)
+            "alignment": registered_template_for(self.input_size, self.input_size),
             "input": {"size": self.input_size, "color": "RGB",
                       "normalization": {"mean": PIXEL_MEAN, "std": PIXEL_STD}},
             "config": self.cfg,

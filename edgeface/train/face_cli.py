@@ -57,9 +57,9 @@ def face(data_dir, run_dir, config_file, sets, resume, max_steps, epochs, seed, 
 
         click.echo(to_toml(cfg).rstrip())
         return
-    for value, flag in ((data_dir, "--data"), (run_dir, "--out")):
-        if value is None:
-            raise click.UsageError(f"Missing option '{flag}'.")
+    from edgeface.train.cli import require_options
+
+    require_options(data_dir, run_dir)
     info = train_face(data_dir, run_dir, cfg, resume=resume)
     best = info["best"]
     name = {"val_teacher_cosine": "val teacher cosine"}.get(best["metric"], "val pair accuracy")
