@@ -4,6 +4,8 @@ four LFW people left out) beside the fit's own recovery faces, distilled from th
 
     .venv/bin/python benchmarks/recover_more.py runs/mobilefacenet_micro runs/mobilefacenet_micro_7b \
         --steps 9000 --lr 5e-4
+    .venv/bin/python benchmarks/recover_more.py runs/mobilefacenet_micro_7b runs/mobilefacenet_micro_7c \
+        --model runs/mobilefacenet_micro_7b/model.keras --steps 12000 --lr 3e-4
 
 Writes OUT/model.keras (best validation loss, checked every 500 steps; the same 1,010 held-out CelebA
 faces as `convert --fit`), OUT/run.json (the source run's, so the card keeps its licence) and
@@ -42,9 +44,11 @@ def main():
     ap.add_argument("--views", type=Path, default=Path("cache/celeba/views8"))
     ap.add_argument("--clean", type=Path, default=Path("/work/data/clean"))
     ap.add_argument("--teacher", default="../shared/teachers/mobilefacenet-ncnn")
+    ap.add_argument("--model", type=Path, help="the Keras model to continue (default: SRC_RUN/fit/final_best.keras; "
+                                              "a recover_more output continues from SRC_RUN/model.keras)")
     a = ap.parse_args()
     t0 = time.time()
-    model = load_model(a.src_run / "fit" / "final_best.keras")
+    model = load_model(a.model or a.src_run / "fit" / "final_best.keras")
     shape = tuple(model.input_shape[1:])
     train_paths, val_paths, split = load_faces_split(a.faces, shape, PIXEL_MEAN, PIXEL_STD, max_train=5000,
                                                      exclude=LFW_PEOPLE_IN_CELEBA, as_paths=True)
