@@ -71,6 +71,7 @@ class ExpressionConfig:
     evaluate_test: bool = True  # False: do not touch the test split at the end of training (it is benched once, later)
     max_steps: int | None = None  # cap optimizer steps per stage (smoke tests)
     license: str | None = None  # the training data's terms, recorded in run.json and on the model cards
+    init: str | None = None  # from-scratch backbones: start from this run's model.keras (a warm restart; same architecture)
 
     def model_name(self) -> str:
         return f"expr_{self.backbone}"
@@ -95,6 +96,11 @@ def load_config(path: str | os.PathLike | None, overrides: dict) -> ExpressionCo
     cfg = ExpressionConfig(**values)
     if isinstance(cfg.weights, str) and cfg.weights.lower() in ("none", ""):
         cfg.weights = None
+    if cfg.init is not None:
+        if cfg.backbone not in FROM_SCRATCH or cfg.weights is not None:
+            raise EdgefaceError(f"init continues a from-scratch backbone ({', '.join(FROM_SCRATCH)}) without weights")
+        if not init_model_path(cfg.init).is_file():
+            raise EdgefaceError(f"init: no model.keras at {cfg.init}")
     if cfg.backbone not in BACKBONES:
         raise EdgefaceError(f"unknown backbone {cfg.backbone!r}; choose from {', '.join(BACKBONES)}")
     if cfg.batch_size < 1 or cfg.epochs < 1 or cfg.fine_tune_blocks < 0 or cfg.augment_copies < 0:
@@ -120,6 +126,11 @@ def load_config(path: str | os.PathLike | None, overrides: dict) -> ExpressionCo
     if cfg.max_steps is not None and cfg.max_steps < 1:
         raise EdgefaceError(f"max_steps must be >= 1, got {cfg.max_steps}")
     return cfg
+
+
+def init_model_path(init: str) -> Path:
+    p = Path(init)
+    return p / "model.keras" if p.is_dir() else p
 
 
 def build_model(cfg: ExpressionConfig, num_classes: int):
@@ -287,6 +298,8 @@ def train_expression(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cf
     data = xdata.load_dataset(data_dir, cfg.dataset, cfg.seed, cfg.val_fraction, cfg.test_fraction, cfg.split_by)
     n_cls = len(data.class_names)
     model, kwargs = build_model(cfg, n_cls)
+    if cfg.init is not None:
+        _load_init(model, init_model_path(cfg.init))
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)  # only once the inputs are known good
     size, channels = int(model.input_shape[1]), int(model.input_shape[3])
     x_tr, y_tr = xdata.load_images(data.splits["train"], size, channels, cfg.clahe, "train images")
@@ -367,7 +380,8 @@ def train_expression(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cf
         "input": {"shape": [1, size, size, channels], "color": "GRAY" if channels == 1 else "GRAY->RGB",
                   "normalization": PIXEL_NORMALIZATION},
         "preprocessing": preprocessing_card(cfg.clahe, channels),
-        "transfer": transfer_note(cfg.weights),
+        "transfer": transfer_note(cfg.weights) if cfg.init is None else
+                    f"none (a from-scratch architecture), warm-restarted from {cfg.init}",
         "best_val_accuracy": state["best"],
         "best": {"stage": state["best_stage"], "epoch": state["best_epoch"]},
         "val_accuracy": val_acc,
@@ -382,6 +396,18 @@ def train_expression(data_dir: str | os.PathLike, run_dir: str | os.PathLike, cf
     log.close()
     write_json_atomic(run_dir / "run.json", info)
     return info
+
+
+def _load_init(model, path: Path) -> None:
+    """Copy a trained model's weights into the freshly built one; any shape difference is a one-line error."""
+    from edgeface.nets import load_model
+    src = load_model(path)
+    got, want = [w.shape for w in src.get_weights()], [w.shape for w in model.get_weights()]
+    if got != want:
+        raise EdgefaceError(f"init {path}: its weights do not match the configured architecture "
+                            f"({len(got)} tensors vs {len(want)}; check backbone, filters, head_units, input_size)")
+    model.set_weights(src.get_weights())
+    print(f"warm start from {path}", flush=True)
 
 
 def _git_commit() -> str | None:
