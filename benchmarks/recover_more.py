@@ -6,6 +6,9 @@ four LFW people left out) beside the fit's own recovery faces, distilled from th
         --steps 9000 --lr 5e-4
     .venv/bin/python benchmarks/recover_more.py runs/mobilefacenet_micro_7b runs/mobilefacenet_micro_7c \
         --model runs/mobilefacenet_micro_7b/model.keras --steps 12000 --lr 3e-4
+    # round 7c: from the pruned round 8, holding out the 13 people the shipped students never saw
+    .venv/bin/python benchmarks/recover_more.py runs/mobilefacenet_micro runs/mobilefacenet_micro_7c \
+        --model runs/mobilefacenet_micro/fit/round_8.keras --val-identities students --steps 15000 --lr 1e-3
 
 Writes OUT/model.keras (best validation loss, checked every 500 steps; the same 1,010 held-out CelebA
 faces as `convert --fit`), OUT/run.json (the source run's, so the card keeps its licence) and
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import edgeface  # noqa: F401
-from edgeface.data.hygiene import LFW_PEOPLE_IN_CELEBA
+from edgeface.data.hygiene import CELEBA_VAL_CHOICES as VAL_CHOICES, LFW_PEOPLE_IN_CELEBA
 from edgeface.nets import load_model
 from edgeface.nets.io import save_model
 from edgeface.optimize.compress import Faces, face_paths, load_crops, load_faces_split, recover
@@ -46,12 +49,16 @@ def main():
     ap.add_argument("--teacher", default="../shared/teachers/mobilefacenet-ncnn")
     ap.add_argument("--model", type=Path, help="the Keras model to continue (default: SRC_RUN/fit/final_best.keras; "
                                               "a recover_more output continues from SRC_RUN/model.keras)")
+    ap.add_argument("--val-identities", choices=VAL_CHOICES, default="fit",
+                    help="fit: the split convert --fit holds out (51 people, seed 0); students: the 13 people "
+                         "the shipped MobileNetV2 students never trained on (CELEBA_STUDENT_VAL)")
     a = ap.parse_args()
     t0 = time.time()
     model = load_model(a.model or a.src_run / "fit" / "final_best.keras")
     shape = tuple(model.input_shape[1:])
     train_paths, val_paths, split = load_faces_split(a.faces, shape, PIXEL_MEAN, PIXEL_STD, max_train=5000,
-                                                     exclude=LFW_PEOPLE_IN_CELEBA, as_paths=True)
+                                                     exclude=LFW_PEOPLE_IN_CELEBA, as_paths=True,
+                                                     val_identities=VAL_CHOICES[a.val_identities])
     train_ids = {Path(p).parent.name for p in train_paths}
     views = [str(p) for p in sorted(a.views.rglob("*.png")) if p.parent.name in train_ids]
     real = [p for s in SETS for p in face_paths(a.clean / s)]
@@ -67,7 +74,8 @@ def main():
     start = distill_loss(model, val_t, val_x, "face_embedding")
     record = {"source": str(a.src_run), "steps": a.steps, "lr": a.lr, "train_images": n, "celeba_crops": len(train_paths),
               "celeba_views": len(views), "real_faces": len(real), "val_images": len(val_paths),
-              "val_identities": split["val_identities"], "start_val_loss": start, "curve": []}
+              "val_identities": split["val_identities"], "val_split": a.val_identities, "model": str(a.model or ""),
+              "start_val_loss": start, "curve": []}
     best = {"loss": start}
     print(f"{n:,} training faces ({len(views):,} views of {len(train_ids)} people), val loss at start {start:.5f}")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeface.data.hygiene import CELEBA_VAL_CHOICES as VAL_CHOICES
 from edgeface.errors import run_main
 
 
@@ -35,6 +36,9 @@ def main(argv=None) -> int:
     ap.add_argument("models", nargs="+")
     ap.add_argument("--teacher", required=True)
     ap.add_argument("--json")
+    ap.add_argument("--val-identities", choices=VAL_CHOICES, default="fit",
+                    help="fit: the split convert --fit holds out (51 people, seed 0); students: the 13 people "
+                         "the shipped MobileNetV2 students never trained on (CELEBA_STUDENT_VAL)")
     a = ap.parse_args(argv)
     from edgeface.bench.embed import embed_paths
     from edgeface.data.hygiene import LFW_PEOPLE_IN_CELEBA
@@ -43,7 +47,8 @@ def main(argv=None) -> int:
     from edgeface.teachers.base import load_teacher, teacher_embeddings
     from edgeface.utils.io import write_json_atomic
 
-    _, val, info = load_faces_split(a.faces, (112, 112, 3), 127.5, 127.5, exclude=LFW_PEOPLE_IN_CELEBA, as_paths=True)
+    _, val, info = load_faces_split(a.faces, (112, 112, 3), 127.5, 127.5, exclude=LFW_PEOPLE_IN_CELEBA, as_paths=True,
+                                                     val_identities=VAL_CHOICES[a.val_identities])
     labels = np.array([Path(p).parent.name for p in val])
     t, tm = teacher_embeddings(load_teacher(a.teacher), val, None)
     ref = l2_normalize(t + tm)

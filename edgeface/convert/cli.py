@@ -13,12 +13,12 @@ from pathlib import Path
 import click
 
 from edgeface.errors import CheckFailed, EdgefaceError
+from edgeface.optimize.finetune import FINETUNE_IMAGES, FINETUNE_STEPS
 from edgeface.spec import TASK_EMBEDDING
 from edgeface.utils.paths import output_path
 
 DEFAULT_FACE_BUDGET = 1_000_000
 MICRO_DTYPES = ("int8", "float32")  # TFLM has no float16 weights and no hybrid (dynamic-range) kernels
-FINETUNE_COUNT = 1000
 
 
 @click.command("convert")
@@ -44,11 +44,12 @@ FINETUNE_COUNT = 1000
 @click.option("--c-array", is_flag=True, help="Also write a TFLite Micro C array + ops resolver (int8/float32 artifacts).")
 @click.option("--prune", "prune_sparsity", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
               help="Magnitude-prune to this sparsity (e.g. 0.5) with a self-distillation fine-tune first.")
-@click.option("--prune-steps", type=click.IntRange(min=1), default=300, show_default=True, help="Fine-tune steps for --prune.")
+@click.option("--prune-steps", type=click.IntRange(min=1), default=FINETUNE_STEPS, show_default=True,
+              help="Fine-tune steps for --prune.")
 @click.option("--qat-finetune", "qat_steps", type=click.IntRange(min=0), default=None,
               help="Quantisation-aware fine-tune (self-distillation) for STEPS before the int8 convert.")
-@click.option("--finetune-count", type=click.IntRange(min=1), default=FINETUNE_COUNT, show_default=True,
-              help="Training images used by --prune / --qat-finetune.")
+@click.option("--finetune-count", type=click.IntRange(min=1), default=FINETUNE_IMAGES, show_default=True,
+              help="Training images used by --prune / --qat-finetune (as train.finetune_images).")
 @click.option("--fit/--no-fit", "fit", default=None,
               help="Prune + recover until the int8 file fits --budget (structured pruning, self-distillation, "
                    "per-tensor int8) [default: on for `edgeface import` runs].")
@@ -128,29 +129,25 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
     if calib_info:
         extra["calibration"] = {**calib_info, "count": int(len(reps))}
 
-    float_model, optimization = src.model, {}
-    if prune_sparsity:
-        from edgeface.optimize.prune import kernel_sparsity, prune_finetune
-        float_model = prune_finetune(float_model, images, prune_sparsity, prune_steps, task=src.task)
-        optimization["prune"] = {"target_sparsity": prune_sparsity, "steps": prune_steps,
-                                 "kernel_sparsity": round(kernel_sparsity(float_model)["overall"], 4),
-                                 "finetune": "self-distillation to the float model, flip augmentation",
-                                 "images": int(len(images))}
-    extra["optimization"] = optimization or None
+    float_model, qat, record = src.model, None, {}
+    if prune_sparsity or qat_steps is not None:
+        from edgeface.optimize.finetune import prune_and_qat
+
+        done = prune_and_qat(float_model, images, sparsity=prune_sparsity or 0.0, prune_steps=prune_steps,
+                             qat_steps=qat_steps, task=src.task)
+        float_model, qat, record = done.model, done.qat, done.record
+    # the float files carry the pruning only; the QAT int8 file carries both
+    extra["optimization"] = {k: v for k, v in record.items() if k != "qat"} or None
 
     cards, over = [], []
-    float_dtypes = [d for d in dtype_list if not (qat_steps is not None and d == "int8")]
+    float_dtypes = [d for d in dtype_list if not (qat is not None and d == "int8")]
     for dtype in float_dtypes:
         c, o = convert_all(float_model, out_dir, name, [dtype], reps, int8_io, extra, budget_for(dtype),
                            per_channel=not per_tensor, strip=strip)
         cards += c
         over += o
-    if qat_steps is not None and "int8" in dtype_list:
-        from edgeface.optimize.qat import qat_finetune
-        qat = qat_finetune(float_model, images, qat_steps, preserve_sparsity=bool(prune_sparsity), task=src.task)
-        qextra = {**extra, "optimization": {**optimization, "qat": {
-            "steps": qat_steps, "scheme": "Default8BitPrunePreserveQuantizeScheme" if prune_sparsity else "Default8BitQuantizeScheme",
-            "finetune": "self-distillation to the float model, flip augmentation"}}}
+    if qat is not None:
+        qextra = {**extra, "optimization": record}
         c, o = convert_all(qat, out_dir, name, ["int8"], reps, int8_io, qextra, budget_for("int8"),
                            per_channel=not per_tensor, strip=strip)
         cards += c

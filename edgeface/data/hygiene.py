@@ -31,6 +31,14 @@ from edgeface.utils.progress import progress
 # checked by eye; benchmarks/data_sets.md): leakage, never train on them.
 LFW_PEOPLE_IN_CELEBA = ("7218", "7261", "7355", "7398")
 
+# The 13 CelebA people the shipped MobileNetV2 students were validated on (face config
+# val_fraction 0.05, seed 0): they trained on every other CelebA person, so a fair comparison
+# with them holds these people out of the challenger's training too.
+CELEBA_STUDENT_VAL = ("7201", "7240", "7260", "7277", "7279", "7295", "7307", "7308", "7343", "7350", "7381",
+                      "7462", "7491")
+# the held-out CelebA people a comparison can use: the fit's random split (None) or the students'
+CELEBA_VAL_CHOICES = {"fit": None, "students": CELEBA_STUDENT_VAL}
+
 
 def image_files(root: Path) -> list[str]:
     """Relative paths of the images under root (sorted; hidden files and folders skipped)."""

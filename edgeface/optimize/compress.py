@@ -396,11 +396,13 @@ def _final_recovery(current, train: Faces, val: tuple[np.ndarray, np.ndarray], s
 
 def load_faces_split(root, input_shape, mean: float, std: float, val_fraction: float = 0.2, seed: int = 0,
                      max_train: int | None = None, exclude: tuple[str, ...] = (),
-                     as_paths: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+                     as_paths: bool = False, val_identities: tuple[str, ...] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, dict]:
     """(train, val, info): normalised aligned faces of `root`/<identity>/, split by identity.
 
     Recovery fine-tunes on train; the pruning rule and the choices are made on val: people the
     fine-tune never saw (never LFW). `exclude`: identities left out entirely (leakage).
+    val_identities: exactly these people are val (else a random val_fraction of them, by seed).
     as_paths: return the two path lists instead of loaded images.
     """
     from edgeface.data.calibration import refuse_lfw
@@ -412,11 +414,21 @@ def load_faces_split(root, input_shape, mean: float, std: float, val_fraction: f
     dropped = [i for i, lab in enumerate(folder.labels) if folder.class_names[lab] in excluded]
     if dropped:
         folder = folder.subset(sorted(set(range(len(folder.paths))) - set(dropped)))
-    train, val = split_by_identity(folder, val_fraction, seed)
+    if val_identities is None:
+        train, val = split_by_identity(folder, val_fraction, seed)
+    else:
+        missing = sorted(set(val_identities) - {folder.class_names[lab] for lab in folder.labels})
+        if missing:
+            raise EdgefaceError(f"{root}: no faces of the validation identities {', '.join(missing)}")
+        is_val = [folder.class_names[lab] in set(val_identities) for lab in folder.labels]
+        val = folder.subset([i for i, v in enumerate(is_val) if v])
+        train = folder.subset([i for i, v in enumerate(is_val) if not v])
     paths = list(train.paths)
     if max_train and len(paths) > max_train:
         paths = [paths[i] for i in np.sort(np.random.default_rng(seed).permutation(len(paths))[:max_train])]
-    info = {"dir": str(root), "split": "by identity", "val_fraction": val_fraction, "seed": seed,
+    info = {"dir": str(root), "split": "by identity",
+            **({"val_fraction": val_fraction, "seed": seed} if val_identities is None
+               else {"val_identity_names": sorted(val_identities)}),
             "excluded_identities": sorted(exclude), "excluded_images": len(dropped),
             "train_images": len(paths), "val_images": len(val.paths), "val_identities": int(len(np.unique(val.labels)))}
     if as_paths:

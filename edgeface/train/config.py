@@ -1,10 +1,13 @@
-"""Training configs: nested defaults <- TOML file <- `--set section.key=value` <- explicit CLI flags.
+"""Training configs, one loader for every task: defaults <- TOML file (`extends` another) <- `--set`
+<- explicit CLI flags.
 
-Every leaf of the defaults can be overridden; unknown keys are an error (a typo must not be
-silently ignored), except in "open" sections such as [model], whose extra keys are passed as
-keyword arguments to the model factory. Values given on the command line are parsed as TOML
-literals (`--set optim.lr=0.05`, `--set model.stages=[[1,16,1,1]]`, `--set loss.name=cosface`);
-a bare word that is not valid TOML is taken as a string.
+A task's `Schema` holds its defaults: sectioned (the face trainer: `[optim] lr = ...`, `--set
+optim.lr=0.05`) or flat (the expression trainer: `lr = ...`, `--set lr=0.05`). Every leaf of the
+defaults can be overridden; unknown keys are an error (a typo must not be silently ignored), except
+in "open" sections such as [model], whose extra keys are passed as keyword arguments to the model
+factory. Values given on the command line are parsed as TOML literals (`--set optim.lr=0.05`,
+`--set model.stages=[[1,16,1,1]]`, `--set loss.name=cosface`); a bare word that is not valid TOML
+is taken as a string. Nothing here imports TensorFlow: a bad key fails in a fraction of a second.
 """
 from __future__ import annotations
 
@@ -12,10 +15,12 @@ import copy
 import math
 import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from edgeface.errors import EdgefaceError
+from edgeface.optimize.finetune import FINETUNE_IMAGES, FINETUNE_STEPS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -84,8 +89,8 @@ FACE_DEFAULTS: dict[str, dict[str, Any]] = {
                                       # converged or recovered model on a new mixture)
         "prune": 0.0,                 # after training: magnitude-prune to this sparsity (edgeface.optimize.prune)
         "qat": False,                 # after training (and pruning): quantisation-aware fine-tune
-        "finetune_steps": 300,        # steps of each of those fine-tunes
-        "finetune_images": 512,       # training images they use
+        "finetune_steps": FINETUNE_STEPS,    # steps of each of those fine-tunes
+        "finetune_images": FINETUNE_IMAGES,  # training images they use (convert's --finetune-count default too)
         "keep_checkpoints": 3,
         "checkpoint_every": 500,      # also checkpoint every N steps inside an epoch (0 = epoch ends only):
                                       # a run cut mid-epoch resumes there, not at the epoch's start
@@ -98,6 +103,27 @@ FACE_DEFAULTS: dict[str, dict[str, Any]] = {
 OPEN_SECTIONS = {"model"}
 
 
+@dataclass(frozen=True)
+class Schema:
+    """What one task's config may hold. The defaults' types are the keys' types, except for the
+    `untyped` keys, which take more than one (the task's own check tests those)."""
+    defaults: Mapping[str, Any]
+    open_sections: frozenset = frozenset()
+    untyped: frozenset = frozenset()
+
+    @property
+    def sectioned(self) -> bool:
+        return all(isinstance(v, Mapping) for v in self.defaults.values())
+
+    def resolve(self, config_file=None, sets: Iterable[str] = (), flags: Mapping | None = None,
+                base: Mapping | None = None) -> dict:
+        return resolve(self.defaults, config_file, sets, flags, base, self.open_sections, self.untyped,
+                       sectioned=self.sectioned)
+
+
+FACE = Schema(FACE_DEFAULTS, frozenset(OPEN_SECTIONS))
+
+
 def parse_value(text: str) -> Any:
     """A TOML literal (number, bool, string, array, inline table); else the raw text as a string."""
     try:
@@ -106,22 +132,30 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_sets(items: Iterable[str]) -> dict:
-    """["a.b=1", "a.c=x"] -> {"a": {"b": 1, "c": "x"}}."""
+def parse_sets(items: Iterable[str], sectioned: bool = True) -> dict:
+    """["a.b=1", "a.c=x"] -> {"a": {"b": 1, "c": "x"}}; a flat schema's ["lr=1"] -> {"lr": 1}."""
     out: dict = {}
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip()
-        if not sep or not key or "." not in key:
-            raise EdgefaceError(f"--set expects SECTION.KEY=VALUE (e.g. optim.lr=0.05), got {item!r}")
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise EdgefaceError(f"--set {item!r} conflicts with another --set")
-        node[leaf] = parse_value(text.strip())
+        if not sep or not key or (sectioned and "." not in key):
+            form = "SECTION.KEY=VALUE (e.g. optim.lr=0.05)" if sectioned else "KEY=VALUE (e.g. lr=0.05)"
+            raise EdgefaceError(f"--set expects {form}, got {item!r}")
+        try:
+            _set_dotted(out, key, parse_value(text.strip()))
+        except EdgefaceError:
+            raise EdgefaceError(f"--set {item!r} conflicts with another --set") from None
     return out
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    """tree["a"]["b"] = value for "a.b" (tables made on the way)."""
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        tree = tree.setdefault(p, {})
+        if not isinstance(tree, dict):
+            raise EdgefaceError(f"{dotted!r} runs through a value, not a table")
+    tree[leaf] = value
 
 
 def load_toml(path: str | os.PathLike, _seen: tuple = ()) -> dict:
@@ -196,7 +230,8 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     return value
 
 
-def merge(base: Mapping, override: Mapping, where: str = "", open_sections=OPEN_SECTIONS) -> dict:
+def merge(base: Mapping, override: Mapping, where: str = "", open_sections=OPEN_SECTIONS,
+          untyped=frozenset()) -> dict:
     """A copy of `base` with `override` applied; unknown keys raise (outside open sections)."""
     out = copy.deepcopy(dict(base))
     for key, value in override.items():
@@ -210,8 +245,8 @@ def merge(base: Mapping, override: Mapping, where: str = "", open_sections=OPEN_
         if isinstance(out[key], dict):
             if not isinstance(value, Mapping):
                 raise EdgefaceError(f"config {path} must be a table/section, got {value!r}")
-            out[key] = merge(out[key], value, path, open_sections)
-        elif where in open_sections:
+            out[key] = merge(out[key], value, path, open_sections, untyped)
+        elif where in open_sections or path in untyped:
             out[key] = copy.deepcopy(value)
         else:
             out[key] = _coerce(value, out[key], path)
@@ -219,20 +254,24 @@ def merge(base: Mapping, override: Mapping, where: str = "", open_sections=OPEN_
 
 
 def resolve(defaults: Mapping, config_file=None, sets: Iterable[str] = (), flags: Mapping | None = None,
-            base: Mapping | None = None) -> dict:
-    """defaults (or a saved `base`) <- config file <- --set items <- explicit flags {"section.key": value}.
-
-    Flags whose value is None were not given and change nothing.
+            base: Mapping | None = None, open_sections=OPEN_SECTIONS, untyped=frozenset(),
+            sectioned: bool = True) -> dict:
+    """defaults (or a saved `base`) <- config file <- --set items <- explicit flags {"section.key": value}
+    ({"key": value} for a flat schema). Flags whose value is None were not given and change nothing.
     """
-    cfg = merge(defaults, base) if base is not None else copy.deepcopy(dict(defaults))
+    def apply(cfg, over):
+        return merge(cfg, over, open_sections=open_sections, untyped=untyped)
+
+    cfg = apply(defaults, base) if base is not None else copy.deepcopy(dict(defaults))
     if config_file:
-        cfg = merge(cfg, load_toml(config_file))
-    cfg = merge(cfg, parse_sets(sets))
+        cfg = apply(cfg, load_toml(config_file))
+    cfg = apply(cfg, parse_sets(sets, sectioned))
     for dotted, value in (flags or {}).items():
         if value is None:
             continue
-        section, key = dotted.split(".", 1)
-        cfg = merge(cfg, {section: {key: value}})
+        over: dict = {}
+        _set_dotted(over, dotted, value)
+        cfg = apply(cfg, over)
     return cfg
 
 
@@ -257,10 +296,14 @@ def toml_line(key: str, value: Any) -> str:
 
 
 def to_toml(cfg: Mapping) -> str:
-    """Write a two-level config back as TOML (what `--config` reads), so a run can be repeated."""
-    lines = []
-    for section, table in cfg.items():
-        lines.append(f"[{section}]")
-        lines += [toml_line(k, v) for k, v in table.items() if v is not None]
+    """Write a flat or two-level config back as TOML (what `--config` reads), so a run can be
+    repeated. None means "not set" (TOML has no null): such keys are left out."""
+    lines = [toml_line(k, v) for k, v in cfg.items() if not isinstance(v, Mapping) and v is not None]
+    if lines:
         lines.append("")
+    for section, table in cfg.items():
+        if isinstance(table, Mapping):
+            lines.append(f"[{section}]")
+            lines += [toml_line(k, v) for k, v in table.items() if v is not None]
+            lines.append("")
     return "\n".join(lines)
