@@ -150,3 +150,33 @@ def test_convert_fit_checks_its_recovery_faces_and_teacher_first(imported, align
     err = capsys.readouterr().err.strip().splitlines()
     assert "does not compute the run's float model" in err[-1] and len(err[-1]) < 300
     assert not out.exists() or not list(out.glob("*.tflite"))
+
+
+def test_residual_relu_form_is_exact_smaller_and_delegated(imported, aligned):
+    """x + relu((a - 1) x) after flipping slopes above 1 is the same function as PReLU, in fewer
+    int8 bytes than the four-op split, and XNNPACK still runs the whole graph."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeface.nets import load_model
+    from edgeface.optimize.equalize import flip_steep_slopes, residual_relu_prelu, split_prelu
+    from edgeface.optimize.tflite_bytes import convert_bytes
+
+    model = load_model(imported / "model.keras")
+    x = (_crops(aligned).astype(np.float32) - 127.5) / 127.5
+    before = np.asarray(model(x))
+    slopes = np.concatenate([l.get_weights()[0].reshape(-1) for l in model.layers if type(l).__name__ == "PReLU"])
+    steep = int((slopes > 1).sum())
+    assert steep > 0  # insightface's slopes reach 2.4: the flip is exercised
+    split_bytes = len(convert_bytes(split_prelu(model), "int8", x, per_channel=False))
+    assert flip_steep_slopes(model) == steep
+    np.testing.assert_allclose(np.asarray(model(x)), before, rtol=1e-3, atol=1e-4)
+    assert max(l.get_weights()[0].max() for l in model.layers if type(l).__name__ == "PReLU") <= 1.0
+    res = residual_relu_prelu(model)
+    assert not any(type(l).__name__ in ("PReLU", "LeakyReLU") for l in res.layers)
+    np.testing.assert_allclose(np.asarray(res(x)), before, rtol=1e-3, atol=1e-4)
+    data = convert_bytes(res, "int8", x, per_channel=False)
+    assert len(data) < split_bytes - 20_000  # two ops per activation instead of four
+    it = Interpreter(model_content=data, num_threads=1)
+    it.allocate_tensors()
+    ops = [o["op_name"] for o in it._get_ops_details()]
+    assert "PRELU" not in ops and ops.count("DELEGATE") == 1

@@ -2,7 +2,7 @@
 
     result = fit_budget(model, train, val, budget=1_000_000, activation="leaky", final_steps=4000)
     result.model      # the pruned, recovered float model
-    result.deploy     # the same function, equalised, PReLU split if kept (convert this to int8)
+    result.deploy     # the same function, equalised, PReLU rewritten if kept (convert this to int8)
     result.rounds     # one record per step: bytes, params, cosine to the float model
 
 `train` and `val` are `Faces`: normalised crops with the unpruned model's outputs for each crop
@@ -28,7 +28,8 @@ import numpy as np
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
 from edgeface.errors import EdgefaceError
 from edgeface.optimize.distill import clone_with_weights, cosine_loss, distill_loss, mean_cosine, predict
-from edgeface.optimize.equalize import equalize_channels, rebuild, split_prelu
+from edgeface.optimize.equalize import (equalize_channels, flip_steep_slopes, rebuild, residual_relu_prelu,
+                                       split_prelu)
 from edgeface.optimize.surgery import all_groups, count_params, narrow
 from edgeface.spec import TASK_EMBEDDING
 from edgeface.utils.progress import progress
@@ -230,11 +231,23 @@ def int8_bytes(model, reps: np.ndarray, per_channel: bool, strip: bool = False) 
     return strip_strings(data) if strip else data
 
 
-def deploy_form(model, calib: np.ndarray):
-    """Equalised copy, PReLU split if any, short layer names: what goes to the int8 converter."""
+# How a PReLU reaches int8 (both exact and delegated whole): "residual" x + relu((a - 1) * x) in two
+# ops, after flipping slopes above 1; "split" c1*x + c2*|x| in four (the files shipped before session 10).
+PRELU_FORMS = ("residual", "split")
+
+
+def deploy_form(model, calib: np.ndarray, prelu_form: str = "residual"):
+    """Equalised copy, PReLU rewritten if any, short layer names: what goes to the int8 converter."""
+    if prelu_form not in PRELU_FORMS:
+        raise EdgefaceError(f"unknown PReLU form {prelu_form!r}; choose from {', '.join(PRELU_FORMS)}")
     eq = clone_with_weights(model)
     equalize_channels(eq, calib)
-    return split_prelu(eq) if any(isinstance(l, _keras().layers.PReLU) for l in eq.layers) else rebuild(eq)
+    if not any(isinstance(l, _keras().layers.PReLU) for l in eq.layers):
+        return rebuild(eq)
+    if prelu_form == "split":
+        return split_prelu(eq)
+    flip_steep_slopes(eq)
+    return residual_relu_prelu(eq)
 
 
 FINAL_SETTINGS = ("final_steps", "final_lr")
@@ -280,13 +293,15 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
                step: float = 0.04, max_rounds: int = 8, finetune_steps: int = 300, batch_size: int = 32,
                lr: float = 5e-5, threshold: float = 0.1, importance: str = "activation", calib_count: int = 300,
                activation: str = "prelu", final_steps: int = 0, final_lr: float = 1e-4, eval_every: int = 500,
-               strip: bool = False, work_dir=None, log=print) -> Result:
+               strip: bool = False, prelu_form: str = "residual", work_dir=None, log=print) -> Result:
     """Prune `step` of the prunable channels per round until the int8 file fits `budget`.
 
     train / val: `Faces`, or arrays of normalised crops (the model's own outputs become the targets).
     activation: "prelu" keeps the exact function; "leaky"/"relu" swap it first (then recover).
     final_steps: one more recovery after the last round, keeping the best-validation weights.
     strip: measure (and return) the int8 file without its strings (convert --strip-strings).
+    prelu_form: how the int8 file writes PReLU (PRELU_FORMS); it changes bytes, not the float function,
+    so saved rounds of either form resume.
     """
     from edgeface.optimize.activation import swap_prelu
 
@@ -317,7 +332,7 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
         stages.save(current, "round_0.keras")
     else:
         log(f"resuming from {stages.dir / stages.state['model']} (round {rounds[-1]['round']})")
-    deploy = deploy_form(current, calib)
+    deploy = deploy_form(current, calib, prelu_form)
     data = int8_bytes(deploy, calib, per_channel, strip)
     rounds[-1]["bytes"] = len(data)
     prev_loss = rounds[-1]["val_loss"]
@@ -333,7 +348,7 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
         pruned_cos = mean_cosine(predict(candidate, val_x), val_targets)
         recover(candidate, train, finetune_steps, batch_size, lr, seed=r, desc=f"recover {r}")
         loss = distill_loss(candidate, val_targets, val_x, TASK_EMBEDDING)
-        cand_deploy = deploy_form(candidate, calib)
+        cand_deploy = deploy_form(candidate, calib, prelu_form)
         cand_data = int8_bytes(cand_deploy, calib, per_channel, strip)
         row = {"round": r, "removed": count, "bytes": len(cand_data), "params": count_params(candidate),
                "channels": sum(g.units for g in all_groups(candidate)), "val_cosine_pruned": pruned_cos,
@@ -353,7 +368,7 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
     if final_steps:
         current = _final_recovery(current, train, (val_x, val_targets), stages, final_steps, batch_size, final_lr,
                                   eval_every, log)
-        deploy = deploy_form(current, calib)
+        deploy = deploy_form(current, calib, prelu_form)
         data = int8_bytes(deploy, calib, per_channel, strip)
         stages.state["final"].update(bytes=len(data), params=count_params(current), accepted=True)
         stages.save()

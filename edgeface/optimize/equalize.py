@@ -11,6 +11,11 @@ split_prelu: PReLU(x) = c1*x + c2*|x| (c1 = (1 + a)/2, c2 = (1 - a)/2), written 
 depthwise convolutions, a LeakyReLU with slope -1 and an Add. XNNPACK runs none of TFLite's int8 PRELU, so an int8 graph with PReLU falls apart
 into one delegate partition per activation (4x slower than its float32 file); the rewritten graph
 is delegated whole.
+
+residual_relu_prelu: PReLU(x) = x + relu((a - 1) * x) for a <= 1, two delegatable ops (a 1x1
+depthwise convolution with a fused ReLU, and an Add) instead of four. A channel with a > 1 is
+first flipped exactly: PReLU_a(y) = -a * PReLU_(1/a)(-y), the sign going into the producing
+convolution and -a into the next layer's input channel.
 """
 from __future__ import annotations
 
@@ -67,6 +72,12 @@ def _scale(model, src: str, sink: str, s: np.ndarray) -> None:
     if len(w) > 1:
         w[1] = w[1] / s
     a.set_weights(w)
+    _scale_input(model, sink, s)
+
+
+def _scale_input(model, sink: str, s: np.ndarray) -> None:
+    """Multiply sink's input channels by s (in place)."""
+    L = _keras().layers
     b = model.get_layer(sink)
     w = [np.array(v) for v in b.get_weights()]
     if isinstance(b, L.DepthwiseConv2D):
@@ -165,23 +176,89 @@ def split_prelu(model, alpha: float = -1.0, compact_names: bool = True):
     at most (1 + |a|) / 2, so neither branch widens the int8 range much.
     """
     L = _keras().layers
-    scales = []
+    kernels = []
 
     def replace(layer, arg, new_name):
         if not (isinstance(layer, L.PReLU) and len(layer.input_shape) == 4):
             return None
-        a = np.asarray(layer.get_weights()[0]).reshape(-1)
-        a = np.broadcast_to(a, (int(layer.input_shape[-1]),)).astype(np.float32)
-        c2 = (1.0 - a) / (1.0 - alpha)
-        lin = L.DepthwiseConv2D(1, use_bias=False, name=new_name(layer.name + "_lin"))
-        bent = L.LeakyReLU(alpha, name=new_name(layer.name + "_leaky"))
-        rel = L.DepthwiseConv2D(1, use_bias=False, name=new_name(layer.name + "_bent"))
-        out = L.Add(name=new_name(layer.name))([lin(arg), rel(bent(arg))])
-        scales.append((lin, rel, 1.0 - c2, c2))
-        return out
+        return _split_one(layer, arg, new_name, kernels, alpha)
 
-    new_model = rebuild(model, replace, compact_names)
-    for lin, rel, c1, c2 in scales:
-        lin.set_weights([c1.reshape(1, 1, -1, 1)])
-        rel.set_weights([c2.reshape(1, 1, -1, 1)])
-    return new_model
+    return _set_kernels(rebuild(model, replace, compact_names), kernels)
+
+
+def _slopes(layer) -> np.ndarray:
+    a = np.asarray(layer.get_weights()[0]).reshape(-1)
+    return np.broadcast_to(a, (int(layer.input_shape[-1]),)).astype(np.float32)
+
+
+def _split_one(layer, arg, new_name, kernels: list, alpha: float = -1.0):
+    """c1*x + c2*leaky_relu(x, alpha) for one PReLU; its 1x1 kernels are queued in `kernels`."""
+    L = _keras().layers
+    c2 = (1.0 - _slopes(layer)) / (1.0 - alpha)
+    lin = L.DepthwiseConv2D(1, use_bias=False, name=new_name(layer.name + "_lin"))
+    bent = L.LeakyReLU(alpha, name=new_name(layer.name + "_leaky"))
+    rel = L.DepthwiseConv2D(1, use_bias=False, name=new_name(layer.name + "_bent"))
+    kernels += [(lin, 1.0 - c2), (rel, c2)]
+    return L.Add(name=new_name(layer.name))([lin(arg), rel(bent(arg))])
+
+
+def _set_kernels(model, kernels: list):
+    """Weights of the new layers of a rebuild (they exist only once the graph is built)."""
+    for layer, k in kernels:
+        layer.set_weights([np.asarray(k, np.float32).reshape(1, 1, -1, 1)])
+    return model
+
+
+def _prelu_between(model, src: str, sink: str):
+    """The one PReLU on the path src -> sink of a scale_points pair (None if there is none)."""
+    L = _keras().layers
+    found, layer = [], model.get_layer(src)
+    while layer.name != sink:
+        if len(layer._outbound_nodes) != 1:
+            return None
+        nxt = layer._outbound_nodes[0].outbound_layer
+        if isinstance(nxt, L.PReLU):
+            found.append(nxt)
+        layer = nxt
+    return found[0] if len(found) == 1 else None
+
+
+def flip_steep_slopes(model) -> int:
+    """In place: every PReLU channel with slope a > 1 becomes slope 1/a on the negated input,
+    PReLU_a(y) = -a * PReLU_(1/a)(-y), exactly. Returns the number of channels flipped; a PReLU
+    without a (producer, next linear layer) pair keeps its slopes."""
+    flipped = 0
+    for src, sink in scale_points(model):
+        prelu = _prelu_between(model, src, sink)
+        if prelu is None or len(prelu.input_shape) != 4:
+            continue
+        a = np.asarray(prelu.get_weights()[0])
+        flat = a.reshape(-1)
+        steep = flat > 1.0
+        if not steep.any():
+            continue
+        sign = np.where(steep, -1.0, 1.0).astype(np.float32)
+        _scale(model, src, sink, sign)  # src output -y, sink input x(-1)
+        _scale_input(model, sink, np.where(steep, flat, 1.0).astype(np.float32))  # and x a
+        prelu.set_weights([np.where(steep, 1.0 / flat, flat).reshape(a.shape).astype(np.float32)])
+        flipped += int(steep.sum())
+    return flipped
+
+
+def residual_relu_prelu(model, compact_names: bool = True):
+    """A copy of `model` with every PReLU as x + relu((a - 1) * x) (exact for slopes <= 1: run
+    flip_steep_slopes first); a layer that still has a slope above 1 keeps the four-op split."""
+    L = _keras().layers
+    kernels = []
+
+    def replace(layer, arg, new_name):
+        if not (isinstance(layer, L.PReLU) and len(layer.input_shape) == 4):
+            return None
+        a = _slopes(layer)
+        if (a > 1.0).any():
+            return _split_one(layer, arg, new_name, kernels)
+        bent = L.DepthwiseConv2D(1, use_bias=False, activation="relu", name=new_name(layer.name + "_neg"))
+        kernels.append((bent, a - 1.0))
+        return L.Add(name=new_name(layer.name))([arg, bent(arg)])
+
+    return _set_kernels(rebuild(model, replace, compact_names), kernels)
