@@ -119,7 +119,7 @@ def main() -> int:
     threshold, source = decision_threshold(None, None, pipe.embedder)
     if threshold is None:
         raise EdgefaceError(f"{model.name} has no verification threshold in its card: run `make bench`")
-    far3 = ((pipe.embedder.card.get("verification") or {}).get("operating_points") or {}).get("far_1e-3")
+    far3 = pipe.embedder.card.operating_points.get("far_1e-3")
     pairs = lfw_demo_pairs() or builtin_pair()
     print(f"model {model.name} ({model.stat().st_size:,} bytes, {pipe.embedder.model.backend}), "
           f"threshold {threshold:.3f} ({source})")
@@ -138,10 +138,10 @@ def main() -> int:
     print(f"{correct}/{len(pairs)} decided correctly")
     t = pipe.times.medians()
     print("median ms per call: " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()))
-    title = (f"{model.name} ({pipe.embedder.card.get('dtype', '?')}): {correct} of {len(rows)} pairs decided right\n"
+    title = (f"{model.name} ({pipe.embedder.card.dtype or '?'}): {correct} of {len(rows)} pairs decided right\n"
              f"threshold {threshold:.3f} = {source}")
     out = draw_pairs(rows, title, threshold, REPO_ROOT / "demo_out" / "pairs.png",
-                     far_threshold=far3["threshold"] if far3 else None)
+                     far_threshold=far3.threshold if far3 else None)
     print(f"pairs with names, scores against the threshold and decisions: {out}")
     return 0
 

@@ -13,6 +13,8 @@ from edgeface.cli import main as cli_main
 from edgeface.data import expressions as xdata
 from edgeface.runtime.interpreter import TFLiteModel
 from edgeface.train import expression as tr
+from edgeface.train.expression.prune_head import split_images
+from edgeface.train.expression.task import class_weights
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +132,7 @@ def test_prune_head_by_distinctiveness_keeps_accuracy(cnn_run):
     info, pruned = tr.load_run(run / "pruned")
     assert pruned.get_layer("head_dense").units == r["units_after"] == info["model"]["kwargs"]["head_units"]
     _, model = tr.load_run(run)
-    x, _ = tr._split_images(info, "val", 48, 1)
+    x, _ = split_images(info, "val", 48, 1)
     same = (tr.predict_images(pruned, x).argmax(1) == tr.predict_images(model, x).argmax(1)).mean()
     assert same >= 0.9
 
@@ -159,7 +161,7 @@ def test_vgg_with_cosine_label_smoothing_and_class_weights(expressions_root, tmp
     rows = (tmp_path / "vgg" / "log.csv").read_text().splitlines()
     lrs = [float(r.split(",")[7]) for r in rows[1:]]
     assert lrs and lrs[-1] < 1e-3  # decayed from lr 1e-3
-    w = tr._class_weights(np.array([0] * 90 + [1] * 10), 2, 0.5)
+    w = class_weights(np.array([0] * 90 + [1] * 10), 2, 0.5)
     assert w[1] / w[0] == pytest.approx(3.0) and 90 * w[0] + 10 * w[1] == pytest.approx(100)
     with pytest.raises(Exception):
         tr.load_config(None, {"lr_schedule": "step"})

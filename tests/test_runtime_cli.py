@@ -328,9 +328,29 @@ def test_models_lists_the_shipped_cards(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == ["edgeface_face_micro_int8"]
     card = load_card(REPO_ROOT / "models" / "edgeface_face_micro_int8.tflite")
-    assert rows[0]["bytes"] == card["bytes"] and rows[0]["input"] == "112x112x3"
-    assert rows[0]["accuracy"] == f"LFW {100 * card['verification']['lfw_accuracy']:.2f}%"
+    assert rows[0]["bytes"] == card.bytes and rows[0]["input"] == "112x112x3"
+    assert rows[0]["accuracy"] == f"LFW {100 * card.verification.lfw_accuracy:.2f}%"
     assert main(["models"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 1 + len(list((REPO_ROOT / "models").glob("*.tflite")))
     assert main(["models", "no_such_*"]) == 2 and "matches" in capsys.readouterr().err
+
+
+def test_models_architectures_lists_the_registry_with_its_metadata(capsys):
+    from edgeface.cli import main
+    from edgeface.nets import list_models
+
+    assert main(["models", "--architectures", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(list_models()) >= {"mobilenetv2", "mobilenetv2_micro", "expr_cnn", "expr_mobilenetv2"}
+    for r in rows.values():
+        assert r["task"] and r["input"] and r["license"] and r["description"], r
+        assert r["normalization"] == {"mean": 127.5, "std": 127.5}
+    assert rows["mobilenetv2_micro"]["input"] == "112x112x3" and rows["mobilenetv2_micro"]["alignment"] == "arcface112"
+    assert rows["expr_cnn"]["task"] == "expression_classification" and rows["expr_cnn"]["color"] == "GRAY"
+    assert rows["expr_cnn"]["input"] == "48x48x1" and rows["expr_cnn"]["alignment"] == "-"
+    assert main(["models", "--architectures", "*micro*"]) == 0  # fnmatch, like timm.list_models('*micro*')
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["name", "task", "input"] and len(table) == 2 and "mobilenetv2_micro" in table[1]
+    assert list_models("expr_*") == sorted(n for n in rows if n.startswith("expr_"))
+    assert main(["models", "--architectures", "no_such_*"]) == 2 and "matches" in capsys.readouterr().err

@@ -48,7 +48,7 @@ def ck_faces(expressions_root, pipe) -> list[tuple[np.ndarray, str]]:
     if not root.is_dir():
         pytest.skip(f"CK+48 not found at {root}")
     c = pipe.classifier
-    spec, _ = card_split_and_preprocessing(c.model.card)
+    spec, _ = card_split_and_preprocessing(c.model.model_card)
     data = xdata.load_dataset(root, kind=spec["kind"], seed=spec["seed"], val_fraction=spec["val_fraction"],
                               test_fraction=spec["test_fraction"], split_by=spec["split_by"])
     picked, per_class = [], {}
@@ -172,10 +172,10 @@ def test_several_images_json_one_object_each(capsys, tmp_path, two_faces_png):
 
 def test_classifier_reads_the_card(pipe):
     c = pipe.classifier
-    card = c.model.card
-    assert c.class_names == card["output"]["class_names"]
+    card = c.model.model_card
+    assert c.class_names == card.class_names == c.model.card["output"]["class_names"]
     assert (c.size, c.channels) == (48, 1) and c.clahe
-    assert (c.mean, c.std) == (card["input"]["normalization"]["mean"], card["input"]["normalization"]["std"])
+    assert (c.mean, c.std) == (card.input.mean, card.input.std)
 
 
 def _bad_inputs(tmp: Path) -> dict[str, list]:

@@ -19,7 +19,7 @@ import datetime as _dt
 import os
 from pathlib import Path
 
-from edgeface.bench.size import gzip_size
+from edgeface.bench.size import card_budget, gzip_size
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import TFLiteModel, check_tflite_file, load_card
 from edgeface.utils.io import read_json, sha256_file, write_json_atomic
@@ -72,10 +72,8 @@ def check_sizes(baseline_path: str | os.PathLike, model_paths: list[Path],
         p = Path(p)
         data = check_tflite_file(p)
         size = len(data)
-        card = load_card(p)
         entry = base["models"].get(p.name)
-        budget = card.get("budget_bytes") if isinstance(card.get("budget_bytes"), int) else \
-            (entry or {}).get("budget_bytes")
+        budget = card_budget(load_card(p), (entry or {}).get("budget_bytes"))
         problems, changes = [], []
         broken = load_problem(p)
         if broken:
@@ -144,10 +142,8 @@ def write_baseline(path: str | os.PathLike, model_paths: list[Path], tolerance: 
         broken = load_problem(p)
         if broken:
             raise EdgefaceError(f"not recording {p.name} in the baseline: {broken}")
-        card = load_card(p)
         models[p.name] = {"bytes": len(data), "gzip_bytes": gzip_size(data), "sha256": sha256_file(p),
-                          "ops": op_names(data),
-                          "budget_bytes": card.get("budget_bytes") if isinstance(card.get("budget_bytes"), int) else None}
+                          "ops": op_names(data), "budget_bytes": card_budget(load_card(p))}
     base = {"tolerance": tolerance, "models": dict(sorted(models.items())), "command": command,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     write_json_atomic(path, base)

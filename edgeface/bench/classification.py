@@ -18,7 +18,7 @@ import numpy as np
 from edgeface.data import expressions as xdata
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import TFLiteModel
-from edgeface.spec import TASK_CLASSIFICATION, card_split_and_preprocessing, class_names_of
+from edgeface.spec import TASK_CLASSIFICATION, Normalization, card_split_and_preprocessing
 from edgeface.utils.plots import save_figure
 from edgeface.utils.progress import progress
 
@@ -77,9 +77,9 @@ def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: 
     if split not in xdata.SPLITS:
         raise EdgefaceError(f"split must be one of {', '.join(xdata.SPLITS)}, got {split!r}")
     model = TFLiteModel(model_path, num_threads=num_threads)
-    card = model.card
-    if card.get("task") not in (None, TASK_CLASSIFICATION):
-        raise EdgefaceError(f"{model_path} is a {card.get('task')} model, not an expression classifier")
+    card = model.model_card
+    if card and card.task != TASK_CLASSIFICATION:
+        raise EdgefaceError(f"{model_path} is a {card.task} model, not an expression classifier")
     spec, pre = card_split_and_preprocessing(card)
     kind = dataset or "auto"
     if kind == "auto" and spec.get("kind") and xdata.detect_kind(Path(data_dir)) in (spec["kind"], "folder"):
@@ -87,7 +87,7 @@ def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: 
     data = xdata.load_dataset(data_dir, kind=kind, seed=spec.get("seed", 0) if seed is None else seed,
                               val_fraction=spec.get("val_fraction", 0.1), test_fraction=spec.get("test_fraction", 0.1),
                               split_by=spec.get("split_by") if spec.get("split_by") in ("subject", "stratified") else None)
-    names = class_names_of(card)
+    names = card and card.class_names
     if names is not None and names != data.class_names:
         raise EdgefaceError(f"{Path(model_path).name} predicts {names}, but {data_dir} has classes {data.class_names}")
     n_out = int(model.output["shape"][-1])
@@ -109,9 +109,9 @@ def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: 
     if h != w:
         raise EdgefaceError(f"expected a square input, {Path(model_path).name} takes {h}x{w}")
     use_clahe = bool(pre.get("clahe", True)) if clahe is None else clahe
-    norm = (card.get("input") or {}).get("normalization") or {"mean": 127.5, "std": 127.5}
+    norm = card.input.normalization if card and card.input.normalization else Normalization()
     x, y = xdata.load_images(samples, h, c, use_clahe, desc=f"{split} images")
-    xf = (x.astype(np.float32) - float(norm["mean"])) / float(norm["std"])
+    xf = (x.astype(np.float32) - float(norm.mean)) / float(norm.std)
     probs = []
     for i in progress(range(0, len(xf), batch_size), total=-(-len(xf) // batch_size), desc="tflite", unit="batch"):
         probs.append(model.run(xf[i:i + batch_size]))
@@ -135,7 +135,7 @@ def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: 
     valid = [r for r in recall.values() if r is not None]
     result = {
         "model": str(model_path),
-        "dtype": card.get("dtype"),
+        "dtype": card and card.dtype,
         "bytes": Path(model_path).stat().st_size,
         "data_dir": str(data_dir),
         "split": split,

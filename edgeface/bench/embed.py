@@ -14,7 +14,7 @@ import numpy as np
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.embedder import flip_tta
 from edgeface.runtime.interpreter import TFLiteModel, l2_normalize
-from edgeface.spec import PIXEL_MEAN, PIXEL_STD
+from edgeface.spec import InputSpec
 from edgeface.utils.images import read_image
 from edgeface.utils.progress import progress
 
@@ -22,12 +22,10 @@ from edgeface.utils.progress import progress
 def model_input_spec(model: TFLiteModel) -> dict:
     """(height, width, channels, mean, std) the model wants, from its input tensor and card."""
     _, h, w, c = model.input_shape
-    card_in = (model.card or {}).get("input") or {}
-    norm = card_in.get("normalization") or {}
-    mean = np.asarray(norm.get("mean", PIXEL_MEAN), dtype=np.float32)
-    std = np.asarray(norm.get("std", PIXEL_STD), dtype=np.float32)
-    return {"height": h, "width": w, "channels": c, "mean": mean, "std": std,
-            "gray": c == 1 or card_in.get("color") == "GRAY"}
+    inp = model.model_card.input if model.model_card else InputSpec()
+    mean = np.asarray(inp.mean, dtype=np.float32)
+    std = np.asarray(inp.std, dtype=np.float32)
+    return {"height": h, "width": w, "channels": c, "mean": mean, "std": std, "gray": c == 1 or inp.color == "GRAY"}
 
 
 def load_faces(paths: list[Path], height: int, width: int, gray: bool = False, desc: str = "load") -> tuple[np.ndarray, int]:

@@ -38,7 +38,7 @@ def main(data_dir, frames, faces_per_frame, model, threads, keep):
 
     model = model or default_model(DEFAULT_MODEL_NAME, MODEL_ENV)
     pipe = ExpressionPipeline(model, num_threads=threads)
-    spec, _ = card_split_and_preprocessing(pipe.classifier.model.card)
+    spec, _ = card_split_and_preprocessing(pipe.classifier.model.model_card)
     data = xdata.load_dataset(data_dir, kind=spec.get("kind", "auto"), seed=spec.get("seed", 0),
                               val_fraction=spec.get("val_fraction", 0.1), test_fraction=spec.get("test_fraction", 0.1),
                               split_by=spec.get("split_by"))

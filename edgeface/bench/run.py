@@ -9,6 +9,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from edgeface.bench.size import size_report
 from edgeface.bench.verification import cosine_scores, downsample_roc, evaluate
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import TFLiteModel, interpreter_class, load_card
-from edgeface.spec import TASK_CLASSIFICATION, TASK_EMBEDDING, load_card_file
+from edgeface.spec import TASK_CLASSIFICATION, TASK_EMBEDDING, ModelCard, Verification, load_card_file
 from edgeface.utils.io import write_json_atomic
 from edgeface.utils.paths import portable
 
@@ -32,7 +33,7 @@ def note(msg: str) -> None:
 
 
 def model_template(model: TFLiteModel) -> str:
-    name = ((model.card or {}).get("input") or {}).get("alignment")
+    name = model.model_card.input.alignment if model.model_card else None
     if name:
         if name not in TEMPLATES:
             raise EdgefaceError(f"{model.path.name}: card names unknown alignment template {name!r}")
@@ -41,9 +42,9 @@ def model_template(model: TFLiteModel) -> str:
     return registered_template_for(h, w) or "arcface112"
 
 
-def source_key(card: dict) -> str | None:
+def source_key(card: ModelCard | None) -> str | None:
     """Models converted from the same trained model share their card's `source`."""
-    src = card.get("source")
+    src = card.provenance.source if card else None
     return json.dumps(src, sort_keys=True) if src else None
 
 
@@ -76,10 +77,10 @@ def agreement(models: list[dict], embeddings: dict[str, np.ndarray]) -> None:
                               "accuracy_delta": delta}
 
 
-def expression_data_for(card: dict, expr_dirs: list[Path]) -> Path:
+def expression_data_for(card: ModelCard | None, expr_dirs: list[Path]) -> Path:
     """The --expr-data folder a classifier was made for: the one whose name its card mentions
     (e.g. ckplus48, jaffe, fer2013), else the first given."""
-    text = json.dumps(card)
+    text = json.dumps(card.to_dict() if card else {})
     for d in expr_dirs:
         if Path(d).name and Path(d).name in text:
             return Path(d)
@@ -95,7 +96,7 @@ def run_bench(model_paths: list[Path], lfw_dir: Path | None = None, pairs_file: 
     for p in model_paths:
         card = load_card(p)
         entry = {"path": str(p), "_name": Path(p).name, "_source": source_key(card),
-                 "task": card.get("task") or TASK_EMBEDDING, "dtype": card.get("dtype")}
+                 "task": card.task if card else TASK_EMBEDDING, "dtype": card and card.dtype}
         entry.update(size_report(p))
         models.append(entry)
 
@@ -229,16 +230,17 @@ def update_cards(result: dict) -> list[str]:
         card = load_card_file(card_file)
         if v:
             points = card_operating_points(v["operating_points"])
-            card["verification"] = {
+            card = replace(card, verification=Verification.from_dict({
                 "threshold": points["best_accuracy"]["threshold"],  # the default decision (best accuracy)
                 "lfw_accuracy": round(v["accuracy"], 6), "std": round(v["std"], 6),
                 "auc": round(v["auc"], 6), "tar_at_far_1e-3": round(v["tar_at_far_1e-3"], 6),
                 "operating_points": points,
                 "flip": v["flip"], "template": v["template"], "pairs": (result.get("lfw_setup") or {}).get("pairs"),
                 "command": result["command"], "date": result["date"],
-            }
-        elif portable(card) == card:
+            }, str(card_file)))
+        doc = card.to_dict()
+        if not v and portable(doc) == doc:
             continue
-        write_json_atomic(card_file, portable(card))
+        write_json_atomic(card_file, portable(doc))
         updated.append(str(card_file))
     return updated

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import check_tflite_file, load_card
+from edgeface.spec import ModelCard
 
 
 class _Table:
@@ -110,17 +111,22 @@ def gzip_size(data: bytes) -> int:
     return len(gzip.compress(data, compresslevel=9, mtime=0))
 
 
+def card_budget(card: ModelCard | None, default: int | None = None) -> int | None:
+    """The card's budget_bytes, else `default` (a baseline's)."""
+    return card.budget_bytes if card and card.budget_bytes is not None else default
+
+
 def size_report(model_path: str | os.PathLike, baseline_budget: int | None = None) -> dict:
     """bytes, gzip_bytes, params (+ where it came from), budget and whether the file fits it."""
     path = Path(model_path)
     data = check_tflite_file(path)
     card = load_card(path)
-    params, params_from = card.get("params"), "card"
+    params, params_from = card and card.extra.get("params"), "card"
     if not isinstance(params, int):
         params, params_from = count_params(data), "flatbuffer"
-    budget = card.get("budget_bytes") if isinstance(card.get("budget_bytes"), int) else baseline_budget
+    budget = card_budget(card, baseline_budget)
     rep = {"bytes": len(data), "gzip_bytes": gzip_size(data), "params": int(params), "params_from": params_from,
            "budget": budget, "budget_ok": None if budget is None else len(data) <= budget}
-    if isinstance(card.get("bytes"), int) and card["bytes"] != len(data):
-        rep["card_bytes_mismatch"] = card["bytes"]  # a stale card: the artifact changed after conversion
+    if card and card.bytes is not None and card.bytes != len(data):
+        rep["card_bytes_mismatch"] = card.bytes  # a stale card: the artifact changed after conversion
     return rep

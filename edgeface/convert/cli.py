@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from edgeface.errors import CheckFailed, EdgefaceError
+from edgeface.optimize.compress import PRELU_FORMS
 from edgeface.optimize.finetune import FINETUNE_IMAGES, FINETUNE_STEPS
 from edgeface.spec import TASK_EMBEDDING
 from edgeface.utils.paths import output_path
@@ -69,6 +70,9 @@ MICRO_DTYPES = ("int8", "float32")  # TFLM has no float16 weights and no hybrid 
 @click.option("--fit-activation", type=click.Choice(["prelu", "leaky", "relu"]), default="prelu", show_default=True,
               help="With --fit: keep PReLU (exact; split into 4 delegated int8 ops) or swap it for one LeakyReLU / "
                    "ReLU per layer (about 1.8x faster int8; needs retraining-scale recovery).")
+@click.option("--fit-prelu-form", type=click.Choice(PRELU_FORMS), default=PRELU_FORMS[0], show_default=True,
+              help="With --fit: how int8 writes a kept PReLU, both exact and delegated whole: residual = "
+                   "x + relu((a-1)x), two ops; split = c1*x + c2*|x|, four ops (the files shipped before session 10).")
 @click.option("--fit-final-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="With --fit: a last recovery of this many steps, keeping the best-validation weights.")
 @click.option("--fit-final-lr", type=click.FloatRange(min=0.0, min_open=True), default=1e-4, show_default=True,
@@ -80,7 +84,7 @@ MICRO_DTYPES = ("int8", "float32")  # TFLM has no float16 weights and no hybrid 
               help="With --fit: reject a round whose recovered validation loss (1 - cosine) moves by more than this.")
 def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, per_tensor, strip, c_array, prune_sparsity,
             prune_steps, qat_steps, finetune_count, fit, fit_step, fit_finetune_steps, fit_images, fit_faces,
-            fit_teacher, fit_activation, fit_final_steps, fit_final_lr, fit_rounds, fit_threshold):
+            fit_teacher, fit_activation, fit_prelu_form, fit_final_steps, fit_final_lr, fit_rounds, fit_threshold):
     """Convert MODEL (a run directory or a .keras file) to TFLite artifacts with model cards."""
     from edgeface.data.calibration import load_calibration, refuse_lfw
     from edgeface.convert.source import load_source
@@ -105,7 +109,8 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
     if fit:
         return _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget_for("int8"), extra, c_array,
                             FitOptions(fit_step, fit_finetune_steps, fit_images, fit_faces, fit_teacher,
-                                       fit_activation, fit_final_steps, strip, fit_rounds, fit_threshold, fit_final_lr))
+                                       fit_activation, fit_final_steps, strip, fit_rounds, fit_threshold, fit_final_lr,
+                                       fit_prelu_form))
 
     needs_images = "int8" in dtype_list or prune_sparsity or qat_steps
     images = calib_info = None
@@ -191,6 +196,7 @@ class FitOptions:
     max_rounds: int = 8
     threshold: float = 0.1
     final_lr: float = 1e-4
+    prelu_form: str = "residual"
 
 
 def _fit_data(src, calib, opts: FitOptions, work_dir):
@@ -247,13 +253,15 @@ def _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget, ext
     result = fit_budget(src.model, train, val, budget, step=opts.step, finetune_steps=opts.finetune_steps,
                         calib_count=calib_count, activation=opts.activation, final_steps=opts.final_steps,
                         strip=opts.strip, max_rounds=opts.max_rounds, threshold=opts.threshold,
-                        final_lr=opts.final_lr, work_dir=work_dir,
-                        log=click.echo)
-    activation = {"prelu": "PReLU split into delegatable ops", "leaky": "PReLU swapped for one LeakyReLU per layer",
+                        final_lr=opts.final_lr, prelu_form=opts.prelu_form, work_dir=work_dir, log=click.echo)
+    kept = {"residual": "PReLU as x + relu((a-1)x) (slopes above 1 flipped), two delegated ops",
+            "split": "PReLU split into four delegated ops"}[opts.prelu_form]
+    activation = {"prelu": kept, "leaky": "PReLU swapped for one LeakyReLU per layer",
                   "relu": "PReLU swapped for ReLU"}[opts.activation]
     extra["optimization"] = {
         "fit_budget": {"budget": budget, "step": opts.step, "finetune_steps": opts.finetune_steps,
                        "final_steps": opts.final_steps, "final_lr": opts.final_lr, "activation": opts.activation,
+                       "prelu_form": opts.prelu_form,
                        "max_rounds": opts.max_rounds, "threshold": opts.threshold,
                        "importance": "activation energy x outgoing weight norm, least-squares refit of the next conv",
                        "recovery": "self-distillation to the unpruned float model, flip augmentation",

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -267,8 +268,7 @@ def export_micro(tflite_path: str | os.PathLike, out_dir: str | os.PathLike | No
     }
     card = load_card(tflite_path)
     if card:
-        if card.get("sha256") and card["sha256"] != sha256_file(tflite_path):
+        if card.sha256 and card.sha256 != sha256_file(tflite_path):
             raise EdgefaceError(f"{card_path(tflite_path).name} does not match {tflite_path.name} (sha256 differs)")
-        card["micro"] = info
-        write_json_atomic(card_path(tflite_path), card)
+        write_json_atomic(card_path(tflite_path), replace(card, extra={**card.extra, "micro": info}).to_dict())
     return {**info, "tflm_output": measured.get("output") if measured else None}

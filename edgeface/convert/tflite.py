@@ -18,8 +18,8 @@ import edgeface  # noqa: F401  (tf-keras before TensorFlow)
 from edgeface.errors import CheckFailed, EdgefaceError, first_line
 from edgeface.optimize.tflite_bytes import DTYPES, convert_bytes, strip_strings
 from edgeface.runtime.interpreter import allocate, card_path, interpreter_class, make_interpreter
-from edgeface.spec import PIXEL_MEAN, PIXEL_STD
-from edgeface.spec import TASK_CLASSIFICATION, TASK_EMBEDDING, infer_task
+from edgeface.spec import (TASK_CLASSIFICATION, TASK_EMBEDDING, InputSpec, ModelCard, Normalization, OutputSpec,
+                           Provenance, infer_task)
 from edgeface.utils.io import atomic_path, sha256_file, write_json_atomic
 from edgeface.utils.paths import portable
 from edgeface.utils.progress import progress
@@ -105,44 +105,36 @@ def describe_tflite(data: bytes) -> dict:
     return {"input": io(ins[0]), "output": io(outs[0]), "ops": op_names(data), "interpreter": backend}
 
 
-def build_card(name: str, dtype: str, path: Path, details: dict, extra: dict, budget: int | None) -> dict:
-    """The model card (the schema `edgeface.spec.validate_card` checks on every load); `extra` fills
-    what the graph cannot tell. Paths in it are portable (repo-relative or names): a card describes
-    the model, not the machine."""
+def build_card(name: str, file: str, dtype: str, path: Path, details: dict, extra: dict,
+               budget: int | None) -> ModelCard:
+    """The model card of the artifact at `path` (to be published as `file`); `extra` fills what the
+    graph cannot tell. Paths in it are portable (repo-relative or names): a card describes the
+    model, not the machine."""
+    extra = portable(extra)
     task = extra.get("task", TASK_EMBEDDING)
     shape = details["input"]["shape"]
     channels = shape[-1] if len(shape) == 4 else None
-    output = dict(details["output"])
-    if task == TASK_CLASSIFICATION:
-        output["class_names"] = extra.get("class_names")
-    else:
-        output["embedding_dim"] = int(np.prod(output["shape"][1:]))
-    output["l2_normalized"] = False  # embeddings are raw: normalise on the host
-    return portable({
-        "name": name,
-        "task": task,
-        "file": path.name,
-        "bytes": path.stat().st_size,
-        "sha256": sha256_file(path),
-        "dtype": dtype,
-        "input": {**details["input"],
-                  "color": extra.get("color", "GRAY" if channels == 1 else "RGB"),
-                  "normalization": extra.get("normalization", {"mean": PIXEL_MEAN, "std": PIXEL_STD}),
-                  "alignment": extra.get("alignment")},
-        "output": output,
-        "ops": details["ops"],
-        "source": extra.get("source", {}),
-        "calibration": extra.get("calibration") if dtype == "int8" else None,
-        "converter": {**converter_versions(), "interpreter_checked": details["interpreter"],
-                      "int8_io": bool(extra.get("int8_io", False)) if dtype == "int8" else None,
-                      "per_channel": bool(extra.get("per_channel", True)) if dtype in ("int8", "dynamic") else None,
-                      "strings_stripped": bool(extra.get("strings_stripped", False))},
-        "budget_bytes": budget,
-        "training_data": extra.get("training_data"),
-        "teacher": extra.get("teacher"),
-        "license": extra.get("license"),
-        **{k: v for k, v in extra.items() if k in ("optimization", "notes")},
-    })
+    out = details["output"]
+    return ModelCard(
+        name=name, task=task, file=file, bytes=path.stat().st_size, sha256=sha256_file(path), dtype=dtype,
+        input=InputSpec(**details["input"], color=extra.get("color", "GRAY" if channels == 1 else "RGB"),
+                        normalization=Normalization(**extra.get("normalization", {})),
+                        alignment=extra.get("alignment")),
+        output=OutputSpec(**out, l2_normalized=False,  # embeddings are raw: normalise on the host
+                          **({"class_names": extra.get("class_names")} if task == TASK_CLASSIFICATION
+                             else {"embedding_dim": int(np.prod(out["shape"][1:]))})),
+        ops=details["ops"],
+        provenance=Provenance(
+            source=extra.get("source", {}), training_data=extra.get("training_data"), teacher=extra.get("teacher"),
+            calibration=extra.get("calibration") if dtype == "int8" else None,
+            converter={**converter_versions(), "interpreter_checked": details["interpreter"],
+                       "int8_io": bool(extra.get("int8_io", False)) if dtype == "int8" else None,
+                       "per_channel": bool(extra.get("per_channel", True)) if dtype in ("int8", "dynamic") else None,
+                       "strings_stripped": bool(extra.get("strings_stripped", False))}),
+        budget_bytes=budget,
+        license=extra.get("license"),
+        extra={k: v for k, v in extra.items() if k in ("optimization", "notes")},
+    )
 
 
 def artifact_paths(out_dir: str | os.PathLike, name: str, dtype: str) -> tuple[Path, Path]:
@@ -157,7 +149,7 @@ def _write_pair(tflite: Path, data: bytes, make_card) -> dict:
         with open(tmp_model, "rb+") as f:
             os.fsync(f.fileno())
         # The card hashes the final bytes: hash the temp file (same content), name the final path.
-        card = make_card(tmp_model)
+        card = make_card(tmp_model).to_dict()
         write_json_atomic(card_path(tflite), card)
     return card
 
@@ -229,7 +221,7 @@ def convert_all(model, out_dir, name, dtypes, representative=None, int8_io=False
             kept = f"; the existing {tflite.name} is unchanged" if tflite.exists() else ""
             over.append(f"{tflite.name} is {len(data):,} bytes > budget {budget:,} (set aside as {aside.name}{kept})")
             continue
-        card = _write_pair(tflite, data, lambda tmp, d=dtype, det=details: {
-            **build_card(tflite.stem, d, tmp, det, extra, budget), "file": tflite.name})
+        card = _write_pair(tflite, data, lambda tmp, d=dtype, det=details:
+                           build_card(tflite.stem, tflite.name, d, tmp, det, extra, budget))
         cards.append(card)
     return cards, over

@@ -1,5 +1,5 @@
 """Network definitions behind one factory: `get_model(name, **kw)`; `load_model(path)` for saved ones."""
-from edgeface.nets.registry import get_model, list_models, register_model
+from edgeface.nets.registry import ArchSpec, get_model, list_models, model_spec, register_model
 
 
 def load_model(path):
@@ -16,4 +16,4 @@ def save_model(model, path):
     return _save(model, path)
 
 
-__all__ = ["get_model", "list_models", "register_model", "load_model", "save_model"]
+__all__ = ["ArchSpec", "get_model", "list_models", "model_spec", "register_model", "load_model", "save_model"]

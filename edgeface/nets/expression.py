@@ -29,6 +29,7 @@ import numpy as np
 import edgeface  # noqa: F401  (legacy tf-keras before TensorFlow loads)
 from edgeface.errors import EdgefaceError
 from edgeface.nets.registry import register_model
+from edgeface.spec import TASK_CLASSIFICATION
 
 HEAD_PREFIX = "head_"
 FEATURE_LAYER = "head_features"  # the pooled base features the frozen-base trainer precomputes
@@ -206,8 +207,20 @@ def _set_bn_momentum(model, momentum: float) -> None:
             layer.momentum = momentum
 
 
+# The terms of the ImageNet weights keras.applications downloads (weights="imagenet").
+IMAGENET_LICENSES = {
+    "mobilenetv2": "Apache-2.0",
+    "resnet50": "MIT (Kaiming He's release)",
+    "vgg16": "CC BY 4.0 (VGG, Oxford)",
+    "densenet121": "BSD-3-Clause",
+}
+SCRATCH = "none: random init"
+
+
 def _register_application(backbone: str) -> None:
-    @register_model(f"expr_{backbone}")
+    @register_model(f"expr_{backbone}", task=TASK_CLASSIFICATION, input_size=DEFAULT_INPUT[backbone], channels=3,
+                    template=None, license=f"imagenet: {IMAGENET_LICENSES[backbone]}; a face model: its card's",
+                    description=f"keras.applications {backbone} base + dense softmax head (gray faces replicated)")
     def build(num_classes=7, input_size=None, weights=None, head_units=100, dropout=0.5, channels=3):
         return _application(backbone, num_classes, input_size, weights, head_units, dropout, channels)
 
@@ -220,7 +233,8 @@ for _backbone in ("mobilenetv2", "resnet50", "vgg16", "densenet121"):
     _register_application(_backbone)
 
 
-@register_model("expr_cnn")
+@register_model("expr_cnn", task=TASK_CLASSIFICATION, input_size=DEFAULT_INPUT["cnn"], channels=1, template=None,
+                license=SCRATCH, description="the seed's LeNet-like baseline: two 5x5 conv + max-pool, dense softmax head")
 def expr_cnn(num_classes=7, input_size=None, weights=None, head_units=100, dropout=0.5, channels=1, filters=(32, 64)):
     """The seed's small from-scratch baseline: LeNet-like, two 5x5 conv + two 2x2 max-pool layers."""
     keras = _keras()
@@ -250,7 +264,8 @@ def expr_cnn(num_classes=7, input_size=None, weights=None, head_units=100, dropo
 VGG_FILTERS = ((32,), (64,), (128, 128), (256,))
 
 
-@register_model("expr_vgg")
+@register_model("expr_vgg", task=TASK_CLASSIFICATION, input_size=DEFAULT_INPUT["vgg"], channels=1, template=None,
+                license=SCRATCH, description="small VGG-style CNN (3x3 conv-BN-ReLU blocks) for 48x48 gray faces")
 def expr_vgg(num_classes=7, input_size=None, weights=None, head_units=128, dropout=0.5, channels=1,
              filters=VGG_FILTERS, block_dropout=0.0):
     """A small VGG-style CNN from scratch for 48x48 gray faces (FER2013-sized): blocks of

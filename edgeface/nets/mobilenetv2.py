@@ -16,8 +16,10 @@ from typing import Sequence
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
 import tf_keras as keras
 
+from edgeface.align.transform import registered_template_for
 from edgeface.errors import EdgefaceError
 from edgeface.nets.registry import register_model
+from edgeface.spec import TASK_EMBEDDING
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,10 @@ DEFAULT_STAGES: tuple[tuple[int, int, int, int], ...] = (
     (6, 160, 3, 2),
     (6, 320, 1, 1),
 )
+# What every MobileNetV2 embedder expects: aligned 112x112 RGB crops, no pretrained weights.
+FACE_ARCH = dict(task=TASK_EMBEDDING, input_size=112, channels=3, template=registered_template_for(112, 112),
+                 license="none: random init (a teacher's terms pass on)")
+
 # 0.999 (the Keras default for some MobileNets) makes the moving statistics lag badly in short runs.
 BN_MOMENTUM = 0.99
 BN_EPSILON = 1e-3
@@ -99,7 +105,8 @@ def _inverted_residual(x, i: int, b: dict):
     return x
 
 
-@register_model("mobilenetv2")
+@register_model("mobilenetv2", **FACE_ARCH,
+                description="MobileNetV2 face embedder (flat, GDConv head, raw embedding); widths by keyword")
 def mobilenetv2(input_size: int = 112, alpha: float = 1.0, embedding_dim: int = 128,
                 stages: Sequence[Sequence[int]] | None = None, last_channels: int | None = 1280,
                 expand_channels: Sequence[int | None] | None = None, head: str = "gdconv",
@@ -207,8 +214,14 @@ PRESETS: dict[str, dict] = {
 }
 
 
+PRESET_NOTES = {
+    "mobilenetv2_face": "MobileNetV2 alpha 0.5, last conv 512: ~0.88 MB int8, the phone / Raspberry Pi tier",
+    "mobilenetv2_micro": "MobileNetV2 alpha 0.35, no 320 stage: ~0.26 MB int8, the microcontroller tier",
+}
+
+
 def _register_preset(preset: str) -> None:
-    @register_model(preset)
+    @register_model(preset, **FACE_ARCH, description=PRESET_NOTES[preset])
     def build(**overrides) -> keras.Model:
         kw = {**PRESETS[preset], "name": preset}
         kw.update(overrides)

@@ -72,23 +72,24 @@ def decision_threshold(threshold: float | None, far: float | None, embedder) -> 
     if threshold is not None:
         return threshold, "--threshold"
     card_name = embedder.path.with_suffix(".json").name
-    verification = embedder.card.get("verification") or {}
-    on = f" on {verification['pairs']}" if verification.get("pairs") else ""  # the pairs the bench measured
+    card = embedder.card
+    pairs = card.verification.pairs if card and card.verification else None
+    on = f" on {pairs}" if pairs else ""  # the pairs the bench measured
+    points = card.operating_points if card else {}
     if far is not None:
         from edgeface.spec import far_key
 
-        points = verification.get("operating_points") or {}
         key = far_key(far)
         point = points.get(key)
         if point is None:
             have = ", ".join(k.removeprefix("far_") for k in points if k.startswith("far_")) or "none"
             raise EdgefaceError(f"the model card {card_name} has no operating point at FAR {key.removeprefix('far_')} "
                                 f"(it has: {have}; `edgeface bench --update-cards` writes them); pass --threshold T")
-        return float(point["threshold"]), f"{card_name}: {key}, TAR {point['tar']:.3f} at FAR {point['far']:.4f}{on}"
+        return float(point.threshold), f"{card_name}: {key}, TAR {point.tar:.3f} at FAR {point.far:.4f}{on}"
     if embedder.threshold is None:
         return None, None
-    best = (verification.get("operating_points") or {}).get("best_accuracy") or {}
-    tar = f", TAR {best['tar']:.3f} at FAR {best['far']:.3f}" if "tar" in best else ""
+    best = points.get("best_accuracy")
+    tar = f", TAR {best.tar:.3f} at FAR {best.far:.3f}" if best and best.tar is not None else ""
     return embedder.threshold, f"{card_name}: best accuracy{tar}{on}"
 
 
@@ -355,23 +356,45 @@ def model_rows(models_dir: Path, pattern: str = "*") -> list[dict]:
     """One row per shipped .tflite whose stem matches PATTERN (fnmatch), from its validated card."""
     from fnmatch import fnmatch
 
-    from edgeface.spec import load_card
+    from edgeface.spec import InputSpec, load_card
 
     rows = []
     for path in sorted(Path(models_dir).glob("*.tflite")):
         if not fnmatch(path.stem, pattern):
             continue
         card = load_card(path)
-        inp = card.get("input") or {}
-        ver = card.get("verification") or {}
-        acc = ver.get("lfw_accuracy")  # written by `edgeface bench --update-cards`
-        rows.append({"name": path.stem, "task": card.get("task"), "dtype": card.get("dtype"),
-                     "bytes": path.stat().st_size, "input": "x".join(str(d) for d in (inp.get("shape") or [])[1:]),
-                     "color": inp.get("color"), "normalization": inp.get("normalization"),
-                     "alignment": inp.get("alignment") or "-",
+        inp = card.input if card else InputSpec()
+        acc = card.verification.lfw_accuracy if card and card.verification else None  # bench --update-cards
+        rows.append({"name": path.stem, "task": card and card.task, "dtype": card and card.dtype,
+                     "bytes": path.stat().st_size, "input": "x".join(str(d) for d in (inp.shape or [])[1:]),
+                     "color": inp.color, "normalization": inp.normalization and inp.normalization.to_dict(),
+                     "alignment": inp.alignment or "-",
                      "accuracy": f"LFW {100 * acc:.2f}%" if acc is not None else "-",
-                     "license": card.get("license") or "-"})
+                     "license": (card and card.license) or "-"})
     return rows
+
+
+def architecture_rows(pattern: str = "*") -> list[dict]:
+    """One row per registered architecture matching PATTERN (fnmatch), from its ArchSpec."""
+    from edgeface.nets import list_models, model_spec
+
+    rows = []
+    for name in list_models(pattern):
+        a = model_spec(name)
+        rows.append({"name": name, "task": a.task, "input": f"{a.input_size}x{a.input_size}x{a.channels}",
+                     "color": a.color, "normalization": {"mean": a.mean, "std": a.std},
+                     "alignment": a.template or "-", "license": a.license, "description": a.description})
+    return rows
+
+
+def print_table(rows: list[dict], cols: tuple[str, ...]) -> None:
+    """Left-aligned columns (byte counts right-aligned with thousands separators)."""
+    def cell(r, c):
+        return f"{r[c]:,}" if c == "bytes" else str(r[c])
+    width = {c: max(len(c), *(len(cell(r, c)) for r in rows)) for c in cols}
+    click.echo("  ".join(c.ljust(width[c]) for c in cols).rstrip())
+    for r in rows:
+        click.echo("  ".join((cell(r, c).rjust if c == "bytes" else cell(r, c).ljust)(width[c]) for c in cols).rstrip())
 
 
 @click.command("models")
@@ -379,18 +402,20 @@ def model_rows(models_dir: Path, pattern: str = "*") -> list[dict]:
 @click.option("--dir", "models_dir", type=click.Path(path_type=Path), default=None,
               help="Folder of .tflite files with their cards [default: the repository's models/].")
 @click.option("--architectures", is_flag=True, help="List the trainable architectures of the registry instead "
-              "(`get_model(name)`; needs the train install).")
+              "(`get_model(name)`: task, input, normalisation, template, weights licence; needs the train install).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def models(pattern, models_dir, architectures, as_json):
     """List the shipped models (or architectures) whose name matches PATTERN, e.g. '*micro*'. TF-free."""
     import json
-    from fnmatch import fnmatch
 
     if architectures:
-        from edgeface.nets import list_models
-
-        names = [n for n in list_models() if fnmatch(n, pattern)]
-        click.echo(json.dumps(names) if as_json else "\n".join(names))
+        rows = architecture_rows(pattern)
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+        elif not rows:
+            raise EdgefaceError(f"no registered architecture matches {pattern!r}")
+        else:
+            print_table(rows, ("name", "task", "input", "color", "alignment", "license", "description"))
         return
     if models_dir is None:
         from edgeface.utils.paths import REPO_ROOT
@@ -404,8 +429,4 @@ def models(pattern, models_dir, architectures, as_json):
         return
     if not rows:
         raise EdgefaceError(f"no model in {models_dir} matches {pattern!r}")
-    cols = ("name", "task", "dtype", "bytes", "input", "alignment", "accuracy")
-    width = {c: max(len(c), *(len(f"{r[c]:,}" if c == "bytes" else str(r[c])) for r in rows)) for c in cols}
-    click.echo("  ".join(c.ljust(width[c]) for c in cols))
-    for r in rows:
-        click.echo("  ".join((f"{r[c]:,}".rjust(width[c]) if c == "bytes" else str(r[c]).ljust(width[c])) for c in cols))
+    print_table(rows, ("name", "task", "dtype", "bytes", "input", "alignment", "accuracy"))

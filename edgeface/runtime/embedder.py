@@ -14,7 +14,7 @@ import numpy as np
 from edgeface.align.transform import Template, get_template, template_for_size
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import TFLiteModel, l2_normalize
-from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_EMBEDDING
+from edgeface.spec import TASK_EMBEDDING, InputSpec
 from edgeface.utils.io import sha256_file
 
 
@@ -32,26 +32,25 @@ class FaceEmbedder:
     def __init__(self, model_path: str | os.PathLike, num_threads: int = 1):
         self.model = TFLiteModel(model_path, num_threads=num_threads)
         self.path = self.model.path
-        card = self.model.card or {}
-        if card.get("task", TASK_EMBEDDING) != TASK_EMBEDDING:
-            raise EdgefaceError(f"{self.path.name} is a {card['task']} model, not a face embedder")
+        card = self.model.model_card
+        if card and card.task != TASK_EMBEDDING:
+            raise EdgefaceError(f"{self.path.name} is a {card.task} model, not a face embedder")
         shape = self.model.input_shape
         if len(shape) != 4 or shape[3] not in (1, 3):
             raise EdgefaceError(f"{self.path.name}: expected an image input (N, H, W, 1|3), got {list(shape)}")
         self.height, self.width, self.channels = shape[1], shape[2], shape[3]
-        inp = card.get("input") or {}
-        norm = inp.get("normalization") or {}
+        inp = card.input if card else InputSpec()
         # scalars or per-channel lists
-        self.mean = np.asarray(norm.get("mean", PIXEL_MEAN), dtype=np.float32)
-        self.std = np.asarray(norm.get("std", PIXEL_STD), dtype=np.float32)
-        self.color = inp.get("color") or ("GRAY" if self.channels == 1 else "RGB")
-        self.template: Template = (get_template(inp["alignment"]) if inp.get("alignment")
+        self.mean = np.asarray(inp.mean, dtype=np.float32)
+        self.std = np.asarray(inp.std, dtype=np.float32)
+        self.color = inp.color or ("GRAY" if self.channels == 1 else "RGB")
+        self.template: Template = (get_template(inp.alignment) if inp.alignment
                                    else template_for_size(self.width, self.height))
         if (self.template.width, self.template.height) != (self.width, self.height):
             raise EdgefaceError(f"{self.path.name}: alignment template {self.template.name} is "
                                 f"{self.template.width}x{self.template.height} but the model input is {self.width}x{self.height}")
         self.card = card
-        self.name = card.get("name", self.path.stem)
+        self.name = card.name if card and card.name else self.path.stem
         self._sha256 = None
 
     @property
@@ -64,7 +63,7 @@ class FaceEmbedder:
     @property
     def threshold(self) -> float | None:
         """Cosine threshold written by `edgeface bench` into the card, or None."""
-        v = (self.card.get("verification") or {}).get("threshold")
+        v = self.card.threshold if self.card else None
         return float(v) if v is not None else None
 
     def preprocess(self, crops: np.ndarray) -> np.ndarray:

@@ -74,20 +74,20 @@ class ExpressionClassifier:
     """An expression .tflite with its card: face crop -> class probabilities."""
 
     def __init__(self, model_path: str | os.PathLike, num_threads: int = 1):
-        from edgeface.spec import card_split_and_preprocessing, class_names_of
+        from edgeface.spec import card_split_and_preprocessing
 
         self.model = TFLiteModel(model_path, num_threads=num_threads)
         self.path = self.model.path
-        card = self.model.card or {}
-        if card.get("task", TASK_CLASSIFICATION) != TASK_CLASSIFICATION:
-            raise EdgefaceError(f"{self.path.name} is a {card['task']} model, not an expression classifier "
+        card = self.model.model_card
+        if card and card.task != TASK_CLASSIFICATION:
+            raise EdgefaceError(f"{self.path.name} is a {card.task} model, not an expression classifier "
                                 f"(the default is models/{DEFAULT_MODEL_NAME})")
         shape = self.model.input_shape
         if len(shape) != 4 or shape[1] != shape[2] or shape[3] not in (1, 3):
             raise EdgefaceError(f"{self.path.name}: expected a square image input (N, S, S, 1|3), got {list(shape)}")
         self.size, self.channels = int(shape[1]), int(shape[3])
         n_out = int(np.prod(self.model.output["shape"][1:]))
-        names = class_names_of(card) or [f"class_{i}" for i in range(n_out)]
+        names = (card and card.class_names) or [f"class_{i}" for i in range(n_out)]
         if len(names) != n_out:
             raise EdgefaceError(f"{self.path.name} has {n_out} outputs but its card names {len(names)} classes")
         self.class_names = [str(n) for n in names]
@@ -99,11 +99,12 @@ class ExpressionClassifier:
             raise EdgefaceError(f"{self.path.name}: CLAHE {clahe} differs from the training preprocessing "
                                 "(clip_limit 2.0, grid 8)")
         self.clahe = bool(clahe)
-        norm = (card.get("input") or {}).get("normalization") or pre.get("normalization") or {}
+        norm = (card.input.normalization.to_dict() if card and card.input.normalization
+                else pre.get("normalization") or {})
         self.mean = float(np.mean(norm.get("mean", PIXEL_MEAN)))
         self.std = float(np.mean(norm.get("std", PIXEL_STD)))
         self.box_scale = float((pre.get("crop") or {}).get("box_scale", BOX_SCALE))
-        self.name = card.get("name", self.path.stem)
+        self.name = card.name if card and card.name else self.path.stem
 
     def crop(self, rgb: np.ndarray, face: Face) -> np.ndarray:
         """The square face crop (uint8, native resolution): centred on the box, side box_scale x its longer side."""

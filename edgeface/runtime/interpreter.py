@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeface.errors import EdgefaceError, first_line
-from edgeface.spec import card_path, load_card  # noqa: F401  (re-exported: every card read is validated)
+from edgeface.spec import ModelCard, card_path, load_card  # noqa: F401  (re-exported: every card read is validated)
 from edgeface.utils.native import quiet_native_stderr
 
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8 of every .tflite
@@ -70,7 +70,8 @@ class TFLiteModel:
     def __init__(self, path: str | os.PathLike, num_threads: int = 1):
         self.path = Path(path)
         data = check_tflite_file(self.path)
-        self.card = load_card(self.path)  # a bad card is refused before the interpreter starts
+        # None for a model without a card; a bad card is refused before the interpreter starts
+        self.model_card: ModelCard | None = load_card(self.path)
         _, self.backend = interpreter_class()
         try:
             # A truncated or damaged flatbuffer fails in the constructor, in allocate or (no
@@ -82,6 +83,11 @@ class TFLiteModel:
         except Exception as e:  # noqa: BLE001  the interpreter raises ValueError, RuntimeError, IndexError...
             raise EdgefaceError(f"not a valid TFLite model: {self.path} ({self.backend}: {first_line(e)})") from None
         self.num_threads = num_threads
+
+    @property
+    def card(self) -> dict:
+        """The card as JSON ({} without one), for code that prints or stores the whole card."""
+        return self.model_card.to_dict() if self.model_card else {}
 
     @property
     def input_shape(self) -> tuple:

@@ -82,13 +82,14 @@ class TFLiteTeacher(Teacher):
 
     def __init__(self, path: Path, num_threads: int = 1):
         from edgeface.runtime.interpreter import TFLiteModel
-        from edgeface.spec import PIXEL_MEAN, PIXEL_STD
+        from edgeface.spec import InputSpec
 
         self.model = TFLiteModel(path, num_threads=num_threads)
-        norm = (self.model.card.get("input") or {}).get("normalization") or {}
-        self.mean, self.std = norm.get("mean", PIXEL_MEAN), norm.get("std", PIXEL_STD)
-        self.name = self.model.card.get("name", Path(path).stem)
-        self.license = self.model.card.get("license", self.license)
+        card = self.model.model_card
+        inp = card.input if card else InputSpec()
+        self.mean, self.std = inp.mean, inp.std
+        self.name = card.name if card and card.name else Path(path).stem
+        self.license = (card and card.license) or self.license
         self.input_size = self.model.input_shape[1]
         super().__init__(path, sha256_file(path), dim=0)
         self.dim = int(self.model.output["shape"][-1])

@@ -15,7 +15,7 @@ import copy
 import math
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -105,11 +105,12 @@ OPEN_SECTIONS = {"model"}
 
 @dataclass(frozen=True)
 class Schema:
-    """What one task's config may hold. The defaults' types are the keys' types, except for the
-    `untyped` keys, which take more than one (the task's own check tests those)."""
+    """What one task's config may hold. A default's type is its key's type; `kinds` gives the type
+    where the default does not say (a None default): an example value, or None for a key that takes
+    several types (the task's own check tests those)."""
     defaults: Mapping[str, Any]
     open_sections: frozenset = frozenset()
-    untyped: frozenset = frozenset()
+    kinds: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def sectioned(self) -> bool:
@@ -117,7 +118,7 @@ class Schema:
 
     def resolve(self, config_file=None, sets: Iterable[str] = (), flags: Mapping | None = None,
                 base: Mapping | None = None) -> dict:
-        return resolve(self.defaults, config_file, sets, flags, base, self.open_sections, self.untyped,
+        return resolve(self.defaults, config_file, sets, flags, base, self.open_sections, self.kinds,
                        sectioned=self.sectioned)
 
 
@@ -231,7 +232,7 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
 
 
 def merge(base: Mapping, override: Mapping, where: str = "", open_sections=OPEN_SECTIONS,
-          untyped=frozenset()) -> dict:
+          kinds: Mapping | None = None) -> dict:
     """A copy of `base` with `override` applied; unknown keys raise (outside open sections)."""
     out = copy.deepcopy(dict(base))
     for key, value in override.items():
@@ -245,22 +246,22 @@ def merge(base: Mapping, override: Mapping, where: str = "", open_sections=OPEN_
         if isinstance(out[key], dict):
             if not isinstance(value, Mapping):
                 raise EdgefaceError(f"config {path} must be a table/section, got {value!r}")
-            out[key] = merge(out[key], value, path, open_sections, untyped)
-        elif where in open_sections or path in untyped:
+            out[key] = merge(out[key], value, path, open_sections, kinds)
+        elif where in open_sections:
             out[key] = copy.deepcopy(value)
         else:
-            out[key] = _coerce(value, out[key], path)
+            out[key] = _coerce(value, (kinds or {}).get(path, out[key]), path)
     return out
 
 
 def resolve(defaults: Mapping, config_file=None, sets: Iterable[str] = (), flags: Mapping | None = None,
-            base: Mapping | None = None, open_sections=OPEN_SECTIONS, untyped=frozenset(),
+            base: Mapping | None = None, open_sections=OPEN_SECTIONS, kinds: Mapping | None = None,
             sectioned: bool = True) -> dict:
     """defaults (or a saved `base`) <- config file <- --set items <- explicit flags {"section.key": value}
     ({"key": value} for a flat schema). Flags whose value is None were not given and change nothing.
     """
     def apply(cfg, over):
-        return merge(cfg, over, open_sections=open_sections, untyped=untyped)
+        return merge(cfg, over, open_sections=open_sections, kinds=kinds)
 
     cfg = apply(defaults, base) if base is not None else copy.deepcopy(dict(defaults))
     if config_file:

@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-import edgeface
+import edgeface  # noqa: F401  (tf-keras before TensorFlow)
 from edgeface.errors import EdgefaceError, first_line, sigterm_as_interrupt
-from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_EMBEDDING
+from edgeface.spec import TASK_EMBEDDING
 from edgeface.train import config as cfgmod
+from edgeface.train.core import RunFolder, best_record, input_spec, warm_start
 from edgeface.utils.io import read_json, write_json_atomic, write_text_atomic
 from edgeface.utils.progress import progress
 
@@ -145,7 +146,7 @@ def resolve_config(run_dir: Path, config_file=None, sets=(), flags=None, resume:
         if not saved.is_file():
             raise EdgefaceError(f"nothing to resume: {saved} not found")
         base = cfgmod.load_toml(saved)
-    cfg = cfgmod.resolve(cfgmod.FACE_DEFAULTS, config_file, sets, flags, base=base)
+    cfg = cfgmod.FACE.resolve(config_file, sets, flags, base=base)
     check_config(cfg)
     return cfg
 
@@ -273,16 +274,9 @@ class FaceTrainer:
         # tf.distribute: set up by run(); out_dir is where this process writes (run_dir but on non-chief workers)
         self.strategy, self.tf_config, self.chief, self.out_dir = None, None, True, self.run_dir
         self.replicas = self.workers = 1
+        self.folder = RunFolder(self.run_dir, TASK_EMBEDDING, resumable=True, resume=resume)
 
     # -- setup ----------------------------------------------------------------------------
-    def _check_run_dir(self) -> None:
-        from edgeface.utils.io import check_output_path
-
-        check_output_path(self.run_dir, "run folder", folder=True)
-        ckpt_dir = self.run_dir / "checkpoints"
-        if not self.resume and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
-            raise EdgefaceError(f"{self.run_dir} already holds a run: pass --resume to continue it or choose another --out")
-
     def _load_data(self) -> None:
         from edgeface.data.folders import scan_folder, split_by_identity
         from edgeface.data.pairs import is_aligned_root
@@ -450,14 +444,7 @@ class FaceTrainer:
 
     def _warm_start(self, path) -> None:
         """Start from another run's weights (same architecture), e.g. to continue on new data."""
-        from edgeface.nets.io import load_model
-
-        src = load_model(path)
-        mine, theirs = self.model.get_weights(), src.get_weights()
-        if len(mine) != len(theirs) or any(a.shape != b.shape for a, b in zip(mine, theirs)):
-            raise EdgefaceError(f"train.init {path}: its architecture differs from [model] "
-                                f"({len(theirs)} vs {len(mine)} weight tensors)")
-        self.model.set_weights(theirs)
+        warm_start(self.model, path, "train.init", "[model]")
         _say(f"warm start from {path}")
 
     # -- one optimizer step -----------------------------------------------------------------
@@ -564,12 +551,12 @@ class FaceTrainer:
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> dict:
-        t_start = time.time()
+        self.folder.start()
         # Everything that can be checked without TensorFlow is, before the run folder is created.
         if self.cfg["train"]["strategy"] == "multiworker":
             self.tf_config = read_tf_config(os.environ.get("TF_CONFIG"))
             self.chief = is_chief(self.tf_config)
-        self._check_run_dir()
+        self.folder.guard()
         self._load_data()
         created = False
         if self.chief:
@@ -581,7 +568,7 @@ class FaceTrainer:
             self.out_dir = Path(tempfile.mkdtemp(prefix="edgeface-worker-"))
         old_term = sigterm_as_interrupt()
         try:
-            return self._run(t_start)
+            return self._run()
         except BaseException as e:
             if self.chief:
                 self._mark_failed(e, created)
@@ -605,7 +592,7 @@ class FaceTrainer:
         elif created:  # failed before run.json: nothing in the folder is worth keeping
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    def _run(self, t_start: float) -> dict:
+    def _run(self) -> dict:
         from edgeface.train.common import EarlyStopping, RunLogger, seed_everything
 
         self.strategy = self._make_strategy()  # first: MultiWorkerMirroredStrategy must precede any TF op
@@ -617,7 +604,6 @@ class FaceTrainer:
                 raise EdgefaceError(f"data.select = teacher_cos needs the student's embedding size ({self.dim}) "
                                     f"to be the teacher's ({self.t_val.shape[1]})")
             self.t_val = None
-        prev_wall = 0.0
         self.init_val_acc = self.init_val_cos = self.teacher_val_acc = None
         if self.resume:
             prev = self.run_dir / "run.json"
@@ -626,7 +612,7 @@ class FaceTrainer:
             if old_ids and old_ids != self._ids_sha():
                 raise EdgefaceError(f"--resume with different training identities than {self.run_dir} was started "
                                     f"with (data was {prev_info['data'].get('dir')}): the class weights would not match")
-            prev_wall = float(prev_info.get("wall_time_s", 0.0))
+            self.folder.prev_wall = float(prev_info.get("wall_time_s", 0.0))
             self.init_val_acc = prev_info.get("init_val_acc")
             self.init_val_cos = prev_info.get("init_val_teacher_cos")
             self.teacher_val_acc = prev_info.get("teacher_val_acc")
@@ -649,7 +635,7 @@ class FaceTrainer:
             _say(f"warm start {self.cfg['train']['init']}: val acc {self.init_val_acc:.4f}"
                  + (f", teacher cos {self.init_val_cos:.4f}" if self.init_val_cos is not None else "")
                  + " before training")
-        self._write_run_json(t_start, prev_wall, status="running")
+        self._write_run_json(status="running")
 
         tr = self.cfg["train"]
         max_steps = tr["max_steps"] or None
@@ -668,9 +654,9 @@ class FaceTrainer:
                     stop_reason = "early_stopping"
         finally:
             logger.close()
-        info = self._write_run_json(t_start, prev_wall, status="done", stop_reason=stop_reason)
+        info = self._write_run_json(status="done", stop_reason=stop_reason)
         if (tr["prune"] > 0 or tr["qat"]) and self.chief:  # single-device fine-tunes of the saved model
-            info = self._optimize(info, t_start, prev_wall, stop_reason)
+            info = self._optimize(stop_reason)
         return info
 
     def _restore(self) -> str:
@@ -765,34 +751,30 @@ class FaceTrainer:
         return stopper.should_stop
 
     # -- after training -----------------------------------------------------------------------
-    def _optimize(self, info: dict, t_start: float, prev_wall: float, stop_reason: str) -> dict:
-        """--prune / --qat: engineer C's fine-tunes on the best model, saved beside it."""
+    def _optimize(self, stop_reason: str) -> dict:
+        """--prune / --qat: edgeface.optimize's fine-tunes (as `convert --prune/--qat-finetune` runs
+        them) on the best model, saved beside it."""
         from edgeface.data.pipeline import load_images
         from edgeface.nets.io import load_model, save_model
+        from edgeface.optimize.finetune import prune_and_qat
         from edgeface.spec import normalize_pixels
 
         tr = self.cfg["train"]
-        try:
-            from edgeface.optimize.prune import prune_finetune
-            from edgeface.optimize.qat import qat_finetune
-        except ImportError as e:
-            raise EdgefaceError(f"--prune/--qat need edgeface.optimize (prune, qat), which is not available: {e}") from None
         rng = np.random.default_rng(self.seed)
         pick = rng.choice(len(self.train_paths), min(tr["finetune_images"], len(self.train_paths)), replace=False)
         images = normalize_pixels(load_images([self.train_paths[i] for i in sorted(pick)], self.input_size))
-        model = load_model(self.run_dir / "model.keras")
+        done = prune_and_qat(load_model(self.run_dir / "model.keras"), images, sparsity=tr["prune"],
+                             prune_steps=tr["finetune_steps"], qat_steps=tr["finetune_steps"] if tr["qat"] else None,
+                             seed=self.seed)
         optimized = {}
-        if tr["prune"] > 0:
-            model = prune_finetune(model, images, tr["prune"], tr["finetune_steps"], seed=self.seed)
-            optimized["pruned"] = {"file": "model_pruned.keras", "sparsity": tr["prune"], "steps": tr["finetune_steps"]}
-            save_model(model, self.run_dir / "model_pruned.keras")
-        if tr["qat"]:
-            qat = qat_finetune(model, images, tr["finetune_steps"], preserve_sparsity=tr["prune"] > 0, seed=self.seed)
+        if "prune" in done.record:
+            optimized["pruned"] = {"file": "model_pruned.keras", "sparsity": tr["prune"], **done.record["prune"]}
+            save_model(done.model, self.run_dir / "model_pruned.keras")
+        if done.qat is not None:
             # .h5: TF-MOT's quantize layers do not round-trip through the .keras format.
-            optimized["qat"] = {"file": "model_qat.h5", "steps": tr["finetune_steps"],
-                                "preserve_sparsity": tr["prune"] > 0}
-            save_model(qat, self.run_dir / "model_qat.h5")
-        return self._write_run_json(t_start, prev_wall, status="done", stop_reason=stop_reason, optimized=optimized)
+            optimized["qat"] = {"file": "model_qat.h5", **done.record["qat"]}
+            save_model(done.qat, self.run_dir / "model_qat.h5")
+        return self._write_run_json(status="done", stop_reason=stop_reason, optimized=optimized)
 
     def _license(self) -> str:
         """What the weights inherit: the training data's terms and, when distilled, the teacher's."""
@@ -804,55 +786,45 @@ class FaceTrainer:
     def _ids_sha(self) -> str:
         return hashlib.sha256("\n".join(self.train_ids).encode()).hexdigest()
 
-    def _write_run_json(self, t_start: float, prev_wall: float, status: str, stop_reason: str | None = None,
-                        optimized: dict | None = None) -> dict:
-        import tensorflow as tf
-
+    def _write_run_json(self, status: str, stop_reason: str | None = None, optimized: dict | None = None) -> dict:
         from edgeface.align.transform import registered_template_for
 
         m = self.cfg["model"]
-        best = self.ckpt.get("best_metric")
-        info = {
-            "task": TASK_EMBEDDING,
-            "status": status,
-            "stop_reason": stop_reason,
-            "model": {"name": m["name"], "kwargs": {k: v for k, v in m.items() if k != "name"},
-                      "input_size": self.input_size, "embedding_dim": self.dim,
-                      "params": int(self.model.count_params())},
-            # the model contract convert copies into the card (nothing downstream guesses it)
+        bs = self.cfg["data"]["batch_size"]
+        metric = {"pair_acc": "val_pair_accuracy", "teacher_cos": "val_teacher_cosine"}[self.cfg["data"]["select"]]
+        info = self.folder.record(
+            status=status,
+            stop_reason=stop_reason,
+            model={"name": m["name"], "kwargs": {k: v for k, v in m.items() if k != "name"},
+                   "input_size": self.input_size, "embedding_dim": self.dim,
+                   "params": int(self.model.count_params())},
             # (the registered template of the input size: a crop resized to another size is not its
             # template any more, and every registered template has a size of its own)
-            "alignment": registered_template_for(self.input_size, self.input_size),
-            "input": {"size": self.input_size, "color": "RGB",
-                      "normalization": {"mean": PIXEL_MEAN, "std": PIXEL_STD}},
-            "config": self.cfg,
-            "data": {"dir": str(self.data_dir.resolve()), "train_images": len(self.train_paths),
-                     "extra": self.extra_counts,
-                     "train_identities": self.num_classes, "train_identities_sha256": self._ids_sha(),
-                     "val_images": len(self.val.paths) if self.val is not None else 0,
-                     "val_identities": len(np.unique(self.val.labels)) if self.val is not None else 0,
-                     "val_pairs": int(len(self.val_same)) if self.val is not None else 0},
-            "best": {"metric": ({"pair_acc": "val_pair_accuracy", "teacher_cos": "val_teacher_cosine"}
-                                [self.cfg["data"]["select"]] if self.val is not None else None),
-                     "value": best if np.isfinite(best) else None, "epoch": self.ckpt.get("best_epoch")},
-            "epochs_done": self.ckpt.get("epoch"), "steps": self.ckpt.get("step"),
-            "steps_per_epoch": self.steps_per_epoch, "total_steps_planned": self.total_steps,
-            "model_file": "model.keras",
-            "teacher": self.teacher.describe() if self.teacher is not None else None,
-            "license": self._license(),
-            "init_val_acc": self.init_val_acc,
-            "init_val_teacher_cos": self.init_val_cos,
-            "teacher_val_acc": self.teacher_val_acc,
-            "distribute": {"strategy": self.cfg["train"]["strategy"], "replicas": self.replicas,
-                           "workers": self.workers, "global_batch": self.cfg["data"]["batch_size"],
-                           "per_replica_batch": self.cfg["data"]["batch_size"] // self.replicas},
-            "wall_time_s": round(prev_wall + time.time() - t_start, 1),
-            "versions": {"edgeface": edgeface.__version__, "tensorflow": tf.__version__},
-        }
+            alignment=registered_template_for(self.input_size, self.input_size),
+            input=input_spec("RGB", size=self.input_size),
+            config=self.cfg,
+            data={"dir": str(self.data_dir.resolve()), "train_images": len(self.train_paths),
+                  "extra": self.extra_counts,
+                  "train_identities": self.num_classes, "train_identities_sha256": self._ids_sha(),
+                  "val_images": len(self.val.paths) if self.val is not None else 0,
+                  "val_identities": len(np.unique(self.val.labels)) if self.val is not None else 0,
+                  "val_pairs": int(len(self.val_same)) if self.val is not None else 0},
+            best=best_record(metric if self.val is not None else None, self.ckpt.get("best_metric"),
+                             self.ckpt.get("best_epoch")),
+            epochs_done=self.ckpt.get("epoch"), steps=self.ckpt.get("step"),
+            steps_per_epoch=self.steps_per_epoch, total_steps_planned=self.total_steps,
+            model_file="model.keras",
+            teacher=self.teacher.describe() if self.teacher is not None else None,
+            license=self._license(),
+            init_val_acc=self.init_val_acc,
+            init_val_teacher_cos=self.init_val_cos,
+            teacher_val_acc=self.teacher_val_acc,
+            distribute={"strategy": self.cfg["train"]["strategy"], "replicas": self.replicas,
+                        "workers": self.workers, "global_batch": bs, "per_replica_batch": bs // self.replicas},
+        )
         if optimized:
             info["optimized"] = optimized
-        write_json_atomic(self.out_dir / "run.json", info)
-        return info
+        return self.folder.write(info, self.out_dir)
 
 
 def train_face(data_dir, run_dir, cfg: dict, resume: bool = False) -> dict:
