@@ -142,47 +142,56 @@ BN_STAT_FACES = 256
 
 
 def _import_tflite(src: Path, out_dir: Path, faces_dir: Path, count: int, min_cosine: float) -> None:
-    """An edgeface .tflite back to a trainable Keras model of the architecture its card names
-    (edgeface.importers.tflite): to continue training a shipped model whose run folder is gone."""
+    """An edgeface .tflite back to a trainable Keras model: to continue training or re-convert a
+    shipped model whose run folder is gone. A card naming a registered architecture rebuilds it and
+    loads the file's weights (edgeface.importers.tflite, int8 dequantised); any other float file
+    (e.g. the pruned ncnn import) is rebuilt op by op from its graph (edgeface.importers.tflite_graph)."""
     import numpy as np
 
-    from edgeface.spec import load_card
-
-    card = load_card(src)
-    arch = (card.get("source") or {}).get("model") or {}
-    if not arch.get("name"):
-        raise EdgefaceError(f"{src.name}: its card names no architecture (source.model): only files "
-                            "converted from an edgeface training run can be recovered")
-    size = int(card["input"]["shape"][1])
-    norm = card["input"]["normalization"]
-    crops, files = verification_faces(faces_dir, max(count, BN_STAT_FACES), size)
-    t0 = time.perf_counter()
-    from edgeface.importers.tflite import load_tflite_weights
-    from edgeface.nets import get_model
+    from edgeface.nets import list_models
+    from edgeface.spec import Normalization, load_card
     from edgeface.teachers.base import TFLiteTeacher
 
-    try:
+    card = load_card(src)
+    if card is None:
+        raise EdgefaceError(f"{src.name}: no model card beside it: only edgeface files can be imported back")
+    arch = (card.provenance.source or {}).get("model") or {}
+    registered = arch.get("name") in list_models()
+    size, _ = card.input.size
+    norm = card.input.normalization or Normalization()
+    crops, files = verification_faces(faces_dir, max(count, BN_STAT_FACES) if registered else count, size)
+    x = (crops.astype(np.float32) - norm.mean) / norm.std
+    t0 = time.perf_counter()
+    if registered:
+        from edgeface.importers.tflite import load_tflite_weights
+        from edgeface.nets import get_model
+
         model = get_model(arch["name"], **arch.get("kwargs", {}))
-    except EdgefaceError:
-        raise EdgefaceError(f"{src.name}: its architecture {arch['name']!r} is not a registered edgeface model "
-                            "(import the model it came from instead)") from None
-    x = (crops.astype(np.float32) - norm["mean"]) / norm["std"]
-    n_convs = load_tflite_weights(model, src, x)
+        detail = {"convolutions": load_tflite_weights(model, src, x)}
+        kind, model_entry = "recovered", {"name": arch["name"], "kwargs": arch.get("kwargs", {})}
+        bar = min(min_cosine, INT8_MIN_COSINE) if card.dtype == "int8" else min_cosine
+    else:
+        from edgeface.importers.tflite_graph import count_prelu_splits, import_tflite_graph
+
+        model = import_tflite_graph(src)  # one-line EdgefaceError for int8 files and unsupported ops
+        detail = {"layers": len(model.layers), "prelu_splits": count_prelu_splits(src)}
+        # "imported": convert treats it like the ncnn import (equalise, rewrite PReLU, fit the budget)
+        kind, model_entry, bar = "imported", {"name": "imported-tflite-graph"}, min_cosine
     ref = TFLiteTeacher(src).embed(crops[:count])
-    bar = min(min_cosine, INT8_MIN_COSINE) if card.get("dtype") == "int8" else min_cosine
     run = {
-        "task": card.get("task", TASK_EMBEDDING),
-        "kind": "recovered",
+        "task": card.task,
+        "kind": kind,
         "status": "done",
-        "input": {"size": size, "color": card["input"].get("color", "RGB"), "normalization": norm},
-        "alignment": card["input"].get("alignment"),
+        "input": {"size": size, "color": card.input.color or "RGB", "normalization": norm.to_dict()},
+        "alignment": card.input.alignment,
         "data": {"dir": str(faces_dir)},
-        "source": {"format": "tflite", "file": src.name, "dtype": card.get("dtype"),
-                   "sha256": hashlib.sha256(src.read_bytes()).hexdigest(), "convolutions": n_convs,
-                   "card_source": card.get("source")},
-        "model": {"name": arch["name"], "kwargs": arch.get("kwargs", {})},
-        "license": card.get("license", ""),
+        "source": {"format": "tflite" if registered else "tflite-graph", "file": src.name, "dtype": card.dtype,
+                   "sha256": hashlib.sha256(src.read_bytes()).hexdigest(), **detail,
+                   "card_source": card.provenance.source},
+        "model": model_entry,
+        "license": card.license or "",
     }
-    cos = _verify_and_save(model, x, ref, files, bar, src.name, out_dir, faces_dir, run, t0)
-    click.echo(f"{out_dir}/model.keras: {arch['name']}, {run['model']['params']:,} parameters, {n_convs} convolutions "
+    cos = _verify_and_save(model, x[:count], ref, files[:count], bar, src.name, out_dir, faces_dir, run, t0)
+    what = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in detail.items())
+    click.echo(f"{out_dir}/model.keras: {model_entry['name']}, {run['model']['params']:,} parameters, {what} "
                f"from {src.name}; cosine to the file on {len(cos)} faces: min {cos.min():.6f}, mean {cos.mean():.6f}")
