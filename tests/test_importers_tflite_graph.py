@@ -210,3 +210,19 @@ def test_a_float16_file_imports_with_its_weights_as_float32(tmp_path):
     assert len(_layers(model, "PReLU")) == 2  # the collapse sees through the DEQUANTIZEs
     x = np.random.default_rng(5).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
     np.testing.assert_allclose(model(x), split(x), atol=2e-2)  # float16 weight rounding
+
+
+def test_edgeface_import_falls_back_to_the_graph_for_an_unregistered_architecture(tmp_path, faces):
+    """`edgeface import` on the shipped pruned MobileFaceNet (card: imported-ncnn, no registered
+    architecture) rebuilds it from its graph and records an importable run for convert."""
+    if not SHIPPED.is_file():
+        pytest.skip(f"{SHIPPED.name} not shipped")
+    from edgeface.cli import main
+    from edgeface.utils.io import read_json
+
+    run = tmp_path / "run"
+    assert main(["import", str(SHIPPED), "--out", str(run), "--faces", str(faces), "--count", "12"]) == 0
+    info = read_json(run / "run.json")
+    assert info["kind"] == "imported" and info["source"]["format"] == "tflite-graph"
+    assert info["verification"]["min_cosine"] >= 0.999 and info["verification"]["faces"] == 12
+    assert "non-commercial" in info["license"]

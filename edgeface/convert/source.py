@@ -54,7 +54,10 @@ class Source:
         return None
 
     def training_data(self) -> str | None:
-        """The training folder for the card, plus any label-free distillation folders (data.extra)."""
+        """The training folder for the card, plus any label-free distillation folders (data.extra);
+        an imported edgeface file's run carries its card's own record instead."""
+        if self.run.get("training_data"):
+            return self.run["training_data"]
         main = self.training_dir()
         data = self.run.get("data")
         extra = list((data.get("extra") or {}) if isinstance(data, dict) else [])
@@ -91,6 +94,8 @@ class Source:
         src = {"run_dir": str(self.run_dir.resolve())} if self.run_dir else {"checkpoint": str(self.path.resolve())}
         src["config"] = cfg or None
         src["model"] = model_info or None
+        if isinstance(self.run.get("source"), dict):  # an import: which file (and its own source) it came from
+            src["imported_from"] = self.run["source"]
         extra = {
             "task": task,
             "color": "GRAY" if c == 1 else "RGB",

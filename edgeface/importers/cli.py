@@ -190,6 +190,9 @@ def _import_tflite(src: Path, out_dir: Path, faces_dir: Path, count: int, min_co
                    "card_source": card.provenance.source},
         "model": model_entry,
         "license": card.license or "",
+        # what the file was made from travels on: convert writes it into the new cards
+        "teacher": card.provenance.teacher,
+        "training_data": card.provenance.training_data,
     }
     cos = _verify_and_save(model, x[:count], ref, files[:count], bar, src.name, out_dir, faces_dir, run, t0)
     what = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in detail.items())
