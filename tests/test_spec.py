@@ -144,3 +144,23 @@ def test_build_card_writes_a_card_that_validates(tmp_path):
                       {"task": TASK_CLASSIFICATION, "class_names": ["a", "b"]}, None)
     assert expr.input.color == "GRAY" and expr.class_names == ["a", "b"] and expr.input.alignment is None
     assert ModelCard.from_dict(expr.to_dict()).to_dict() == expr.to_dict()
+
+
+def test_no_module_outside_the_contract_writes_task_names_or_the_pixel_normalisation():
+    """Task strings and the (x - 127.5) / 127.5 constants live in edgeface/spec.py only; MTCNN's own
+    input convention (127.5 / 128, a detector contract, not a model card's) is the one exception."""
+    import ast
+
+    from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASKS
+
+    exempt = {"spec.py", "runtime/detector.py", "runtime/build_detector.py"}
+    found = []
+    for path in sorted((REPO / "edgeface").rglob("*.py")):
+        rel = path.relative_to(REPO / "edgeface").as_posix()
+        if rel in exempt:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and (node.value in TASKS or (
+                    isinstance(node.value, float) and node.value in (PIXEL_MEAN, PIXEL_STD))):
+                found.append(f"{rel}:{node.lineno} {node.value!r}")
+    assert not found, "write these through edgeface.spec: " + ", ".join(found)

@@ -29,7 +29,7 @@ import numpy as np
 import edgeface  # noqa: F401  (legacy tf-keras before TensorFlow loads)
 from edgeface.errors import EdgefaceError
 from edgeface.nets.registry import register_model
-from edgeface.spec import TASK_CLASSIFICATION
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_CLASSIFICATION
 
 HEAD_PREFIX = "head_"
 FEATURE_LAYER = "head_features"  # the pooled base features the frozen-base trainer precomputes
@@ -75,8 +75,8 @@ def _imagenet_adapter(x, mode: str, channels: int):
     if mode == "caffe":  # BGR, 0..255, minus the ImageNet BGR mean
         mean = np.array([103.939, 116.779, 123.68], np.float32)
         for out_c, in_c in enumerate((2, 1, 0)):
-            w[in_c, out_c] = 127.5
-            b[out_c] = 127.5 - mean[out_c]
+            w[in_c, out_c] = PIXEL_STD  # the model's [-1, 1] input back to 0..255
+            b[out_c] = PIXEL_MEAN - mean[out_c]
     elif mode == "torch":  # RGB in 0..1, standardised by the ImageNet mean/std
         mean = np.array([0.485, 0.456, 0.406], np.float32)
         std = np.array([0.229, 0.224, 0.225], np.float32)
