@@ -29,7 +29,7 @@ from edgeface.nets import load_model
 from edgeface.nets.io import save_model
 from edgeface.optimize.compress import Faces, face_paths, load_crops, load_faces_split, recover
 from edgeface.optimize.distill import distill_loss, mean_cosine, predict
-from edgeface.spec import PIXEL_MEAN, PIXEL_STD
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_EMBEDDING
 from edgeface.teachers.base import load_teacher, teacher_embeddings
 from edgeface.utils.io import write_json_atomic
 
@@ -71,7 +71,7 @@ def main():
     val = Faces(load_crops(val_paths, shape, PIXEL_MEAN, PIXEL_STD), np.stack([emb[n:], emb_m[n:]], 1))
     val_x, val_t = val.with_flips()
     a.out.mkdir(parents=True, exist_ok=True)
-    start = distill_loss(model, val_t, val_x, "face_embedding")
+    start = distill_loss(model, val_t, val_x, TASK_EMBEDDING)
     record = {"source": str(a.src_run), "steps": a.steps, "lr": a.lr, "train_images": n, "celeba_crops": len(train_paths),
               "celeba_views": len(views), "real_faces": len(real), "val_images": len(val_paths),
               "val_identities": split["val_identities"], "val_split": a.val_identities, "model": str(a.model or ""),

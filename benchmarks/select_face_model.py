@@ -44,11 +44,12 @@ def main(argv=None) -> int:
     from edgeface.data.hygiene import LFW_PEOPLE_IN_CELEBA
     from edgeface.optimize.compress import load_faces_split
     from edgeface.runtime.interpreter import l2_normalize
+    from edgeface.spec import PIXEL_MEAN, PIXEL_STD
     from edgeface.teachers.base import load_teacher, teacher_embeddings
     from edgeface.utils.io import write_json_atomic
 
-    _, val, info = load_faces_split(a.faces, (112, 112, 3), 127.5, 127.5, exclude=LFW_PEOPLE_IN_CELEBA, as_paths=True,
-                                                     val_identities=VAL_CHOICES[a.val_identities])
+    _, val, info = load_faces_split(a.faces, (112, 112, 3), PIXEL_MEAN, PIXEL_STD, exclude=LFW_PEOPLE_IN_CELEBA,
+                                    as_paths=True, val_identities=VAL_CHOICES[a.val_identities])
     labels = np.array([Path(p).parent.name for p in val])
     t, tm = teacher_embeddings(load_teacher(a.teacher), val, None)
     ref = l2_normalize(t + tm)

@@ -50,10 +50,23 @@ def _tflite(model_or_fn, path: Path) -> Path:
     return path
 
 
-def test_shipped_float32_imports_to_the_same_function(shipped, faces):
-    from edgeface.importers.tflite_graph import read_graph, verify_tflite_graph
+def _agreement(model, faces: Path, count: int, bar: float):
+    """The importers' own check (edgeface.importers.cli.check_agreement) of `model` against the
+    shipped file on real faces, normalised as its card says."""
+    from edgeface.importers.cli import check_agreement, verification_faces
+    from edgeface.spec import load_card, normalize_pixels
+    from edgeface.teachers.base import TFLiteTeacher
 
-    assert verify_tflite_graph(shipped, SHIPPED, faces, count=FACES, min_cosine=0.9999) >= 0.9999
+    spec = load_card(SHIPPED).input
+    crops, files = verification_faces(faces, count, spec.size[0])
+    ref = TFLiteTeacher(SHIPPED).embed(crops)
+    return check_agreement(model, normalize_pixels(crops, spec.mean, spec.std), ref, files, bar, SHIPPED.name)
+
+
+def test_shipped_float32_imports_to_the_same_function(shipped, faces):
+    from edgeface.importers.tflite_graph import read_graph
+
+    assert _agreement(shipped, faces, FACES, 0.9999).min() >= 0.9999
     prelu_ops = sum(op["op_name"] == "PRELU" for op in read_graph(SHIPPED).ops)
     assert len(_layers(shipped, "PReLU")) == prelu_ops == 33
     assert not _layers(shipped, "LeakyReLU")
@@ -70,15 +83,13 @@ def test_shipped_import_takes_equalisation_and_surgery(shipped):
 
 
 def test_verification_refuses_a_model_that_differs(shipped, faces):
-    from edgeface.importers.tflite_graph import verify_tflite_graph
-
     dense = _layers(shipped, "Dense")[0]
     kept = dense.get_weights()
     rng = np.random.default_rng(0)
     try:
         dense.set_weights([kept[0] + rng.normal(0, 0.5 * kept[0].std(), kept[0].shape).astype(np.float32), kept[1]])
-        with pytest.raises(CheckFailed, match="graph import refused: lowest cosine"):
-            verify_tflite_graph(shipped, SHIPPED, faces, count=4)
+        with pytest.raises(CheckFailed, match=f"import refused: lowest cosine to {SHIPPED.name}"):
+            _agreement(shipped, faces, 4, 0.999)
     finally:
         dense.set_weights(kept)
 

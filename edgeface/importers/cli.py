@@ -111,14 +111,10 @@ def _import_ncnn(param, weights, out_dir, faces_dir, crops, files, min_cosine, i
                f"cosine to ncnn on {len(cos)} faces: min {cos.min():.6f}, mean {cos.mean():.6f}")
 
 
-def _verify_and_save(model, x, ref, files, bar: float, what: str, out_dir: Path, faces_dir: Path, run: dict,
-                     t0: float):
-    """Refuse (CheckFailed) unless every face's cosine to the source's own embedding reaches `bar`;
-    then write model.keras and run.json (with the verification). Returns the cosines."""
+def check_agreement(model, x, ref, files, bar: float, what: str):
+    """Per-face cosine between `model` on inputs x and the source's own unit embeddings `ref`;
+    CheckFailed naming the worst face unless every one reaches `bar` (every importer's rule)."""
     import numpy as np
-
-    from edgeface.nets import save_model
-    from edgeface.utils.io import write_json_atomic
 
     got = np.asarray(model(x[:len(ref)], training=False), np.float64)
     got /= np.maximum(np.linalg.norm(got, axis=1, keepdims=True), 1e-12)
@@ -126,6 +122,17 @@ def _verify_and_save(model, x, ref, files, bar: float, what: str, out_dir: Path,
     if float(cos.min()) < bar:
         raise CheckFailed(f"import refused: lowest cosine to {what} on {len(cos)} faces is {cos.min():.6f} "
                           f"< {bar} ({files[int(cos.argmin())].name})")
+    return cos
+
+
+def _verify_and_save(model, x, ref, files, bar: float, what: str, out_dir: Path, faces_dir: Path, run: dict,
+                     t0: float):
+    """Refuse (CheckFailed) unless every face's cosine to the source's own embedding reaches `bar`;
+    then write model.keras and run.json (with the verification). Returns the cosines."""
+    from edgeface.nets import save_model
+    from edgeface.utils.io import write_json_atomic
+
+    cos = check_agreement(model, x, ref, files, bar, what)
     run["model"].update(params=int(model.count_params()), embedding_dim=int(model.output_shape[-1]))
     run["verification"] = {"faces": len(cos), "faces_dir": str(faces_dir), "min_cosine": float(cos.min()),
                            "mean_cosine": float(cos.mean()), "threshold": bar}

@@ -21,15 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.errors import CheckFailed, EdgefaceError, first_line
+from edgeface.errors import EdgefaceError, first_line
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "PAD", "ADD", "MUL", "LEAKY_RELU", "RELU", "RELU6", "PRELU",
                  "RESHAPE", "FULLY_CONNECTED", "MEAN", "L2_NORMALIZATION", "DEQUANTIZE")
 QUANTIZED_DTYPES = (np.int8, np.uint8, np.int16)
 # c1 + c2 of a split PReLU is 1 up to the rounding of c1 = 1 - c2 and of the stored weights
 SPLIT_SUM_TOLERANCE = 1e-5
-MIN_COSINE = 0.999
-DEFAULT_FACES = Path("cache/celeba/arcface112")
 
 
 # ---------------------------------------------------------------- the file's graph
@@ -428,28 +426,3 @@ def import_tflite_graph(path):
 def count_prelu_splits(path) -> int:
     """How many split PReLUs (equalize.split_prelu) the float32 file holds."""
     return len(find_prelu_splits(read_graph(path)))
-
-
-# ---------------------------------------------------------------- verification
-
-def verify_tflite_graph(model, path, faces_dir=DEFAULT_FACES, count: int = 20,
-                        min_cosine: float = MIN_COSINE) -> float:
-    """Lowest cosine between the .tflite (1 thread) and `model` on `count` real aligned faces,
-    normalised as the file's card says; CheckFailed below `min_cosine` (the importers' rule)."""
-    from edgeface.importers.cli import verification_faces
-    from edgeface.runtime.interpreter import TFLiteModel
-    from edgeface.spec import normalize_pixels
-
-    tfl = TFLiteModel(path, num_threads=1)
-    spec = tfl.model_card.input if tfl.model_card else None
-    mean_std = (spec.mean, spec.std) if spec else ()
-    crops, files = verification_faces(Path(faces_dir), count, tfl.input_shape[1])
-    x = normalize_pixels(crops, *mean_std)
-    ref = tfl.run(x).astype(np.float64)
-    got = np.asarray(model(x, training=False), np.float64)
-    cos = np.sum(ref * got, axis=1) / np.maximum(np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1), 1e-12)
-    worst = float(cos.min())
-    if worst < min_cosine:
-        raise CheckFailed(f"graph import refused: lowest cosine to {Path(path).name} on {len(cos)} faces is "
-                          f"{worst:.6f} < {min_cosine} ({files[int(cos.argmin())].name})")
-    return worst

@@ -17,7 +17,7 @@ import numpy as np
 
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
 from edgeface.errors import EdgefaceError
-from edgeface.optimize.equalize import rebuild
+from edgeface.optimize.equalize import is_map_prelu, rebuild
 
 ACTIVATIONS = ("prelu", "leaky", "relu")
 
@@ -29,8 +29,7 @@ def _keras():
 
 def prelu_layers(model) -> list:
     """The PReLU layers on feature maps (the ones the swap replaces)."""
-    L = _keras().layers
-    return [l for l in model.layers if isinstance(l, L.PReLU) and len(l.input_shape) == 4]
+    return [l for l in model.layers if is_map_prelu(l)]
 
 
 def negative_energy(model, names: list[str], x: np.ndarray, batch_size: int = 32) -> dict[str, np.ndarray]:

@@ -432,10 +432,11 @@ def load_faces_split(root, input_shape, mean: float, std: float, val_fraction: f
     if val_identities is None:
         train, val = split_by_identity(folder, val_fraction, seed)
     else:
-        missing = sorted(set(val_identities) - {folder.class_names[lab] for lab in folder.labels})
+        wanted = set(val_identities)
+        missing = sorted(wanted - {folder.class_names[lab] for lab in folder.labels})
         if missing:
             raise EdgefaceError(f"{root}: no faces of the validation identities {', '.join(missing)}")
-        is_val = [folder.class_names[lab] in set(val_identities) for lab in folder.labels]
+        is_val = [folder.class_names[lab] in wanted for lab in folder.labels]
         val = folder.subset([i for i, v in enumerate(is_val) if v])
         train = folder.subset([i for i, v in enumerate(is_val) if not v])
     paths = list(train.paths)

@@ -169,6 +169,11 @@ def rebuild(model, replace=None, compact_names: bool = True, name: str | None = 
                        name=name or ("m" if compact_names else model.name))
 
 
+def is_map_prelu(layer) -> bool:
+    """A PReLU on a feature map (N, H, W, C): the activations the int8 rewrites replace."""
+    return isinstance(layer, _keras().layers.PReLU) and len(layer.input_shape) == 4
+
+
 def split_prelu(model, alpha: float = -1.0, compact_names: bool = True):
     """A copy of `model` with every PReLU as c1*x + c2*leaky_relu(x, alpha) (delegatable int8 ops).
 
@@ -179,7 +184,7 @@ def split_prelu(model, alpha: float = -1.0, compact_names: bool = True):
     kernels = []
 
     def replace(layer, arg, new_name):
-        if not (isinstance(layer, L.PReLU) and len(layer.input_shape) == 4):
+        if not is_map_prelu(layer):
             return None
         return _split_one(layer, arg, new_name, kernels, alpha)
 
@@ -230,7 +235,7 @@ def flip_steep_slopes(model) -> int:
     flipped = 0
     for src, sink in scale_points(model):
         prelu = _prelu_between(model, src, sink)
-        if prelu is None or len(prelu.input_shape) != 4:
+        if prelu is None or not is_map_prelu(prelu):
             continue
         a = np.asarray(prelu.get_weights()[0])
         flat = a.reshape(-1)
@@ -252,7 +257,7 @@ def residual_relu_prelu(model, compact_names: bool = True):
     kernels = []
 
     def replace(layer, arg, new_name):
-        if not (isinstance(layer, L.PReLU) and len(layer.input_shape) == 4):
+        if not is_map_prelu(layer):
             return None
         a = _slopes(layer)
         if (a > 1.0).any():
