@@ -9,10 +9,16 @@ four LFW people left out) beside the fit's own recovery faces, distilled from th
     # round 7c: from the pruned round 8, holding out the 13 people the shipped students never saw
     .venv/bin/python benchmarks/recover_more.py runs/mobilefacenet_micro runs/mobilefacenet_micro_7c \
         --model runs/mobilefacenet_micro/fit/round_8.keras --val-identities students --steps 15000 --lr 1e-3
+    # issue 14, speed: the shipped 1 MB model's PReLUs annealed to ReLU (fused into the convolutions)
+    .venv/bin/python benchmarks/recover_more.py runs/face_1mb_graph runs/face_1mb_relu \
+        --model runs/face_1mb_graph/model.keras --anneal-relu 3000 --steps 5000 --lr 2e-4
 
 Writes OUT/model.keras (best validation loss, checked every 500 steps; the same 1,010 held-out CelebA
 faces as `convert --fit`), OUT/run.json (the source run's, so the card keeps its licence) and
-OUT/recovery.json (the curve). Then `edgeface convert OUT --fit --budget 300000 ...` writes the int8
+OUT/recovery.json (the curve). --anneal-relu N shrinks every PReLU slope linearly to 0 over the first N
+steps (activation.SlopeAnneal) and saves a ReLU network; only checkpoints after the anneal can be best.
+OUT/last.keras and the curve are written at every check, so --resume continues from the last one
+(the schedule resumes at its step; Adam's moments restart). Then `edgeface convert OUT --fit --budget 300000 ...` writes the int8
 file in its deployed form (nothing left to prune, no further training).
 """
 import argparse
@@ -27,6 +33,7 @@ import edgeface  # noqa: F401
 from edgeface.data.hygiene import CELEBA_VAL_CHOICES as VAL_CHOICES, LFW_PEOPLE_IN_CELEBA
 from edgeface.nets import load_model
 from edgeface.nets.io import save_model
+from edgeface.optimize.activation import SlopeAnneal, swap_prelu
 from edgeface.optimize.compress import Faces, face_paths, load_crops, load_faces_split, recover
 from edgeface.optimize.distill import distill_loss, mean_cosine, predict
 from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_EMBEDDING
@@ -49,12 +56,16 @@ def main():
     ap.add_argument("--teacher", default="../shared/teachers/mobilefacenet-ncnn")
     ap.add_argument("--model", type=Path, help="the Keras model to continue (default: SRC_RUN/fit/final_best.keras; "
                                               "a recover_more output continues from SRC_RUN/model.keras)")
+    ap.add_argument("--anneal-relu", type=int, default=0, metavar="N",
+                    help="shrink the PReLU slopes linearly to 0 over the first N steps; save a ReLU network")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last.keras at its recorded step")
     ap.add_argument("--val-identities", choices=VAL_CHOICES, default="fit",
                     help="fit: the split convert --fit holds out (51 people, seed 0); students: the 13 people "
                          "the shipped MobileNetV2 students never trained on (CELEBA_STUDENT_VAL)")
     a = ap.parse_args()
     t0 = time.time()
     model = load_model(a.model or a.src_run / "fit" / "final_best.keras")
+    resumed = json.loads((a.out / "recovery.json").read_text()) if a.resume else None
     shape = tuple(model.input_shape[1:])
     train_paths, val_paths, split = load_faces_split(a.faces, shape, PIXEL_MEAN, PIXEL_STD, max_train=5000,
                                                      exclude=LFW_PEOPLE_IN_CELEBA, as_paths=True,
@@ -72,23 +83,36 @@ def main():
     val_x, val_t = val.with_flips()
     a.out.mkdir(parents=True, exist_ok=True)
     start = distill_loss(model, val_t, val_x, TASK_EMBEDDING)
+    anneal = SlopeAnneal(model, a.anneal_relu) if a.anneal_relu else None
+    first = 0
+    if resumed:
+        first = resumed["last_step"]
+        model.set_weights(load_model(a.out / "last.keras").get_weights())
     record = {"source": str(a.src_run), "steps": a.steps, "lr": a.lr, "train_images": n, "celeba_crops": len(train_paths),
               "celeba_views": len(views), "real_faces": len(real), "val_images": len(val_paths),
               "val_identities": split["val_identities"], "val_split": a.val_identities, "model": str(a.model or ""),
-              "start_val_loss": start, "curve": []}
+              "start_val_loss": start, "anneal_relu": a.anneal_relu, "curve": []}
     best = {"loss": start}
+    if resumed:
+        record["curve"], best = resumed["curve"], resumed["best"]
     print(f"{n:,} training faces ({len(views):,} views of {len(train_ids)} people), val loss at start {start:.5f}")
+
+    def deployed():  # the annealed network as ReLU layers (the same function once the slopes are 0)
+        return swap_prelu(model, "relu")[0] if anneal else model
 
     def on_eval(done, loss):
         record["curve"].append({"step": done, "val_loss": round(loss, 6)})
-        if loss < best["loss"]:
+        eligible = anneal is None or anneal.done(done - 1)
+        if eligible and (loss < best["loss"] or anneal and "step" not in best):
             best.update(loss=loss, step=done)
-            save_model(model, a.out / "model.keras")
+            save_model(deployed(), a.out / "model.keras")
+        save_model(model, a.out / "last.keras")
+        record["last_step"] = done
         print(f"step {done}/{a.steps}: val loss {loss:.5f} (best {best['loss']:.5f} at {best.get('step', 0)})", flush=True)
         write_json_atomic(a.out / "recovery.json", {**record, "best": best})
 
-    recover(model, train, a.steps, 32, a.lr, seed=7, val=(val_x, val_t), eval_every=500, on_eval=on_eval,
-            desc="recover on views + real faces")
+    recover(model, train, a.steps, 32, a.lr, seed=7, start=first, val=(val_x, val_t), eval_every=500,
+            on_eval=on_eval, on_step=anneal, desc="recover on views + real faces")
     chosen = load_model(a.out / "model.keras") if (a.out / "model.keras").exists() else model
     record.update(best=best, val_cosine=mean_cosine(predict(chosen, val_x), val_t), wall_s=round(time.time() - t0, 1))
     write_json_atomic(a.out / "recovery.json", record)

@@ -71,3 +71,47 @@ def test_rebuild_copies_the_function_with_compact_names():
     copy = rebuild(model)
     assert all(l.name == "input" or (l.name[0] == "l" and l.name[1:].isdigit()) for l in copy.layers)
     np.testing.assert_allclose(np.asarray(copy(x)), np.asarray(model(x)), rtol=1e-6, atol=1e-6)
+
+
+def _embedder(slopes):
+    import tf_keras as keras
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    inp = L.Input((12, 12, 3))
+    x = L.Conv2D(6, 3, padding="same", name="c1")(inp)
+    x = L.PReLU(shared_axes=[1, 2], name="p1")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, L.Dense(8, name="emb")(x))
+    model.get_layer("p1").set_weights([np.asarray(slopes, np.float32).reshape(1, 1, -1)])
+    return model
+
+
+def test_slope_anneal_shrinks_slopes_on_schedule_during_recovery_and_ends_as_relu():
+    import tf_keras as keras
+
+    from edgeface.errors import EdgefaceError
+    from edgeface.optimize.activation import SlopeAnneal, swap_prelu
+    from edgeface.optimize.compress import Faces, recover
+
+    slopes = np.array([-0.5, 0.0, 0.1, 0.25, 0.9, 1.6], np.float32)
+    x = _x(64)
+    targets = Faces.from_model(_embedder(-slopes), x)  # a different function: the student must move
+    student = _embedder(slopes)
+    conv_before = student.get_layer("c1").get_weights()[0].copy()
+    anneal = SlopeAnneal(student, 4)
+    seen = []
+
+    def on_step(step):
+        anneal(step)
+        seen.append(student.get_layer("p1").get_weights()[0].reshape(-1).copy())
+
+    recover(student, targets, 6, batch_size=8, lr=1e-2, on_step=on_step)
+    for step, got in enumerate(seen):  # independent: a0 * max(0, 1 - (k + 1) / 4), untouched by Adam
+        np.testing.assert_allclose(got, slopes * max(0.0, 1 - (step + 1) / 4), rtol=1e-6, atol=1e-7)
+    assert [anneal.done(k) for k in range(6)] == [False, False, False, True, True, True]
+    assert not np.allclose(student.get_layer("c1").get_weights()[0], conv_before)  # the rest trained
+    relu, _ = swap_prelu(student, "relu")
+    assert not any(isinstance(l, keras.layers.PReLU) for l in relu.layers)
+    np.testing.assert_allclose(np.asarray(relu(x)), np.asarray(student(x)), rtol=1e-5, atol=1e-5)
+    with pytest.raises(EdgefaceError, match="no PReLU"):
+        SlopeAnneal(relu, 4)

@@ -89,3 +89,35 @@ def swap_prelu(model, kind: str, x: np.ndarray | None = None, compact_names: boo
                 else L.LeakyReLU(a, name=new_name(layer.name)))(arg)
 
     return rebuild(model, replace, compact_names, name=model.name), alphas
+
+
+class SlopeAnneal:
+    """Drives every feature-map PReLU's slopes linearly to 0 over `steps` training steps.
+
+    A cold swap to ReLU loses the function (cosine about 0 to the PReLU model: insightface's slopes
+    differ in sign and size within a layer); shrinking the slopes while distilling lets the weights
+    follow, and at 0 `swap_prelu(model, "relu")` is exact. Call it after each step with the step index.
+    The slopes stop being trainable: build it before the training step collects its variables.
+    """
+
+    def __init__(self, model, steps: int):
+        if steps < 1:
+            raise EdgefaceError("the slope anneal needs at least one step")
+        self.layers = prelu_layers(model)
+        if not self.layers:
+            raise EdgefaceError("the model has no PReLU layers to anneal")
+        self.start = [np.asarray(l.get_weights()[0]).copy() for l in self.layers]
+        self.steps = steps
+        for l in self.layers:
+            l.trainable = False
+
+    def factor(self, step: int) -> float:
+        return max(0.0, 1.0 - (step + 1) / self.steps)
+
+    def __call__(self, step: int) -> None:
+        f = self.factor(step)
+        for l, a0 in zip(self.layers, self.start):
+            l.set_weights([a0 * f])
+
+    def done(self, step: int) -> bool:
+        return self.factor(step) == 0.0

@@ -178,10 +178,11 @@ class Faces:
 
 def recover(student, faces: Faces, steps: int, batch_size: int = 32, lr: float = 1e-4, seed: int = 0,
             start: int = 0, total: int | None = None, val: tuple[np.ndarray, np.ndarray] | None = None,
-            eval_every: int = 0, on_eval=None, desc: str = "recover") -> list[float]:
+            eval_every: int = 0, on_eval=None, on_step=None, desc: str = "recover") -> list[float]:
     """Self-distil `student` to `faces.targets` for steps [start, steps) of a cosine-decayed schedule
     of `total` steps (random mirror per crop). val: (inputs, targets), e.g. `Faces.with_flips()`;
-    every `eval_every` steps (and at the end) calls on_eval(step, val_loss). Returns the per-step losses."""
+    every `eval_every` steps (and at the end) calls on_eval(step, val_loss). on_step(step) runs after
+    each step's update (e.g. activation.SlopeAnneal). Returns the per-step losses."""
     import tensorflow as tf
 
     keras = _keras()
@@ -209,6 +210,8 @@ def recover(student, faces: Faces, steps: int, batch_size: int = 32, lr: float =
         opt.learning_rate.assign(lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * step / total))))
         xb, yb = faces.batch(idx, rng.random(len(idx)) < 0.5)
         losses.append(float(train_step(tf.constant(xb), tf.constant(yb, tf.float32))))
+        if on_step is not None:
+            on_step(step)
         if len(losses) % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
         done = step + 1
