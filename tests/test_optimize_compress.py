@@ -115,6 +115,38 @@ def test_fit_budget_final_recovery_keeps_the_best_and_resumes(celeba_root, tmp_p
     assert again.rounds[-1]["curve"] == final["curve"]
 
 
+@pytest.mark.slow
+def test_fit_budget_anneals_prelu_to_relu_in_the_final_recovery(celeba_root, tmp_path):
+    import tf_keras as keras
+
+    from edgeface.errors import EdgefaceError
+    from edgeface.optimize.compress import Faces, fit_budget
+
+    x = _faces(celeba_root)
+    model = _net()
+    train, val = Faces.from_model(model, x[:64]), Faces.from_model(model, x[64:])
+    kw = dict(step=0.1, max_rounds=1, finetune_steps=2, calib_count=32, final_steps=6, eval_every=2,
+              anneal_relu=3, work_dir=tmp_path / "fit", log=lambda _: None)
+    with pytest.raises(EdgefaceError, match="more final steps"):
+        fit_budget(model, train, val, 10 ** 9, **{**kw, "final_steps": 3})
+    result = fit_budget(model, train, val, 10 ** 9, **kw)
+    final = result.rounds[-1]
+    assert [c["step"] for c in final["curve"]] == [2, 4, 6]
+    # step 2 still has slopes: never the best, whatever its loss; the best is one of the ReLU checks
+    relu_losses = {c["step"]: c["val_loss"] for c in final["curve"] if c["step"] > 3}
+    assert final["best_step"] in relu_losses
+    assert final["best_val_loss"] == pytest.approx(min(relu_losses.values()), abs=1e-5)
+    for net in (result.model, result.deploy):
+        assert not any(isinstance(l, keras.layers.PReLU) for l in net.layers)
+        assert any(isinstance(l, keras.layers.ReLU) for l in net.layers)
+    from edgeface.optimize.distill import distill_loss
+    from edgeface.spec import TASK_EMBEDDING
+    vx, vt = val.with_flips()
+    assert distill_loss(result.model, vt, vx, TASK_EMBEDDING) == pytest.approx(final["best_val_loss"], abs=1e-4)
+    again = fit_budget(model, train, val, 10 ** 9, **kw)  # resumed from the saved state: the same ReLU net
+    np.testing.assert_allclose(np.asarray(again.model(vx[:8])), np.asarray(result.model(vx[:8])), atol=1e-5)
+
+
 def test_load_faces_split_leaves_excluded_identities_out(celeba_root):
     from edgeface.optimize.compress import load_faces_split
 

@@ -78,13 +78,17 @@ MICRO_DTYPES = ("int8", "float32")  # TFLM has no float16 weights and no hybrid 
 @click.option("--fit-final-lr", type=click.FloatRange(min=0.0, min_open=True), default=1e-4, show_default=True,
               help="With --fit: peak learning rate of the final recovery (cosine decay; a changed final setting "
                    "keeps the saved pruning rounds and redoes only the final recovery).")
+@click.option("--fit-anneal-relu", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --fit: the final recovery shrinks every PReLU slope to 0 over its first N steps and ships "
+                   "the ReLU network (fused into the convolutions: int8 about 1.5x faster than the PReLU form).")
 @click.option("--fit-rounds", type=click.IntRange(min=1), default=8, show_default=True,
               help="With --fit: at most this many pruning rounds (a deep cut needs rounds x step near its fraction).")
 @click.option("--fit-threshold", type=click.FloatRange(min=0.0, min_open=True), default=0.1, show_default=True,
               help="With --fit: reject a round whose recovered validation loss (1 - cosine) moves by more than this.")
 def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, per_tensor, strip, c_array, prune_sparsity,
             prune_steps, qat_steps, finetune_count, fit, fit_step, fit_finetune_steps, fit_images, fit_faces,
-            fit_teacher, fit_activation, fit_prelu_form, fit_final_steps, fit_final_lr, fit_rounds, fit_threshold):
+            fit_teacher, fit_activation, fit_prelu_form, fit_final_steps, fit_final_lr, fit_anneal_relu, fit_rounds,
+            fit_threshold):
     """Convert MODEL (a run directory or a .keras file) to TFLite artifacts with model cards."""
     from edgeface.data.calibration import load_calibration, refuse_lfw
     from edgeface.convert.source import load_source
@@ -110,7 +114,7 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
         return _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget_for("int8"), extra, c_array,
                             FitOptions(fit_step, fit_finetune_steps, fit_images, fit_faces, fit_teacher,
                                        fit_activation, fit_final_steps, strip, fit_rounds, fit_threshold, fit_final_lr,
-                                       fit_prelu_form))
+                                       fit_prelu_form, fit_anneal_relu))
 
     needs_images = "int8" in dtype_list or prune_sparsity or qat_steps
     images = calib_info = None
@@ -197,6 +201,7 @@ class FitOptions:
     threshold: float = 0.1
     final_lr: float = 1e-4
     prelu_form: str = "residual"
+    anneal_relu: int = 0
 
 
 def _fit_data(src, calib, opts: FitOptions, work_dir):
@@ -247,21 +252,26 @@ def _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget, ext
 
     if not budget:
         raise EdgefaceError("--fit needs a byte budget (--budget N)")
+    if opts.anneal_relu and (opts.activation != "prelu" or opts.final_steps <= opts.anneal_relu):
+        raise EdgefaceError("--fit-anneal-relu N needs --fit-activation prelu and --fit-final-steps above N")
     work_dir = (src.run_dir / "fit") if src.run_dir else (Path(out_dir) / f".{name}_fit")
     train, val, split = _fit_data(src, calib, opts, work_dir)
     t0 = time.perf_counter()
     result = fit_budget(src.model, train, val, budget, step=opts.step, finetune_steps=opts.finetune_steps,
                         calib_count=calib_count, activation=opts.activation, final_steps=opts.final_steps,
                         strip=opts.strip, max_rounds=opts.max_rounds, threshold=opts.threshold,
-                        final_lr=opts.final_lr, prelu_form=opts.prelu_form, work_dir=work_dir, log=click.echo)
+                        final_lr=opts.final_lr, prelu_form=opts.prelu_form, anneal_relu=opts.anneal_relu,
+                        work_dir=work_dir, log=click.echo)
     kept = {"residual": "PReLU as x + relu((a-1)x) (slopes above 1 flipped), two delegated ops",
             "split": "PReLU split into four delegated ops"}[opts.prelu_form]
     activation = {"prelu": kept, "leaky": "PReLU swapped for one LeakyReLU per layer",
                   "relu": "PReLU swapped for ReLU"}[opts.activation]
+    if opts.anneal_relu:
+        activation = f"PReLU slopes annealed to 0 over {opts.anneal_relu} recovery steps: ReLU, fused into the convolutions"
     extra["optimization"] = {
         "fit_budget": {"budget": budget, "step": opts.step, "finetune_steps": opts.finetune_steps,
                        "final_steps": opts.final_steps, "final_lr": opts.final_lr, "activation": opts.activation,
-                       "prelu_form": opts.prelu_form,
+                       "prelu_form": opts.prelu_form, **({"anneal_relu": opts.anneal_relu} if opts.anneal_relu else {}),
                        "max_rounds": opts.max_rounds, "threshold": opts.threshold,
                        "importance": "activation energy x outgoing weight norm, least-squares refit of the next conv",
                        "recovery": "self-distillation to the unpruned float model, flip augmentation",

@@ -8,7 +8,8 @@ single delegated op, ReLU fuses into the convolution before it:
     split PReLU 4.73 ms, LeakyReLU 2.65 ms, ReLU 2.42 ms (ncnn teacher about 5 ms)
 
 Neither is the same function, so the swap is followed by self-distillation to the PReLU model
-(`compress.fit_budget`). Each layer's slope is the least-squares fit of its channels' slopes on
+(`compress.fit_budget`). A cold swap loses the trained network; `SlopeAnneal` instead shrinks the
+slopes to 0 during the distillation (`convert --fit-anneal-relu N`), and the ReLU swap is then exact. Each layer's slope is the least-squares fit of its channels' slopes on
 the negative inputs the layer sees: alpha = sum_c a_c E[x_c^2; x_c < 0] / sum_c E[x_c^2; x_c < 0].
 """
 from __future__ import annotations
@@ -98,15 +99,16 @@ class SlopeAnneal:
     differ in sign and size within a layer); shrinking the slopes while distilling lets the weights
     follow, and at 0 `swap_prelu(model, "relu")` is exact. Call it after each step with the step index.
     The slopes stop being trainable: build it before the training step collects its variables.
+    start: the slopes at step 0 (default: the model's own), so a resumed run keeps its schedule.
     """
 
-    def __init__(self, model, steps: int):
+    def __init__(self, model, steps: int, start: list[np.ndarray] | None = None):
         if steps < 1:
             raise EdgefaceError("the slope anneal needs at least one step")
         self.layers = prelu_layers(model)
         if not self.layers:
             raise EdgefaceError("the model has no PReLU layers to anneal")
-        self.start = [np.asarray(l.get_weights()[0]).copy() for l in self.layers]
+        self.start = [np.asarray(l.get_weights()[0]).copy() for l in self.layers] if start is None else start
         self.steps = steps
         for l in self.layers:
             l.trainable = False

@@ -253,7 +253,7 @@ def deploy_form(model, calib: np.ndarray, prelu_form: str = "residual"):
     return residual_relu_prelu(eq)
 
 
-FINAL_SETTINGS = ("final_steps", "final_lr")
+FINAL_SETTINGS = ("final_steps", "final_lr", "anneal_relu")
 
 
 def _without_final(config: dict) -> dict:
@@ -296,7 +296,8 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
                step: float = 0.04, max_rounds: int = 8, finetune_steps: int = 300, batch_size: int = 32,
                lr: float = 5e-5, threshold: float = 0.1, importance: str = "activation", calib_count: int = 300,
                activation: str = "prelu", final_steps: int = 0, final_lr: float = 1e-4, eval_every: int = 500,
-               strip: bool = False, prelu_form: str = "residual", work_dir=None, log=print) -> Result:
+               strip: bool = False, prelu_form: str = "residual", anneal_relu: int = 0, work_dir=None,
+               log=print) -> Result:
     """Prune `step` of the prunable channels per round until the int8 file fits `budget`.
 
     train / val: `Faces`, or arrays of normalised crops (the model's own outputs become the targets).
@@ -305,9 +306,13 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
     strip: measure (and return) the int8 file without its strings (convert --strip-strings).
     prelu_form: how the int8 file writes PReLU (PRELU_FORMS); it changes bytes, not the float function,
     so saved rounds of either form resume.
+    anneal_relu: the final recovery shrinks every PReLU slope to 0 over its first N steps
+    (activation.SlopeAnneal) and returns the ReLU network (int8 about 1.5x faster than the PReLU form).
     """
     from edgeface.optimize.activation import swap_prelu
 
+    if anneal_relu and (activation != "prelu" or final_steps <= anneal_relu):
+        raise EdgefaceError("annealing PReLU to ReLU needs activation 'prelu' and more final steps than anneal steps")
     train = train if isinstance(train, Faces) else Faces.from_model(model, train)
     val = val if isinstance(val, Faces) else Faces.from_model(model, val)
     calib = np.asarray(train.x[:calib_count], np.float32)
@@ -315,7 +320,8 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
     stages = _Stages(work_dir, {"budget": budget, "per_channel": per_channel, "step": step, "max_rounds": max_rounds,
                                 "finetune_steps": finetune_steps, "batch_size": batch_size, "lr": lr,
                                 "threshold": threshold, "importance": importance, "activation": activation,
-                                "final_steps": final_steps, "final_lr": final_lr, "train": len(train), "val": len(val)})
+                                "final_steps": final_steps, "final_lr": final_lr, "train": len(train), "val": len(val),
+                                **({"anneal_relu": anneal_relu} if anneal_relu else {})})
     rounds = stages.state["rounds"]
     current = stages.load(stages.state["model"])
     if current is None:
@@ -370,7 +376,7 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
         stages.save(current, f"round_{r}.keras")
     if final_steps:
         current = _final_recovery(current, train, (val_x, val_targets), stages, final_steps, batch_size, final_lr,
-                                  eval_every, log)
+                                  eval_every, log, anneal_relu)
         deploy = deploy_form(current, calib, prelu_form)
         data = int8_bytes(deploy, calib, per_channel, strip)
         stages.state["final"].update(bytes=len(data), params=count_params(current), accepted=True)
@@ -379,10 +385,14 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
 
 
 def _final_recovery(current, train: Faces, val: tuple[np.ndarray, np.ndarray], stages: _Stages, steps: int,
-                    batch_size: int, lr: float, eval_every: int, log):
+                    batch_size: int, lr: float, eval_every: int, log, anneal_relu: int = 0):
     """Recover for `steps`, checkpointing every `eval_every`; returns the best-validation weights.
-    val: (inputs with mirrors, targets)."""
+    val: (inputs with mirrors, targets). anneal_relu: see fit_budget; only checkpoints after the
+    anneal can be best, and the result is the ReLU network."""
+    from edgeface.optimize.activation import SlopeAnneal, prelu_layers, swap_prelu
+
     val_x, val_targets = val
+    start_slopes = [np.asarray(l.get_weights()[0]).copy() for l in prelu_layers(current)]
     final = stages.state["final"] or {"steps": steps, "done": 0, "best_step": 0,
                                       "best_val_loss": distill_loss(current, val_targets, val_x, TASK_EMBEDDING),
                                       "curve": []}
@@ -392,12 +402,15 @@ def _final_recovery(current, train: Faces, val: tuple[np.ndarray, np.ndarray], s
         current = resumed
         log(f"final recovery: resuming at step {final['done']} of {steps}")
     best = stages.load("final_best.keras") if final["best_step"] else None
+    anneal = SlopeAnneal(current, anneal_relu, start_slopes) if anneal_relu else None
 
     def on_eval(done, loss):
         nonlocal best
         final["done"] = done
         final["curve"].append({"step": done, "val_loss": round(loss, 6)})
-        if loss < final["best_val_loss"]:
+        if anneal and not anneal.done(done - 1):
+            pass  # slopes not yet 0: not the function that ships
+        elif loss < final["best_val_loss"] or (anneal and final["best_step"] < anneal_relu):
             final.update(best_step=done, best_val_loss=loss)
             best = clone_with_weights(current)
             stages.save(best, "final_best.keras")
@@ -406,8 +419,10 @@ def _final_recovery(current, train: Faces, val: tuple[np.ndarray, np.ndarray], s
             f"at {final['best_step']})")
 
     recover(current, train, steps, batch_size, lr, seed=99, start=final["done"], total=steps, val=val,
-            eval_every=eval_every, on_eval=on_eval, desc="final recovery")
+            eval_every=eval_every, on_eval=on_eval, on_step=anneal, desc="final recovery")
     chosen = best if best is not None else current
+    if anneal:
+        chosen = swap_prelu(chosen, "relu")[0]
     final["val_cosine"] = mean_cosine(predict(chosen, val_x), val_targets)
     return chosen
 
