@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -62,18 +63,29 @@ def teachers_root() -> Path:
     return root / "teachers"
 
 
+_ALIGNED: dict[tuple[int, int], Path] = {}
+
+
 def aligned_celeba_subset(tmp_path_factory, celeba_root: Path, n_ids: int, per_id: int) -> Path:
     """The first n_ids CelebA identities with >= per_id photos, per_id each, aligned by the real
-    MTCNN pipeline into a temporary folder (<identity>/<crop>.png)."""
-    from edgeface.align.pipeline import align_folder
+    MTCNN pipeline into a temporary folder (<identity>/<crop>.png).
 
-    src = tmp_path_factory.mktemp("celeba_src")
-    ids = [d for d in sorted(celeba_root.iterdir()) if d.is_dir() and len(list(d.iterdir())) >= per_id][:n_ids]
-    for d in ids:
-        (src / d.name).mkdir()
-        for f in sorted(d.iterdir())[:per_id]:
-            os.symlink(f, src / d.name / f.name)
+    The pipeline runs once per (n_ids, per_id) in a session (test modules ask for the same subset);
+    every caller gets its own fresh copy of that output, so no test sees another's writes."""
+    key = (n_ids, per_id)
+    if key not in _ALIGNED:
+        from edgeface.align.pipeline import align_folder
+
+        src = tmp_path_factory.mktemp("celeba_src")
+        ids = [d for d in sorted(celeba_root.iterdir()) if d.is_dir() and len(list(d.iterdir())) >= per_id][:n_ids]
+        for d in ids:
+            (src / d.name).mkdir()
+            for f in sorted(d.iterdir())[:per_id]:
+                os.symlink(f, src / d.name / f.name)
+        master = tmp_path_factory.mktemp("celeba_aligned_master")
+        summary = align_folder(src, master, workers=0)
+        assert summary["total"] == n_ids * per_id
+        _ALIGNED[key] = master
     dst = tmp_path_factory.mktemp("celeba_aligned")
-    summary = align_folder(src, dst, workers=0)
-    assert summary["total"] == n_ids * per_id
+    shutil.copytree(_ALIGNED[key], dst, dirs_exist_ok=True)
     return dst

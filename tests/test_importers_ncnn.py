@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -79,12 +80,15 @@ def test_truncated_weights_refused(tmp_path, teacher_dir, aligned, capsys):
     assert "weights end early" in capsys.readouterr().err
 
 
-def test_equalize_and_split_are_exact_and_delegated(imported, aligned):
-    from ai_edge_litert.interpreter import Interpreter
-
-    from edgeface.optimize.tflite_bytes import convert_bytes
+@pytest.fixture(scope="module")
+def equalized_split(imported, aligned):
+    """The imported model on the real crops before and after equalize_channels, and its PReLU
+    split converted once to per-tensor int8: the equalisation test checks that file's ops, the
+    residual-ReLU test measures its size (the split's bytes depend on the graph's structure, which
+    equalisation does not change: the same tensors, shapes and one scale per tensor)."""
     from edgeface.nets import load_model
-    from edgeface.optimize.equalize import activation_ranges, equalize_channels, scale_points, split_prelu
+    from edgeface.optimize.equalize import activation_ranges, equalize_channels, split_prelu
+    from edgeface.optimize.tflite_bytes import convert_bytes
 
     model = load_model(imported / "model.keras")
     x = (_crops(aligned).astype(np.float32) - 127.5) / 127.5
@@ -93,13 +97,23 @@ def test_equalize_and_split_are_exact_and_delegated(imported, aligned):
     spread_before = activation_ranges(model, [src], x)[src]
     equalize_channels(model, x)
     spread_after = activation_ranges(model, [src], x)[src]
-    np.testing.assert_allclose(np.asarray(model(x)), before, rtol=1e-3, atol=1e-4)
-    assert spread_after.max() / np.median(spread_after) < spread_before.max() / np.median(spread_before)
-    assert len(scale_points(model)) == 34
-
     split = split_prelu(model)
-    np.testing.assert_allclose(np.asarray(split(x)), before, rtol=1e-3, atol=1e-4)
-    it = Interpreter(model_content=convert_bytes(split, "int8", x, per_channel=False), num_threads=1)
+    return SimpleNamespace(x=x, before=before, spread_before=spread_before, spread_after=spread_after,
+                           model=model, split=split, int8=convert_bytes(split, "int8", x, per_channel=False))
+
+
+def test_equalize_and_split_are_exact_and_delegated(equalized_split):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeface.optimize.equalize import scale_points
+
+    e = equalized_split
+    np.testing.assert_allclose(np.asarray(e.model(e.x)), e.before, rtol=1e-3, atol=1e-4)
+    assert e.spread_after.max() / np.median(e.spread_after) < e.spread_before.max() / np.median(e.spread_before)
+    assert len(scale_points(e.model)) == 34
+
+    np.testing.assert_allclose(np.asarray(e.split(e.x)), e.before, rtol=1e-3, atol=1e-4)
+    it = Interpreter(model_content=e.int8, num_threads=1)
     it.allocate_tensors()
     ops = [o["op_name"] for o in it._get_ops_details()]
     assert "PRELU" not in ops and ops.count("DELEGATE") == 1  # XNNPACK runs the whole graph
@@ -152,13 +166,13 @@ def test_convert_fit_checks_its_recovery_faces_and_teacher_first(imported, align
     assert not out.exists() or not list(out.glob("*.tflite"))
 
 
-def test_residual_relu_form_is_exact_smaller_and_delegated(imported, aligned):
+def test_residual_relu_form_is_exact_smaller_and_delegated(imported, aligned, equalized_split):
     """x + relu((a - 1) x) after flipping slopes above 1 is the same function as PReLU, in fewer
     int8 bytes than the four-op split, and XNNPACK still runs the whole graph."""
     from ai_edge_litert.interpreter import Interpreter
 
     from edgeface.nets import load_model
-    from edgeface.optimize.equalize import flip_steep_slopes, residual_relu_prelu, split_prelu
+    from edgeface.optimize.equalize import flip_steep_slopes, residual_relu_prelu
     from edgeface.optimize.tflite_bytes import convert_bytes
 
     model = load_model(imported / "model.keras")
@@ -167,7 +181,7 @@ def test_residual_relu_form_is_exact_smaller_and_delegated(imported, aligned):
     slopes = np.concatenate([l.get_weights()[0].reshape(-1) for l in model.layers if type(l).__name__ == "PReLU"])
     steep = int((slopes > 1).sum())
     assert steep > 0  # insightface's slopes reach 2.4: the flip is exercised
-    split_bytes = len(convert_bytes(split_prelu(model), "int8", x, per_channel=False))
+    split_bytes = len(equalized_split.int8)  # this network's four-op split, per-tensor int8
     assert flip_steep_slopes(model) == steep
     np.testing.assert_allclose(np.asarray(model(x)), before, rtol=1e-3, atol=1e-4)
     assert max(l.get_weights()[0].max() for l in model.layers if type(l).__name__ == "PReLU") <= 1.0

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edgeface.utils.paths import shared_root
@@ -71,21 +70,6 @@ def lay_out_people(celeba_root: Path, root: Path) -> None:
             (folder / f"{name}_{i:04d}.jpg").symlink_to(src)
 
 
-def write_pairs(test_dir: Path, out: Path, folds: int = 2, per_fold: int = 8) -> None:
-    """An LFW-format pairs file of the test people (stands in for `edgeface data pairs` until it exists)."""
-    rng = np.random.default_rng(0)
-    people = sorted(p.name for p in test_dir.iterdir())
-    lines = [f"{folds}\t{per_fold}"]
-    for _ in range(folds):
-        for _ in range(per_fold):
-            a, b = rng.choice(8, 2, replace=False) + 1
-            lines.append(f"{rng.choice(people)}\t{a}\t{b}")
-        for _ in range(per_fold):
-            p, q = rng.choice(people, 2, replace=False)
-            lines.append(f"{p}\t{rng.integers(1, 9)}\t{q}\t{rng.integers(1, 9)}")
-    out.write_text("\n".join(lines) + "\n")
-
-
 @pytest.mark.slow
 def test_own_faces_commands_run_as_written(tmp_path, celeba_root):
     shared = shared_root()
@@ -109,9 +93,6 @@ def test_own_faces_commands_run_as_written(tmp_path, celeba_root):
             if "--teacher" in args and shared is None:
                 continue  # no teacher on this machine; the labels-only command still runs
             args += TINY
-        if args[:2] == ["data", "pairs"] and edgeface(["data", "--help"]).returncode != 0:
-            write_pairs(work / args[2], work / args[args.index("--out") + 1])  # `edgeface data` not merged here
-            continue
         r = edgeface(args)
         assert r.returncode == 0, f"{cmd}\n{r.stderr[-3000:]}"
         outputs[cmd] = r.stdout
