@@ -29,7 +29,7 @@ def test_run_dir_holds_the_agreed_files(cnn_run):
     run, info = cnn_run
     for name in ("run.json", "model.keras", "log.csv", "curves.png"):
         assert (run / name).is_file()
-    assert list((run / "checkpoints").glob("*.weights.h5"))
+    assert (run / "checkpoints" / "checkpoint").is_file() and (run / "config.toml").is_file()
     saved = json.loads((run / "run.json").read_text())
     assert saved["task"] == "expression_classification"
     assert saved["class_names"] == ["anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise"]
@@ -149,16 +149,23 @@ def test_convert_cli_calibrates_expression_runs_on_their_train_split(cnn_run, tm
     assert card["calibration"]["split"] == "train" and card["calibration"]["count"] == 16
 
 
-def test_vgg_with_cosine_label_smoothing_and_class_weights(expressions_root, tmp_path):
-    """The FER-full recipe's options on a few CK+ steps: sqrt class weights, smoothing, cosine, no test eval."""
-    cfg = tr.load_config(None, {"backbone": "vgg", "filters": [[8], [16], [32]], "head_units": 16, "epochs": 2,
-                                "max_steps": 30, "lr_schedule": "cosine", "warmup_epochs": 0.5,
-                                "label_smoothing": 0.1, "class_weight": 0.5, "evaluate_test": False, "seed": 0})
-    info = tr.train_expression(expressions_root / "ckplus48", tmp_path / "vgg", cfg)
+def test_vgg_with_cosine_label_smoothing_and_class_weights_resumed(expressions_root, tmp_path):
+    """The FER-full recipe's options on a few CK+ steps: sqrt class weights, smoothing, cosine, no test
+    eval; stopped after 14 steps and resumed through the CLI to 30."""
+    options = {"backbone": "vgg", "filters": [[8], [16], [32]], "head_units": 16, "epochs": 2, "max_steps": 14,
+               "lr_schedule": "cosine", "warmup_epochs": 0.5, "label_smoothing": 0.1, "class_weight": 0.5,
+               "evaluate_test": False, "seed": 0}
+    run = tmp_path / "vgg"
+    first = tr.train_expression(expressions_root / "ckplus48", run, tr.load_config(None, options))
+    assert first["steps"] == 14 and first["stop_reason"] == "max_steps"
+    assert cli_main(["train", "expression", "--data", str(expressions_root / "ckplus48"), "--out", str(run),
+                     "--resume", "--max-steps", "30"]) == 0
+    info = json.loads((run / "run.json").read_text())
     assert info["model"]["name"] == "expr_vgg" and info["model"]["kwargs"]["filters"] == [[8], [16], [32]]
     assert info["test_accuracy_float_keras"] is None  # the test split was not touched
-    assert info["stages"][0]["lr_schedule"] == "cosine" and info["stages"][0]["steps"] <= 30
-    rows = (tmp_path / "vgg" / "log.csv").read_text().splitlines()
+    assert info["stages"][0]["lr_schedule"] == "cosine" and info["stages"][0]["steps"] == info["steps"] == 30
+    rows = (run / "log.csv").read_text().splitlines()
+    assert [r.split(",")[2] for r in rows[1:]] == ["14", "24", "30"]  # (24 steps an epoch) continued
     lrs = [float(r.split(",")[7]) for r in rows[1:]]
     assert lrs and lrs[-1] < 1e-3  # decayed from lr 1e-3
     w = class_weights(np.array([0] * 90 + [1] * 10), 2, 0.5)
