@@ -106,6 +106,24 @@ def test_frozen_face_base_stays_frozen_while_the_head_learns(expressions_root, t
     assert info["stages"][0]["stage"] == "head" and str(tmp_path / "face.keras") in info["transfer"]
 
 
+def test_time_limit_ends_each_stage(expressions_root, tmp_path):
+    """A 6 ms budget: the head stage and then the fine-tuning stage each stop after their first step
+    (an epoch cut short, validated and logged), and the kept model is the full classifier."""
+    from edgeface.nets import get_model, load_model
+    face = get_model("mobilenetv2", input_size=48, alpha=0.35, embedding_dim=32, last_channels=64)
+    face.save(tmp_path / "face.keras")
+    cfg = tr.load_config(None, {"backbone": "mobilenetv2", "weights": str(tmp_path / "face.keras"), "epochs": 2,
+                                "augment_copies": 0, "fine_tune_blocks": 1, "fine_tune_epochs": 2,
+                                "time_limit_min": 1e-4, "evaluate_test": False})
+    info = tr.train_expression(expressions_root / "ckplus48", tmp_path / "run", cfg)
+    assert [(s["stage"], s["steps"], s["stop_reason"]) for s in info["stages"]] == [
+        ("head", 1, "time_limit"), ("finetune", 1, "time_limit")]
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[:3] for r in rows] == [["head", f"{1 / 24:.6g}", "1"], ["finetune", f"{1 / 24:.6g}", "2"]]
+    kept = load_model(tmp_path / "run" / "model.keras")
+    assert info["best"]["stage"] in ("head", "finetune") and kept.count_params() == info["model"]["params"]
+
+
 def test_cli_bad_input_is_one_line(tmp_path, capsys, expressions_root):
     rc = cli_main(["train", "expression", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip().splitlines()

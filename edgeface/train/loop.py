@@ -248,8 +248,12 @@ class Trainer:
             if stage.enter is not None:
                 stage.enter(self._stage_step() == 0)
             limit = TimeLimit(self.loop.time_limit_min)
-            while (reason := self._stop_reason(stage, stopper, limit)) is None:
-                self._train_epoch(stage, logger, stopper, limit)
+            reason = self._stop_reason(stage, stopper)
+            while reason is None:
+                timed_out = self._train_epoch(stage, logger, stopper, limit)
+                reason = "time_limit" if timed_out else self._stop_reason(stage, stopper)
+            if reason == "time_limit":
+                say(f"{stage.name}: time limit of {limit.seconds / 60:.3g} min reached at step {self.ckpt.get('step')}")
             self._record_stage(index, reason)
             if index + 1 == len(self.stages):
                 return reason
@@ -260,16 +264,13 @@ class Trainer:
     def stage(self) -> Stage:
         return self.stages[self.ckpt.get("stage")]
 
-    def _stop_reason(self, stage: Stage, stopper, limit: TimeLimit) -> str | None:
+    def _stop_reason(self, stage: Stage, stopper) -> str | None:
         if self.ckpt.get("epoch") >= stage.epochs:
             return "epochs"
         if stage.max_steps and self._stage_step() >= stage.max_steps:
             return "max_steps"
         if stopper.should_stop:
             return "early_stopping"
-        if limit.reached():
-            say(f"{stage.name}: time limit of {limit.seconds / 60:.1f} min reached at step {self.ckpt.get('step')}")
-            return "time_limit"
         return None
 
     def _stage_step(self) -> int:
@@ -367,8 +368,9 @@ class Trainer:
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         return self.strategy.experimental_distribute_dataset(batches.with_options(options))
 
-    def _train_epoch(self, stage: Stage, logger, stopper, limit: TimeLimit) -> None:
-        """Train the rest of the current epoch (up to max_steps or the time limit), validate, checkpoint."""
+    def _train_epoch(self, stage: Stage, logger, stopper, limit: TimeLimit) -> bool:
+        """Train the rest of the current epoch (up to max_steps or the time limit), validate, checkpoint.
+        True when the time limit is reached (it is checked after every step)."""
         epoch, skip = self.ckpt.get("epoch"), self.ckpt.get("epoch_step")
         todo = stage.steps_per_epoch - skip
         if stage.max_steps:
@@ -430,6 +432,7 @@ class Trainer:
         shown_metrics = "".join(f", {k} {v:.4f}" for k, v in (metrics or {}).items() if isinstance(v, float))
         say(f"{label}epoch {shown:.3g}: step {row['step']}, loss {row['loss']:.4f}{shown_metrics}"
             + (" (best)" if improved and metrics is not None else "") + f", {row['images_per_s']:.1f} img/s")
+        return limit.reached()
 
     def _lr(self, stage: Stage) -> float:
         return float(stage.schedule(max(0, self._stage_step() - 1)))
