@@ -11,7 +11,7 @@ import edgeface  # noqa: F401  (tf-keras before TensorFlow)
 
 from edgeface.bench.verification import best_threshold, cosine_scores
 from edgeface.errors import EdgefaceError, run_main
-from edgeface.train.face import FaceTrainer, resolve_config
+from edgeface.train.face import FaceTask, resolve_config
 from edgeface.utils.io import read_json
 
 
@@ -27,8 +27,8 @@ def main(argv=None) -> int:
     if not spec:
         raise EdgefaceError(f"{run} was not distilled: pass --teacher")
     data_dir = read_json(run / "run.json", "run.json")["data"]["dir"]
-    trainer = FaceTrainer(data_dir, run, cfg)
-    trainer._load_data()  # the same identity split and pairs as the run's validation
+    trainer = FaceTask(data_dir, cfg)
+    trainer.load_data()  # the same identity split and pairs as the run's validation
     if trainer.val is None:
         raise EdgefaceError(f"{run} has no validation split (data.val_fraction = 0)")
     from edgeface.teachers import load_teacher, teacher_embeddings

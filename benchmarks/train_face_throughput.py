@@ -34,27 +34,27 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    from edgeface.train.face import FaceTrainer, resolve_config
     from edgeface.train.common import seed_everything
+    from edgeface.train.face import FaceTask, resolve_config
+    from edgeface.train.loop import Trainer
     from edgeface.utils.io import write_json_atomic
 
     run_dir = Path(tempfile.mkdtemp(prefix="ef_tput_"))
     cfg = resolve_config(run_dir, args.config, ["data.val_fraction=0.0", *args.sets])
-    tr = FaceTrainer(args.data, run_dir, cfg)
+    tr = FaceTask(args.data, cfg)
     seed_everything(tr.seed)
-    tr._load_data()
-    tr._load_teacher()
-    tr._build()
+    tr.load_data()
+    tr.prepare()
+    trainer = Trainer(tr, run_dir)
+    trainer.build()
+    stage = trainer.stages[0]
     bs = cfg["data"]["batch_size"]
     load_before = os.getloadavg()
     times, t_prev, n = [], None, 0
     epoch = 0
     while n < args.warmup + args.steps:
-        for batch in tr._epoch_dataset(epoch, 0):
-            t_emb = tf.zeros((0,))
-            if tr.teacher is not None:
-                t_emb = tf.where(batch["flip_flag"][:, None], batch["t_emb_m"], batch["t_emb"])
-            float(tr._train_step(batch["image"], batch["label"], t_emb)["loss"])  # wait for the step
+        for batch in stage.batches(epoch, 0):
+            float(stage.train_step(batch)["loss"])  # wait for the step
             now = time.perf_counter()
             if n >= args.warmup:
                 times.append(now - t_prev)

@@ -397,7 +397,7 @@ def test_trainer_skips_fallbacks_and_trains_without_validation_when_ids_are_few(
     """TF-free part of the trainer: align's fallback crops are not training faces, and 3 people are
     too few to hold some out (a warning, not an error)."""
     from edgeface.train import config as cfgmod
-    from edgeface.train.face import FaceTrainer
+    from edgeface.train.face import FaceTask
 
     rgb = np.full((112, 112, 3), 128, np.uint8)
     import cv2
@@ -411,15 +411,15 @@ def test_trainer_skips_fallbacks_and_trains_without_validation_when_ids_are_few(
             lines.append({"source": f"{who}/{k}.jpg", "output": out, "status": "fallback" if k == 0 else "ok"})
     (tmp_path / "data" / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     cfg = cfgmod.resolve(cfgmod.FACE_DEFAULTS, sets=["data.batch_size=2", "data.val_fraction=0.3"])
-    t = FaceTrainer(tmp_path / "data", tmp_path / "run", cfg)
-    t._load_data()
+    t = FaceTask(tmp_path / "data", cfg)
+    t.load_data()
     err = capsys.readouterr().err
     assert len(t.train_paths) == 9 and not any(p.endswith("/0.png") for p in t.train_paths)
     assert t.val is None and "training without validation" in err and "skipping 3 fallback" in err
     cfg = cfgmod.resolve(cfgmod.FACE_DEFAULTS, sets=["data.batch_size=2", "data.val_fraction=0",
                                                      "data.use_fallbacks=true"])
-    t = FaceTrainer(tmp_path / "data", tmp_path / "run", cfg)
-    t._load_data()
+    t = FaceTask(tmp_path / "data", cfg)
+    t.load_data()
     assert len(t.train_paths) == 12
 
 

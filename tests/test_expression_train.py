@@ -29,7 +29,7 @@ def test_run_dir_holds_the_agreed_files(cnn_run):
     run, info = cnn_run
     for name in ("run.json", "model.keras", "log.csv", "curves.png"):
         assert (run / name).is_file()
-    assert list((run / "checkpoints").glob("*.weights.h5"))
+    assert (run / "checkpoints" / "checkpoint").is_file() and (run / "config.toml").is_file()
     saved = json.loads((run / "run.json").read_text())
     assert saved["task"] == "expression_classification"
     assert saved["class_names"] == ["anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise"]
@@ -106,6 +106,24 @@ def test_frozen_face_base_stays_frozen_while_the_head_learns(expressions_root, t
     assert info["stages"][0]["stage"] == "head" and str(tmp_path / "face.keras") in info["transfer"]
 
 
+def test_time_limit_ends_each_stage(expressions_root, tmp_path):
+    """A 6 ms budget: the head stage and then the fine-tuning stage each stop after their first step
+    (an epoch cut short, validated and logged), and the kept model is the full classifier."""
+    from edgeface.nets import get_model, load_model
+    face = get_model("mobilenetv2", input_size=48, alpha=0.35, embedding_dim=32, last_channels=64)
+    face.save(tmp_path / "face.keras")
+    cfg = tr.load_config(None, {"backbone": "mobilenetv2", "weights": str(tmp_path / "face.keras"), "epochs": 2,
+                                "augment_copies": 0, "fine_tune_blocks": 1, "fine_tune_epochs": 2,
+                                "time_limit_min": 1e-4, "evaluate_test": False})
+    info = tr.train_expression(expressions_root / "ckplus48", tmp_path / "run", cfg)
+    assert [(s["stage"], s["steps"], s["stop_reason"]) for s in info["stages"]] == [
+        ("head", 1, "time_limit"), ("finetune", 1, "time_limit")]
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[:3] for r in rows] == [["head", f"{1 / 24:.6g}", "1"], ["finetune", f"{1 / 24:.6g}", "2"]]
+    kept = load_model(tmp_path / "run" / "model.keras")
+    assert info["best"]["stage"] in ("head", "finetune") and kept.count_params() == info["model"]["params"]
+
+
 def test_cli_bad_input_is_one_line(tmp_path, capsys, expressions_root):
     rc = cli_main(["train", "expression", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip().splitlines()
@@ -149,16 +167,23 @@ def test_convert_cli_calibrates_expression_runs_on_their_train_split(cnn_run, tm
     assert card["calibration"]["split"] == "train" and card["calibration"]["count"] == 16
 
 
-def test_vgg_with_cosine_label_smoothing_and_class_weights(expressions_root, tmp_path):
-    """The FER-full recipe's options on a few CK+ steps: sqrt class weights, smoothing, cosine, no test eval."""
-    cfg = tr.load_config(None, {"backbone": "vgg", "filters": [[8], [16], [32]], "head_units": 16, "epochs": 2,
-                                "max_steps": 30, "lr_schedule": "cosine", "warmup_epochs": 0.5,
-                                "label_smoothing": 0.1, "class_weight": 0.5, "evaluate_test": False, "seed": 0})
-    info = tr.train_expression(expressions_root / "ckplus48", tmp_path / "vgg", cfg)
+def test_vgg_with_cosine_label_smoothing_and_class_weights_resumed(expressions_root, tmp_path):
+    """The FER-full recipe's options on a few CK+ steps: sqrt class weights, smoothing, cosine, no test
+    eval; stopped after 14 steps and resumed through the CLI to 30."""
+    options = {"backbone": "vgg", "filters": [[8], [16], [32]], "head_units": 16, "epochs": 2, "max_steps": 14,
+               "lr_schedule": "cosine", "warmup_epochs": 0.5, "label_smoothing": 0.1, "class_weight": 0.5,
+               "evaluate_test": False, "seed": 0}
+    run = tmp_path / "vgg"
+    first = tr.train_expression(expressions_root / "ckplus48", run, tr.load_config(None, options))
+    assert first["steps"] == 14 and first["stop_reason"] == "max_steps"
+    assert cli_main(["train", "expression", "--data", str(expressions_root / "ckplus48"), "--out", str(run),
+                     "--resume", "--max-steps", "30"]) == 0
+    info = json.loads((run / "run.json").read_text())
     assert info["model"]["name"] == "expr_vgg" and info["model"]["kwargs"]["filters"] == [[8], [16], [32]]
     assert info["test_accuracy_float_keras"] is None  # the test split was not touched
-    assert info["stages"][0]["lr_schedule"] == "cosine" and info["stages"][0]["steps"] <= 30
-    rows = (tmp_path / "vgg" / "log.csv").read_text().splitlines()
+    assert info["stages"][0]["lr_schedule"] == "cosine" and info["stages"][0]["steps"] == info["steps"] == 30
+    rows = (run / "log.csv").read_text().splitlines()
+    assert [r.split(",")[2] for r in rows[1:]] == ["14", "24", "30"]  # (24 steps an epoch) continued
     lrs = [float(r.split(",")[7]) for r in rows[1:]]
     assert lrs and lrs[-1] < 1e-3  # decayed from lr 1e-3
     w = class_weights(np.array([0] * 90 + [1] * 10), 2, 0.5)

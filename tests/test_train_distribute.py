@@ -1,4 +1,4 @@
-"""The face trainer under tf.distribute: a MirroredStrategy run over 2 logical CPU devices and a
+"""The training driver under tf.distribute (the face task): a MirroredStrategy run over 2 logical CPU devices and a
 default single-device run (same seed, same data, 8 steps) give the same loss curve, the same
 center-loss centres and the same weight updates; resume works under the strategy; a missing or
 malformed TF_CONFIG fails in one line.
@@ -50,14 +50,15 @@ def _child(spec_path: str) -> None:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from edgeface.cli import main
-    from edgeface.train.face import FaceTrainer, resolve_config
+    from edgeface.train.face import FaceTask, resolve_config
+    from edgeface.train.loop import Trainer
 
-    class Recording(FaceTrainer):
-        """The real trainer, keeping its initial weights for the update comparison."""
+    class Recording(Trainer):
+        """The real driver, keeping the initial weights for the update comparison."""
 
-        def _build(self):
-            super()._build()
-            self.w0 = [v.numpy() for v in self.train_vars]
+        def build(self):
+            super().build()
+            self.w0 = [v.numpy() for v in self.stages[0].variables]
 
     spec = json.loads(Path(spec_path).read_text())
     out, data = Path(spec["out"]), spec["data"]
@@ -69,13 +70,14 @@ def _child(spec_path: str) -> None:
         for strategy in ("default", "mirrored"):
             run = out / f"{case}_{strategy}"
             cfg = resolve_config(run, None, [*SETS, *extra, f"train.max_steps={STEPS}", f"train.strategy={strategy}"])
-            trainer = Recording(data, run, cfg)
+            trainer = Recording(FaceTask(data, cfg), run)
             info = trainer.run()
-            tracked = list(trainer.train_vars) + ([trainer.center.centers] if trainer.center is not None else [])
+            trained, center = trainer.stages[0].variables, trainer.task.center
+            tracked = list(trained) + ([center.centers] if center is not None else [])
             copies = [[c.numpy() for c in getattr(v, "values", [v])] for v in tracked]
             np.savez(run / "weights.npz", **{f"w0_{i}": w for i, w in enumerate(trainer.w0)},
-                     **{f"w_{i}": v.numpy() for i, v in enumerate(trainer.train_vars)},
-                     centers=trainer.center.centers.numpy() if trainer.center is not None else np.zeros(0))
+                     **{f"w_{i}": v.numpy() for i, v in enumerate(trained)},
+                     centers=center.centers.numpy() if center is not None else np.zeros(0))
             results[f"{case}_{strategy}"] = {
                 "curves": _curves(run), "distribute": info["distribute"], "copies": len(copies[0]),
                 # the largest difference between two replicas' copies of any weight or centre
@@ -290,7 +292,7 @@ def test_tf_config_errors(tmp_path, capsys, monkeypatch, celeba_ids):
 
 
 def test_chief_is_the_writer():
-    from edgeface.train.face import is_chief, read_tf_config
+    from edgeface.train.distribute import is_chief, read_tf_config
 
     two = {"cluster": {"worker": ["a:1", "b:1"]}}
     assert is_chief(read_tf_config(json.dumps({**two, "task": {"type": "worker", "index": 0}})))

@@ -157,9 +157,9 @@ def test_extra_unlabelled_faces_and_warm_start(tiny_aligned, tmp_path, teachers_
     from edgeface.data.pipeline import load_images
     from edgeface.spec import normalize_pixels
     from edgeface.teachers import load_teacher
-    from edgeface.train.face import FaceTrainer
-    held = FaceTrainer(tiny_aligned, sel, info["config"])
-    held._load_data()  # the same seeded identity split as the run
+    from edgeface.train.face import FaceTask
+    held = FaceTask(tiny_aligned, info["config"])
+    held.load_data()  # the same seeded identity split as the run
     student = load_model(sel / "model.keras")(normalize_pixels(load_images(held.val.paths, 96)), training=False).numpy()
     teacher_emb = load_teacher(teachers_root / "mobilefacenet-ncnn").embed(load_images(held.val.paths, 112))
     student /= np.linalg.norm(student, axis=1, keepdims=True)

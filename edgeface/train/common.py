@@ -1,4 +1,4 @@
-"""Training utilities shared by the trainers: seeding, LR schedules, optimizers, checkpoints with
+"""Training utilities of the driver (edgeface.train.loop): seeding, LR schedules, optimizers, checkpoints with
 resume, CSV + TensorBoard logging, early stopping.
 
     seed_everything(cfg["train"]["seed"])
@@ -88,10 +88,13 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_schedule(optim: Mapping, steps_per_epoch: int, total_steps: int):
-    """From an [optim] config section: schedule "cosine" (warmup_epochs, min_lr) or "step" (milestones, gamma)."""
+    """From an [optim] config section: schedule "cosine" (warmup_epochs, min_lr), "step" (milestones,
+    gamma) or "constant"."""
     if optim["lr"] <= 0:
         raise EdgefaceError(f"optim.lr must be > 0, got {optim['lr']}")
     warmup = int(round(float(optim.get("warmup_epochs", 0.0)) * steps_per_epoch))
+    if optim["schedule"] == "constant":
+        return WarmupStepDecay(optim["lr"], [], warmup_steps=0)
     if optim["schedule"] == "cosine":
         return WarmupCosine(optim["lr"], total_steps, min(warmup, max(0, total_steps - 1)), optim.get("min_lr", 0.0))
     if optim["schedule"] == "step":
@@ -130,11 +133,16 @@ def make_optimizer(optim: Mapping, learning_rate):
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
 
+# The stage being trained, the step it started at and the stage of the best model; only a run of
+# several stages holds them, so one-stage checkpoints keep the layout they always had.
+STAGE_KEYS = ("stage", "stage_start", "best_stage")
+
+
 class Checkpointer:
     """tf.train.Checkpoint over the given trackables plus run state (epoch, step, best metric,
     epochs without improvement), kept by a CheckpointManager. `state` values are tf.Variables."""
 
-    def __init__(self, directory: str | os.PathLike, max_to_keep: int = 3, **trackables):
+    def __init__(self, directory: str | os.PathLike, max_to_keep: int = 3, staged: bool = False, **trackables):
         self.directory = Path(directory)
         self.state = {
             "epoch": tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch"),        # epochs completed
@@ -144,6 +152,8 @@ class Checkpointer:
             "best_epoch": tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch"),
             "bad_epochs": tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_epochs"),
         }
+        if staged:  # a run of several stages (epoch, epoch_step and bad_epochs count within the stage)
+            self.state.update({key: tf.Variable(0, dtype=tf.int64, trainable=False, name=key) for key in STAGE_KEYS})
         items = {k: v for k, v in trackables.items() if v is not None}
         self.checkpoint = tf.train.Checkpoint(**items, **self.state)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=max_to_keep)
@@ -170,11 +180,15 @@ class Checkpointer:
         return self.manager.save(checkpoint_number=int(self.state["step"].numpy()))
 
     def get(self, key: str):
+        if key not in self.state and key in STAGE_KEYS:
+            return 0  # a one-stage run: always in its stage 0, which started at step 0
         v = self.state[key].numpy()
         return float(v) if self.state[key].dtype == tf.float64 else int(v)
 
     def set(self, **values) -> None:
         for k, v in values.items():
+            if k in STAGE_KEYS and k not in self.state and v == 0:
+                continue  # a one-stage run's stage keys are always 0
             self.state[k].assign(v)
 
 

@@ -95,6 +95,7 @@ FACE_DEFAULTS: dict[str, dict[str, Any]] = {
         "checkpoint_every": 500,      # also checkpoint every N steps inside an epoch (0 = epoch ends only):
                                       # a run cut mid-epoch resumes there, not at the epoch's start
         "log_every": 10,              # TensorBoard scalars every N steps
+        "time_limit_min": 0.0,        # stop training after this many minutes (0 = no limit); the best epoch is kept
         "strategy": "default",        # tf.distribute: default (one device) | mirrored (this machine's GPUs, else
                                       # its CPU devices) | multiworker (several hosts, from TF_CONFIG); the
                                       # batch size is the global batch (docs/distributed.md)
@@ -123,6 +124,14 @@ class Schema:
 
 
 FACE = Schema(FACE_DEFAULTS, frozenset(OPEN_SECTIONS))
+
+
+def saved_config(run_dir: str | os.PathLike) -> dict:
+    """--resume: the run folder's config.toml (the base its new flags lay over)."""
+    saved = Path(run_dir) / "config.toml"
+    if not saved.is_file():
+        raise EdgefaceError(f"nothing to resume: {saved} not found")
+    return load_toml(saved)
 
 
 def parse_value(text: str) -> Any:

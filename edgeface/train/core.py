@@ -1,16 +1,12 @@
-"""The trainer core: what every training task does around its own loop, in one place.
+"""The trainer core: the run folder and what run.json records about it, shared by every task.
 
-A task plug-in brings its config schema (edgeface.train.config.Schema), its data and its loop:
-face embedding (edgeface.train.face: GradientTape, tf.distribute, resumable) and expression
-classification (edgeface.train.expression: Keras fit). The core owns the run folder and what
-run.json records about it, so `edgeface convert` (edgeface.convert.source) reads every task's run
-the same way:
+The driver (edgeface.train.loop.Trainer) runs each task plug-in (edgeface.train.face.FaceTask,
+edgeface.train.expression.task.ExpressionTask) and writes its run folder through `RunFolder`, so
+`edgeface convert` (edgeface.convert.source) reads every task's run the same way:
 
-    folder = RunFolder(run_dir, TASK_CLASSIFICATION, resumable=False)
+    folder = RunFolder(run_dir, TASK_CLASSIFICATION, resume=False)
     folder.guard()                          # before any work: never train over another run
-    seed_everything(seed)                   # edgeface.train.common
-    log = RunLogger(folder.dir, FIELDS)     # log.csv, tb/, curves.png
-    ...                                     # the task's loop keeps the best model by its val metric
+    ...
     folder.write(folder.record(model=..., config=..., data=..., input=input_spec("RGB", size=112),
                                license=..., best=best_record("val_accuracy", 0.91, 12), **task_fields))
 
@@ -91,10 +87,10 @@ class TimeLimit:
 class RunFolder:
     """One training run's folder and wall clock, and run.json's shared layout."""
 
-    def __init__(self, run_dir: str | os.PathLike, task: str, *, resumable: bool, resume: bool = False):
+    def __init__(self, run_dir: str | os.PathLike, task: str, *, resume: bool = False):
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}")
-        self.dir, self.task, self.resumable, self.resume = Path(run_dir), task, resumable, resume
+        self.dir, self.task, self.resume = Path(run_dir), task, resume
         self.start()
         self.prev_wall = 0.0  # the wall time of the run's segments before a resume
 
@@ -103,18 +99,14 @@ class RunFolder:
         self.t_start = time.time()
 
     def guard(self) -> None:
-        """Refuse a folder that cannot be written or that holds another run: a resumable task's
-        checkpoints (continue with --resume), or a finished model of a task that cannot resume
-        (its leftover checkpoints from a cut run are simply overwritten)."""
+        """Refuse a folder that cannot be written or that holds another run (its checkpoints:
+        continue it with --resume, or its model)."""
         check_output_path(self.dir, "run folder", folder=True)
         if self.resume:
             return
-        if self.resumable:
-            ckpt_dir = self.dir / "checkpoints"
-            if ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
-                raise EdgefaceError(f"{self.dir} already holds a run: pass --resume to continue it or choose another --out")
-        elif (self.dir / "model.keras").exists():
-            raise EdgefaceError(f"{self.dir} already holds a trained model.keras: choose a new --out")
+        ckpt_dir = self.dir / "checkpoints"
+        if (ckpt_dir.is_dir() and any(ckpt_dir.iterdir())) or (self.dir / "model.keras").exists():
+            raise EdgefaceError(f"{self.dir} already holds a run: pass --resume to continue it or choose another --out")
 
     def wall_time_s(self) -> float:
         return round(self.prev_wall + time.time() - self.t_start, 1)

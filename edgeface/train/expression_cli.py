@@ -8,6 +8,7 @@ import click
 
 from edgeface.errors import EdgefaceError
 from edgeface.train.config import CONFIG_DIR
+from edgeface.train.distribute import STRATEGIES
 from edgeface.train.expression.config import BACKBONES  # TF-free: the choices for --help
 
 SHIPPED_EXPRESSION_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("expression_*.toml"))
@@ -45,10 +46,14 @@ DTYPES = ("float32", "float16", "int8")
               help="Stop training after this many minutes (the best epoch by val accuracy is kept).")
 @click.option("--prune-head", is_flag=True, help="Also prune the head's hidden units by distinctiveness "
               "(merge < 15 deg, remove > 165 deg) and record accuracy before/after.")
+@click.option("--resume", is_flag=True, help="Continue RUN_DIR from its last checkpoint (its config.toml is the base).")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=None,
+              help="tf.distribute: default (one device), mirrored (this machine's GPUs), multiworker (hosts in "
+                   "TF_CONFIG); --batch-size is the global batch [docs/distributed.md].")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as TOML (what --config reads) and exit.")
 def expression(data_dir, backbone, run_dir, weights, input_size, epochs, max_steps, fine_tune_blocks, fine_tune_epochs,
                lr, fine_tune_lr, batch_size, clahe, split_by, config_path, sets, seed, dtypes, time_limit_min,
-               prune_head, print_config):
+               prune_head, resume, strategy, print_config):
     """Train a facial-expression classifier (frozen base + new head, optional fine-tuning)."""
     from edgeface.train.expression.config import load_config, to_toml
 
@@ -56,11 +61,13 @@ def expression(data_dir, backbone, run_dir, weights, input_size, epochs, max_ste
     bad = [d for d in dtype_list if d not in DTYPES]
     if bad:
         raise EdgefaceError(f"unknown dtype(s) {', '.join(bad)} for --convert; choose from {', '.join(DTYPES)}")
+    if resume and run_dir is None:
+        raise click.UsageError("Missing option '--out' (the run to resume).")
     cfg = load_config(config_path, {
         "backbone": backbone, "weights": weights, "input_size": input_size, "epochs": epochs, "max_steps": max_steps,
         "fine_tune_blocks": fine_tune_blocks, "fine_tune_epochs": fine_tune_epochs, "lr": lr,
         "fine_tune_lr": fine_tune_lr, "batch_size": batch_size, "clahe": clahe, "split_by": split_by, "seed": seed,
-        "time_limit_min": time_limit_min}, sets)
+        "time_limit_min": time_limit_min, "strategy": strategy}, sets, resume_from=run_dir if resume else None)
     if print_config:
         click.echo(to_toml(cfg).rstrip())
         return
@@ -68,8 +75,8 @@ def expression(data_dir, backbone, run_dir, weights, input_size, epochs, max_ste
     from edgeface.train.expression.task import train_expression
 
     require_options(data_dir, run_dir)
-    info = train_expression(data_dir, run_dir, cfg)
-    click.echo(f"{run_dir}: best val accuracy {info['best_val_accuracy']:.4f}, "
+    info = train_expression(data_dir, run_dir, cfg, resume=resume)
+    click.echo(f"{run_dir}: best val accuracy {info['best_val_accuracy']:.4f} ({info['best']['stage']} stage), "
                f"float test accuracy {info['test_accuracy_float_keras']}, {info['wall_time_s']} s")
     if prune_head:
         from edgeface.train.expression.prune_head import prune_run_head

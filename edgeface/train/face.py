@@ -1,56 +1,39 @@
-"""Train a face embedder on an aligned `<identity>/<image>.png` folder.
+"""The face-embedding task of the training driver (edgeface.train.loop): train an embedder on an
+aligned `<identity>/<image>.png` folder.
 
 Loss = loss.weight * classification (softmax | center | ArcFace | CosFace)
        [+ loss.center_lambda * center loss]  [+ loss.distill_weight * (1 - cos(student, teacher))].
 Early stopping / model selection on held-out IDENTITIES (never LFW): all same-identity pairs of the
 validation identities (capped) plus as many random different-identity pairs, best-threshold accuracy.
 
-RUN_DIR gets: config.toml (the resolved config: rerun with --config), run.json, model.keras (best
-float backbone, no head), checkpoints/ (model, head, optimizer, centres, epoch/step/best metric),
-log.csv (one row per epoch), tb/ (TensorBoard scalars).
-
-train.strategy (--strategy) runs the same loop under tf.distribute, mirrored over this machine's
-devices or over several hosts (TF_CONFIG), with data.batch_size as the global batch: docs/distributed.md.
+The run folder is the driver's; model.keras is the best float backbone (no head), checkpoints/ hold
+the model, head, optimizer, centres and the run state. train.strategy (--strategy) runs under
+tf.distribute, with data.batch_size as the global batch: docs/distributed.md.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import os
-import shutil
-import signal
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
-from edgeface.errors import EdgefaceError, first_line, sigterm_as_interrupt
+from edgeface.errors import EdgefaceError
 from edgeface.spec import TASK_EMBEDDING
 from edgeface.train import config as cfgmod
-from edgeface.train.core import RunFolder, best_record, input_spec, warm_start
-from edgeface.utils.io import read_json, write_json_atomic, write_text_atomic
-from edgeface.utils.progress import progress
+from edgeface.train.core import input_spec, warm_start
+from edgeface.train.distribute import STRATEGIES
+from edgeface.train.loop import LoopSettings, Stage, Task, Trainer, say
 
 LOG_FIELDS = ["epoch", "step", "lr", "loss", "cls_loss", "center_loss", "distill_loss", "relational_loss",
               "train_acc", "val_acc", "val_threshold", "val_pairs", "val_teacher_cos", "images_per_s", "epoch_s"]
 SELECT_METRICS = ("pair_acc", "teacher_cos")
 LOSSES = ("softmax", "center", "arcface", "cosface")
-STRATEGIES = ("default", "mirrored", "multiworker")
-_STRATEGIES: dict = {}  # (name, devices or TF_CONFIG) -> the tf.distribute strategy made for it
-
-
-def _say(msg: str) -> None:
-    print(f"edgeface: {msg}", file=sys.stderr, flush=True)
-
 
 # (section, key, smallest allowed value): integers that divide, count or size something
 MIN_VALUES = (("data", "min_images", 1), ("data", "val_max_same", 1), ("data", "val_batch_size", 1),
               ("train", "log_every", 1), ("train", "keep_checkpoints", 1), ("train", "checkpoint_every", 0),
-              ("train", "patience", 0), ("train", "finetune_steps", 1), ("train", "finetune_images", 1),
+              ("train", "patience", 0), ("train", "time_limit_min", 0.0), ("train", "finetune_steps", 1), ("train", "finetune_images", 1),
               ("optim", "warmup_epochs", 0.0), ("optim", "min_lr", 0.0), ("optim", "weight_decay", 0.0),
               ("optim", "clipnorm", 0.0), ("optim", "momentum", 0.0), ("optim", "gamma", 0.0))
 
@@ -97,55 +80,13 @@ def check_config(cfg: dict) -> None:
         raise EdgefaceError("optim.name must be sgd|adam|adamw and optim.schedule cosine|step")
     if tr["strategy"] not in STRATEGIES:
         raise EdgefaceError(f"unknown train.strategy {tr['strategy']!r}; choose from {', '.join(STRATEGIES)}")
-
-
-def read_tf_config(text: str | None) -> dict:
-    """TF_CONFIG (the cluster and this worker's task) for train.strategy = multiworker, checked
-    before TensorFlow loads: a bad one would otherwise hang or fail deep inside the strategy."""
-    hint = "see docs/distributed.md"
-    if not text or not text.strip():
-        raise EdgefaceError(f"train.strategy = multiworker needs TF_CONFIG (JSON: the cluster's workers and this "
-                            f"worker's task); {hint}")
-    try:
-        tfc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise EdgefaceError(f"TF_CONFIG is not valid JSON ({e.msg} at character {e.pos}); {hint}") from None
-    cluster, task = (tfc.get("cluster"), tfc.get("task")) if isinstance(tfc, dict) else (None, None)
-    if not isinstance(cluster, dict) or not cluster or not isinstance(task, dict):
-        raise EdgefaceError(f'TF_CONFIG needs a "cluster" object and a "task" object; {hint}')
-    for job, hosts in cluster.items():
-        if job not in ("chief", "worker"):
-            raise EdgefaceError(f"TF_CONFIG cluster job {job!r}: MultiWorkerMirroredStrategy has only chief and "
-                                f"worker jobs; {hint}")
-        if (not isinstance(hosts, list) or not hosts or (job == "chief" and len(hosts) > 1)
-                or not all(isinstance(h, str) and h.rpartition(":")[2].isdigit() for h in hosts)):
-            raise EdgefaceError(f'TF_CONFIG cluster.{job} must be a list of "host:port" strings (one chief at most), '
-                                f"got {hosts!r}; {hint}")
-    kind, index = task.get("type"), task.get("index")
-    if kind not in cluster or isinstance(index, bool) or not isinstance(index, int) \
-            or not 0 <= index < len(cluster[kind]):
-        raise EdgefaceError(f"TF_CONFIG task {task!r} is not one of the cluster's tasks "
-                            f"({', '.join(f'{j} 0..{len(h) - 1}' for j, h in cluster.items())}); {hint}")
-    return tfc
-
-
-def is_chief(tf_config: dict | None) -> bool:
-    """The one worker that writes the run folder: the chief, else worker 0 (TensorFlow's convention)."""
-    if tf_config is None:
-        return True
-    task = tf_config["task"]
-    return task["type"] == "chief" or (task["type"] == "worker" and task["index"] == 0
-                                       and "chief" not in tf_config["cluster"])
+    if tr["strategy"] == "multiworker" and tr["time_limit_min"]:  # each worker's clock would stop it at another step
+        raise EdgefaceError("train.time_limit_min does not work with train.strategy = multiworker; use train.max_steps")
 
 
 def resolve_config(run_dir: Path, config_file=None, sets=(), flags=None, resume: bool = False) -> dict:
     """Defaults <- (on resume: the run's saved config) <- --config <- --set <- flags."""
-    base = None
-    if resume:
-        saved = run_dir / "config.toml"
-        if not saved.is_file():
-            raise EdgefaceError(f"nothing to resume: {saved} not found")
-        base = cfgmod.load_toml(saved)
+    base = cfgmod.saved_config(run_dir) if resume else None
     cfg = cfgmod.FACE.resolve(config_file, sets, flags, base=base)
     check_config(cfg)
     return cfg
@@ -165,7 +106,7 @@ def drop_unaligned(folder, data_dir: Path, use_fallbacks: bool = False, min_imag
     keep = [i for i, p in enumerate(folder.paths) if str(Path(p).resolve()) not in bad]
     if len(keep) == len(folder.paths):
         return folder
-    _say(f"skipping {len(folder.paths) - len(keep)} fallback crops (no detected face) listed in "
+    say(f"skipping {len(folder.paths) - len(keep)} fallback crops (no detected face) listed in "
          f"{data_dir / 'manifest.jsonl'} (data.use_fallbacks = true keeps them)")
     from edgeface.data.folders import ImageFolder
 
@@ -263,21 +204,35 @@ def val_scores(model, val_ds, pairs, is_same, teacher_emb: np.ndarray | None = N
 
 
 # ---------------------------------------------------------------------------------------------
-# Training
+# The task
 
-class FaceTrainer:
-    """Everything a training run holds; `run()` trains (resuming when asked) and returns run.json's dict."""
+class FaceTask(Task):
+    """Face embedding: softmax/center/margin classification and/or distillation from a teacher, one stage."""
 
-    def __init__(self, data_dir, run_dir, cfg: dict, resume: bool = False):
-        self.data_dir, self.run_dir, self.cfg, self.resume = Path(data_dir), Path(run_dir), cfg, resume
-        self.seed = int(cfg["train"]["seed"])
-        # tf.distribute: set up by run(); out_dir is where this process writes (run_dir but on non-chief workers)
-        self.strategy, self.tf_config, self.chief, self.out_dir = None, None, True, self.run_dir
-        self.replicas = self.workers = 1
-        self.folder = RunFolder(self.run_dir, TASK_EMBEDDING, resumable=True, resume=resume)
+    name = TASK_EMBEDDING
+    log_fields = LOG_FIELDS
+    plot = ("loss", "val_acc", "lr")
 
-    # -- setup ----------------------------------------------------------------------------
-    def _load_data(self) -> None:
+    def __init__(self, data_dir, cfg: dict):
+        self.data_dir, self.cfg = Path(data_dir), cfg
+        tr = cfg["train"]
+        self.seed = int(tr["seed"])
+        self.loop = LoopSettings(seed=self.seed, batch_size=cfg["data"]["batch_size"], strategy=tr["strategy"],
+                                 patience=tr["patience"], log_every=tr["log_every"],
+                                 checkpoint_every=tr["checkpoint_every"], keep_checkpoints=tr["keep_checkpoints"],
+                                 time_limit_min=tr["time_limit_min"] or None)
+        self.select_key = {"pair_acc": "val_acc", "teacher_cos": "val_teacher_cos"}[cfg["data"]["select"]]
+        self.init_val_acc = self.init_val_cos = self.teacher_val_acc = None
+        self.val = None
+
+    @property
+    def select_name(self) -> str | None:
+        if self.val is None:
+            return None
+        return {"val_acc": "val_pair_accuracy", "val_teacher_cos": "val_teacher_cosine"}[self.select_key]
+
+    # -- data (TF-free) --------------------------------------------------------------------------
+    def load_data(self) -> None:
         from edgeface.data.folders import scan_folder, split_by_identity
         from edgeface.data.pairs import is_aligned_root
 
@@ -289,7 +244,7 @@ class FaceTrainer:
         if folder.num_classes < 2:
             raise EdgefaceError(f"{self.data_dir}: need >= 2 identities with >= {d['min_images']} images")
         if not is_aligned_root(self.data_dir):
-            _say(f"warning: {self.data_dir} has no manifest.jsonl (not made by `edgeface align`); "
+            say(f"warning: {self.data_dir} has no manifest.jsonl (not made by `edgeface align`); "
                  "faces are assumed to be aligned already")
         train, val = folder, None
         if d["val_identities"]:
@@ -300,7 +255,7 @@ class FaceTrainer:
             try:
                 self.val_pairs, self.val_same = make_val_pairs(val.labels, d["val_max_same"], self.seed)
             except EdgefaceError as e:  # too few identities to hold some out: train on all of them
-                _say(f"warning: {folder.num_classes} identities are too few for a validation split ({e}); "
+                say(f"warning: {folder.num_classes} identities are too few for a validation split ({e}); "
                      "training without validation (no early stopping, the last epoch is the model)")
                 train, val = folder, None
         # Classification labels over the training identities only, 0..K-1 (held-out ids get no class).
@@ -319,79 +274,40 @@ class FaceTrainer:
             extra, self.extra_counts = extra_images(d["extra"], held_out)
             self.train_paths += extra
             self.train_labels = np.concatenate([self.train_labels, np.full(len(extra), -1, np.int64)])
-            _say(f"data.extra: {len(extra)} unlabelled faces " + ", ".join(
+            say(f"data.extra: {len(extra)} unlabelled faces " + ", ".join(
                 f"{Path(k).name} {v['images']} (-{v['dropped']} from held-out ids)" for k, v in self.extra_counts.items()))
         if len(self.train_paths) < d["batch_size"]:
             raise EdgefaceError(f"{len(self.train_paths)} training images < data.batch_size {d['batch_size']}")
         self.steps_per_epoch = len(self.train_paths) // d["batch_size"]
 
-    def _load_teacher(self) -> None:
+    def prepare(self) -> None:
+        """The teacher and its targets for every training and validation image (cached)."""
         self.teacher, self.t_emb, self.t_emb_m, self.t_val = None, None, None, None
         spec = self.cfg["train"]["teacher"]
         if not spec:
             return
         from edgeface.teachers import load_teacher, teacher_embeddings
+        from edgeface.teachers.base import set_cache
         from edgeface.utils.paths import cache_dir
 
         self.teacher = load_teacher(spec)
         # One per-path store per teacher: any run (any split, any data) reuses what was computed.
         cache = cache_dir() / "teacher_embeddings" / f"{self.teacher.name}_{self.teacher.sha256[:12]}.npz"
-        from edgeface.teachers.base import set_cache
-
         beside = [set_cache(Path(d).parent, Path(d).name) for d in self.cfg["data"]["extra"]]
         self.t_emb, self.t_emb_m = teacher_embeddings(self.teacher, self.train_paths, cache,
                                                       also_from=[f for f in beside if f.is_file()])
-        _say(f"teacher {self.teacher.name} ({self.teacher.dim}-d): embeddings for {len(self.train_paths)} images "
+        say(f"teacher {self.teacher.name} ({self.teacher.dim}-d): embeddings for {len(self.train_paths)} images "
              f"cached in {cache}")
         if self.val is not None:  # the teacher_cos validation metric (never trained on)
             self.t_val, _ = teacher_embeddings(self.teacher, list(self.val.paths), cache)
 
-    def _make_strategy(self):
-        """None for train.strategy = default (no tf.distribute at all: today's single-device numerics)."""
-        name = self.cfg["train"]["strategy"]
-        if name == "default":
-            return None
-        import tensorflow as tf
-
-        if name == "multiworker":  # reads TF_CONFIG; must exist before TensorFlow runs any op
-            key = (name, os.environ.get("TF_CONFIG"))
-            self.workers = sum(len(self.tf_config["cluster"].get(j, [])) for j in ("chief", "worker"))
-        else:  # this machine's GPUs, else its CPU devices (several when split into logical devices)
-            devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-            key = (name, tuple(d.name for d in devices))
-        # One strategy per process and device set: every new one numbers its collectives from 1
-        # again, and the runtime rejects a second run whose collectives clash with the first's.
-        if key not in _STRATEGIES:
-            _STRATEGIES[key] = (tf.distribute.MultiWorkerMirroredStrategy() if name == "multiworker"
-                                else tf.distribute.MirroredStrategy(list(key[1])))
-        strategy = _STRATEGIES[key]
-        self.replicas = int(strategy.num_replicas_in_sync)
-        bs = self.cfg["data"]["batch_size"]
-        if bs % self.replicas:
-            raise EdgefaceError(f"data.batch_size {bs} is the global batch: it must split evenly over the "
-                                f"{self.replicas} replicas of train.strategy = {name}")
-        _say(f"train.strategy {name}: {self.replicas} replicas on {self.workers} worker(s), "
-             f"{bs // self.replicas} images per replica (global batch {bs})")
-        return strategy
-
-    def _build(self) -> None:
-        import tensorflow as tf
-
-        # Everything with variables lives under the strategy's scope (mirrored on every replica).
-        with self.strategy.scope() if self.strategy is not None else contextlib.nullcontext():
-            self._build_objects()
-        if self.strategy is None:
-            self._train_step = tf.function(self._step, reduce_retracing=True)
-        else:
-            self._train_step = tf.function(self._distributed_step, reduce_retracing=True)
-
-    def _build_objects(self) -> None:
+    # -- models -------------------------------------------------------------------------------------
+    def build(self, resume: bool, out_dir: Path) -> list[Stage]:
         import tf_keras as keras
 
         from edgeface.losses import CenterLoss, make_head
         from edgeface.nets import get_model
         from edgeface.nets.mobilenetv2 import describe
-        from edgeface.train.common import Checkpointer, make_optimizer, make_schedule
 
         m, loss, tr = self.cfg["model"], self.cfg["loss"], self.cfg["train"]
         kwargs = {k: v for k, v in m.items() if k != "name"}
@@ -401,14 +317,20 @@ class FaceTrainer:
             raise EdgefaceError(f"model {m['name']!r} does not accept these [model] options {sorted(kwargs)}: {e}") from None
         self.input_size = int(self.model.input_shape[1])
         self.dim = int(self.model.output_shape[-1])
-        _say(describe(self.model))
-        if tr["init"] and not self.resume:
-            self._warm_start(tr["init"])
+        say(describe(self.model))
+        if self.t_val is not None and self.t_val.shape[1] != self.dim:  # a projection head: no direct cosine
+            if self.cfg["data"]["select"] == "teacher_cos":
+                raise EdgefaceError(f"data.select = teacher_cos needs the student's embedding size ({self.dim}) "
+                                    f"to be the teacher's ({self.t_val.shape[1]})")
+            self.t_val = None
+        if tr["init"] and not resume:  # another run's weights (same architecture), e.g. to continue on new data
+            warm_start(self.model, tr["init"], "train.init", "[model]")
+            say(f"warm start from {tr['init']}")
         if tr["freeze_bn"]:  # a non-trainable BatchNormalization runs in inference mode in TF2 Keras
             for layer in self.model.layers:
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = False
-        if self.strategy is not None:
+        if self.loop.strategy != "default":
             # BatchNorm statistics over the global batch, as on one device: the loss does not depend
             # on how the batch is split. Not part of the layer config, so model.keras is unchanged.
             for layer in self.model.submodules:
@@ -426,105 +348,56 @@ class FaceTrainer:
             # Training-only: maps the student's space onto the teacher's; never exported.
             self.proj = keras.layers.Dense(self.teacher.dim, use_bias=False, name="distill_proj")
             self.proj.build((None, self.dim))
-
-        e = tr["epochs"]
-        total = e * self.steps_per_epoch
-        if tr["max_steps"]:
-            total = min(total, tr["max_steps"])
-        self.total_steps = total
-        self.schedule = make_schedule(self.cfg["optim"], self.steps_per_epoch, total)
-        self.optimizer = make_optimizer(self.cfg["optim"], self.schedule)
-        self.train_vars = list(self.model.trainable_variables)
+        variables = list(self.model.trainable_variables)
         for extra in (self.head, self.proj):
             if extra is not None:
-                self.train_vars += list(extra.trainable_variables)
-        self.optimizer.build(self.train_vars)  # slots exist before restore, so they are restored too
-        self.ckpt = Checkpointer(self.out_dir / "checkpoints", tr["keep_checkpoints"], model=self.model,
-                                 head=self.head, optimizer=self.optimizer, center=self.center, proj=self.proj)
+                variables += list(extra.trainable_variables)
+        self.stage = Stage("train", self.model, variables, self._epoch_dataset, self.steps_per_epoch, tr["epochs"],
+                           self.cfg["optim"], max_steps=tr["max_steps"] or None)
+        self.val_ds = self._val_dataset() if self.val is not None else None
+        return [self.stage]
 
-    def _warm_start(self, path) -> None:
-        """Start from another run's weights (same architecture), e.g. to continue on new data."""
-        warm_start(self.model, path, "train.init", "[model]")
-        _say(f"warm start from {path}")
+    def trackables(self) -> dict:
+        return {"model": self.model, "head": self.head, "center": self.center, "proj": self.proj}
 
-    # -- one optimizer step -----------------------------------------------------------------
-    def _step(self, images, labels, t_emb, share=None):
-        """One optimizer step. Under a strategy it runs on every replica with `share` = the replica's
-        part of the global batch: each batch-mean loss is weighted by it, so the gradients the
-        optimizer sums over the replicas are those of the global-batch mean."""
+    # -- one step -------------------------------------------------------------------------------------
+    def loss(self, stage, batch, gather):
         import tensorflow as tf
 
         from edgeface.losses import cosine_distill_loss, similarity_distill_loss, softmax_cross_entropy
 
-        def part(x):
-            return x if share is None else x * share
-
         loss_cfg = self.cfg["loss"]
+        images, labels = batch["image"], batch["label"]
         zero = tf.constant(0.0)
-        with tf.GradientTape() as tape:
-            emb = self.model(images, training=True)
-            total, cls, cen, dis, rel, acc = zero, zero, zero, zero, zero, zero
-            if self.head is not None:
-                logits = self.head(emb, labels, training=True)
-                cls = part(softmax_cross_entropy(labels, logits))
-                total += loss_cfg["weight"] * cls
-                plain = self.head(emb, training=False)
-                acc = part(tf.reduce_mean(tf.cast(tf.equal(tf.argmax(plain, 1), labels), tf.float32)))
-            if self.center is not None:
-                cen = part(self.center(emb, labels))
-                total += loss_cfg["center_lambda"] * cen
-            if self.teacher is not None:
-                student = self.proj(emb) if self.proj is not None else emb
-                dis = part(cosine_distill_loss(student, t_emb))
-                total += loss_cfg["distill_weight"] * dis
-                if loss_cfg["relational_weight"] > 0:  # on the exported embedding itself, not the projection
-                    if share is None:
-                        rel = similarity_distill_loss(emb, t_emb)
-                    else:  # its pairs span the global batch: each replica scores all of them, counting 1/R
-                        ctx = tf.distribute.get_replica_context()  # (all_gather's gradient sums back to own rows)
-                        rel = similarity_distill_loss(ctx.all_gather(emb, 0), ctx.all_gather(t_emb, 0)) \
-                            / ctx.num_replicas_in_sync
-                    total += loss_cfg["relational_weight"] * rel
-        grads = tape.gradient(total, self.train_vars)
-        self.optimizer.apply_gradients(zip(grads, self.train_vars))
-        out = {"loss": total, "cls_loss": cls, "center_loss": cen, "distill_loss": dis, "relational_loss": rel,
-               "train_acc": acc}
+        emb = self.model(images, training=True)
+        total, cls, cen, dis, rel, acc = zero, zero, zero, zero, zero, zero
+        if self.head is not None:
+            logits = self.head(emb, labels, training=True)
+            cls = softmax_cross_entropy(labels, logits)
+            total += loss_cfg["weight"] * cls
+            plain = self.head(emb, training=False)
+            acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(plain, 1), labels), tf.float32))
         if self.center is not None:
-            if share is None:
-                self.center.update(emb, labels)
-            else:  # moved once per step from the whole batch, in _distributed_step
-                out.update(emb=emb, labels=labels)
-        return out
+            cen = self.center(emb, labels)
+            total += loss_cfg["center_lambda"] * cen
+        if self.teacher is not None:
+            # the teacher embedding of each image as the pipeline served it (the mirror's when flipped)
+            t_emb = tf.where(batch["flip_flag"][:, None], batch["t_emb_m"], batch["t_emb"])
+            student = self.proj(emb) if self.proj is not None else emb
+            dis = cosine_distill_loss(student, t_emb)
+            total += loss_cfg["distill_weight"] * dis
+            if loss_cfg["relational_weight"] > 0:  # on the exported embedding itself, not the projection
+                # its pairs span the global batch (all_gather's gradient sums back to each replica's rows)
+                rel = similarity_distill_loss(gather(emb), gather(t_emb))
+                total += loss_cfg["relational_weight"] * rel
+        metrics = {"cls_loss": cls, "center_loss": cen, "distill_loss": dis, "relational_loss": rel, "train_acc": acc}
+        return total, metrics, ({"emb": emb, "labels": labels} if self.center is not None else {})
 
-    def _teacher_targets(self, batch):
-        """The teacher embedding of each image as the pipeline served it (the mirror's when it flipped
-        the image); an empty tensor without a teacher."""
-        import tensorflow as tf
+    def update(self, stage, tensors) -> None:
+        if self.center is not None:  # one moving-average step of the centres per global batch
+            self.center.update(tensors["emb"], tensors["labels"])
 
-        if self.teacher is None:
-            return tf.zeros((0,))
-        return tf.where(batch["flip_flag"][:, None], batch["t_emb_m"], batch["t_emb"])
-
-    def _distributed_step(self, batch):
-        """strategy.run of _step on every replica's slice of the global batch; returns the global-batch means."""
-        import tensorflow as tf
-
-        bs = self.cfg["data"]["batch_size"]
-
-        def replica_step(b):
-            share = tf.cast(tf.shape(b["image"])[0], tf.float32) / bs
-            return self._step(b["image"], b["label"], self._teacher_targets(b), share)
-
-        out = self.strategy.run(replica_step, args=(batch,))
-        if self.center is not None:
-            # One moving-average step of the centres from the global batch (gathered in replica
-            # order: the single-device batch), the same update on every copy. Gathering B x D
-            # embeddings costs less than all-reducing K x D per-class sums when K is large.
-            self.center.update(self.strategy.gather(out.pop("emb"), axis=0),
-                               self.strategy.gather(out.pop("labels"), axis=0))
-        return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in out.items()}
-
-    # -- data --------------------------------------------------------------------------------
+    # -- data ---------------------------------------------------------------------------------------
     def _epoch_dataset(self, epoch: int, skip_steps: int):
         """Epoch `epoch`'s batches: a permutation that depends only on (seed, epoch), so a resumed
         run sees the same order; `skip_steps` batches already trained are left out."""
@@ -549,232 +422,70 @@ class FaceTrainer:
         return make_dataset(self.val.paths, None, self.input_size, self.cfg["data"]["val_batch_size"],
                             training=False, flip_flag=True)
 
-    # -- the run -------------------------------------------------------------------------------
-    def run(self) -> dict:
-        self.folder.start()
-        # Everything that can be checked without TensorFlow is, before the run folder is created.
-        if self.cfg["train"]["strategy"] == "multiworker":
-            self.tf_config = read_tf_config(os.environ.get("TF_CONFIG"))
-            self.chief = is_chief(self.tf_config)
-        self.folder.guard()
-        self._load_data()
-        created = False
-        if self.chief:
-            created = not self.run_dir.exists()
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        else:
-            # Only the chief writes the run folder. The others still save everything (saving reads
-            # synchronised variables, a collective every worker must join), into scratch removed at the end.
-            self.out_dir = Path(tempfile.mkdtemp(prefix="edgeface-worker-"))
-        old_term = sigterm_as_interrupt()
-        try:
-            return self._run()
-        except BaseException as e:
-            if self.chief:
-                self._mark_failed(e, created)
-            raise
-        finally:
-            if old_term is not None:
-                signal.signal(signal.SIGTERM, old_term)
-            if not self.chief:
-                shutil.rmtree(self.out_dir, ignore_errors=True)
+    # -- validation -----------------------------------------------------------------------------------
+    def validate(self, stage) -> dict | None:
+        if self.val_ds is None:
+            return None
+        acc, thr, cos = val_scores(self.model, self.val_ds, self.val_pairs, self.val_same, self.t_val)
+        return {"val_acc": acc, "val_threshold": thr, "val_pairs": len(self.val_same), "val_teacher_cos": cos}
 
-    def _mark_failed(self, error: BaseException, created: bool) -> None:
-        """A failed run says so in run.json (never stays "running"); a folder it created and left
-        empty is removed."""
-        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {first_line(error)}"
-        run_json = self.run_dir / "run.json"
-        if run_json.is_file():
-            with contextlib.suppress(Exception):
-                info = read_json(run_json, "run.json")
-                info.update(status="failed", stop_reason=reason)
-                write_json_atomic(run_json, info)
-        elif created:  # failed before run.json: nothing in the folder is worth keeping
-            shutil.rmtree(self.run_dir, ignore_errors=True)
-
-    def _run(self) -> dict:
-        from edgeface.train.common import EarlyStopping, RunLogger, seed_everything
-
-        self.strategy = self._make_strategy()  # first: MultiWorkerMirroredStrategy must precede any TF op
-        seed_everything(self.seed)
-        self._load_teacher()
-        self._build()
-        if self.t_val is not None and self.t_val.shape[1] != self.dim:  # a projection head: no direct cosine
-            if self.cfg["data"]["select"] == "teacher_cos":
-                raise EdgefaceError(f"data.select = teacher_cos needs the student's embedding size ({self.dim}) "
-                                    f"to be the teacher's ({self.t_val.shape[1]})")
-            self.t_val = None
-        self.init_val_acc = self.init_val_cos = self.teacher_val_acc = None
-        if self.resume:
-            prev = self.run_dir / "run.json"
-            prev_info = read_json(prev, "run.json") if prev.is_file() else {}
-            old_ids = prev_info.get("data", {}).get("train_identities_sha256")
-            if old_ids and old_ids != self._ids_sha():
-                raise EdgefaceError(f"--resume with different training identities than {self.run_dir} was started "
-                                    f"with (data was {prev_info['data'].get('dir')}): the class weights would not match")
-            self.folder.prev_wall = float(prev_info.get("wall_time_s", 0.0))
-            self.init_val_acc = prev_info.get("init_val_acc")
-            self.init_val_cos = prev_info.get("init_val_teacher_cos")
-            self.teacher_val_acc = prev_info.get("teacher_val_acc")
-            path = self._restore()
-            _say(f"resumed {path}: epoch {self.ckpt.get('epoch')} (+{self.ckpt.get('epoch_step')} steps), "
-                 f"step {self.ckpt.get('step')}")
-        write_text_atomic(self.out_dir / "config.toml", cfgmod.to_toml(self.cfg))
-        logger = RunLogger(self.out_dir, LOG_FIELDS, resume_step=self.ckpt.get("step") if self.resume else None,
-                           plot=("loss", "val_acc", "lr"))
-        stopper = EarlyStopping(self.ckpt, self.cfg["train"]["patience"])
-        val_ds = self._val_dataset() if self.val is not None else None
-        if val_ds is not None and self.t_val is not None and not self.resume:
+    def before_training(self) -> None:
+        if self.val_ds is not None and self.t_val is not None:
             # the ceiling that pair_acc can show: the teacher's own score on the same pairs
             self.teacher_val_acc = pair_accuracy(self.t_val, self.val_pairs, self.val_same)[0]
-            _say(f"teacher val acc {self.teacher_val_acc:.4f}")
-        if val_ds is not None and self.cfg["train"]["init"] and not self.resume:
+            say(f"teacher val acc {self.teacher_val_acc:.4f}")
+        if self.val_ds is not None and self.cfg["train"]["init"]:
             # the warm start's own score on the held-out people: what training must beat
-            self.init_val_acc, _, self.init_val_cos = val_scores(self.model, val_ds, self.val_pairs, self.val_same,
-                                                                 self.t_val)
-            _say(f"warm start {self.cfg['train']['init']}: val acc {self.init_val_acc:.4f}"
+            self.init_val_acc, _, self.init_val_cos = val_scores(self.model, self.val_ds, self.val_pairs,
+                                                                 self.val_same, self.t_val)
+            say(f"warm start {self.cfg['train']['init']}: val acc {self.init_val_acc:.4f}"
                  + (f", teacher cos {self.init_val_cos:.4f}" if self.init_val_cos is not None else "")
                  + " before training")
-        self._write_run_json(status="running")
 
-        tr = self.cfg["train"]
-        max_steps = tr["max_steps"] or None
-        stop_reason = None
-        # Whether a model.keras exists, read from the run folder by every worker before any step (so
-        # before the chief can write one): all must make the same save calls, which are collective.
-        self.have_model = (self.run_dir / "model.keras").is_file()
-        try:
-            while stop_reason is None:
-                epoch = self.ckpt.get("epoch")
-                if epoch >= tr["epochs"]:
-                    stop_reason = "epochs"
-                elif max_steps and self.ckpt.get("step") >= max_steps:
-                    stop_reason = "max_steps"
-                elif self._train_epoch(epoch, logger, stopper, val_ds, max_steps):
-                    stop_reason = "early_stopping"
-        finally:
-            logger.close()
-        info = self._write_run_json(status="done", stop_reason=stop_reason)
-        if (tr["prune"] > 0 or tr["qat"]) and self.chief:  # single-device fine-tunes of the saved model
-            info = self._optimize(stop_reason)
-        return info
+    def resumed(self, previous: dict) -> None:
+        old_ids = previous.get("data", {}).get("train_identities_sha256")
+        if old_ids and old_ids != self._ids_sha():
+            raise EdgefaceError(f"--resume with different training identities than the run was started with "
+                                f"(data was {previous['data'].get('dir')}): the class weights would not match")
+        self.init_val_acc = previous.get("init_val_acc")
+        self.init_val_cos = previous.get("init_val_teacher_cos")
+        self.teacher_val_acc = previous.get("teacher_val_acc")
 
-    def _restore(self) -> str:
-        """--resume: the latest checkpoint of the run folder (a non-chief worker reads the chief's)."""
-        if self.chief:
-            return self.ckpt.restore_latest()
-        import tensorflow as tf
-
-        path = tf.train.latest_checkpoint(str(self.run_dir / "checkpoints"))
-        if path is None:
-            raise EdgefaceError(f"nothing to resume: no checkpoint in {self.run_dir / 'checkpoints'} "
-                                "(every worker must see the chief's run folder)")
-        self.ckpt.checkpoint.restore(path).assert_existing_objects_matched()
-        return path
-
-    def _train_epoch(self, epoch, logger, stopper, val_ds, max_steps) -> bool:
-        """Train the rest of epoch `epoch` (or up to max_steps), validate, checkpoint. True = stop early."""
-        import tensorflow as tf
-
+    # -- the kept model and run.json ----------------------------------------------------------------
+    def save(self, path: Path) -> None:
         from edgeface.nets.io import save_model
 
-        tr, bs = self.cfg["train"], self.cfg["data"]["batch_size"]
-        skip = self.ckpt.get("epoch_step")
-        todo = self.steps_per_epoch - skip
-        if max_steps:
-            todo = min(todo, max_steps - self.ckpt.get("step"))
-        sums, n, t0 = {}, 0, time.time()
-        bar = progress(total=todo, desc=f"epoch {epoch + 1}/{tr['epochs']}", unit="step")
-        batches = self._epoch_dataset(epoch, skip).take(todo)
-        if self.strategy is not None:
-            # Each global batch is split over the replicas; with several workers, tf.data's DATA
-            # auto-shard gives every worker its replicas' slices (the file list is in memory, so
-            # there are no files to shard by).
-            options = tf.data.Options()
-            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-            batches = self.strategy.experimental_distribute_dataset(batches.with_options(options))
-        for batch in batches:
-            if self.strategy is not None:
-                out = {k: float(v) for k, v in self._train_step(batch).items()}
-            else:
-                out = {k: float(v) for k, v in self._train_step(batch["image"], batch["label"],
-                                                                 self._teacher_targets(batch)).items()}
-            if not np.isfinite(out["loss"]):
-                raise EdgefaceError(f"loss became {out['loss']} at step {self.ckpt.get('step') + 1}: "
-                                    "lower optim.lr or loss.scale")
-            for k, v in out.items():
-                sums[k] = sums.get(k, 0.0) + v
-            n += 1
-            if n == 1:
-                t_first = time.time()  # throughput excludes the first step (graph tracing)
-            step = self.ckpt.get("step") + 1
-            self.ckpt.set(step=step, epoch_step=self.ckpt.get("epoch_step") + 1)
-            if step % tr["log_every"] == 0:
-                logger.scalars(step, {**out, "lr": float(self.schedule(step - 1))}, prefix="train/")
-            if tr["checkpoint_every"] and step % tr["checkpoint_every"] == 0 and n < todo:
-                self.ckpt.save()  # resumable mid-epoch: the epoch's batch order depends only on (seed, epoch)
-            bar.set_postfix(loss=f"{out['loss']:.3f}", refresh=False)
-            bar.update(1)
-        bar.close()
-        t_end = time.time()
-        epoch_s = t_end - t0
-        if n == 0:
-            raise EdgefaceError(f"epoch {epoch + 1} produced no batches (check the data folder)")
-        if self.ckpt.get("epoch_step") >= self.steps_per_epoch:
-            self.ckpt.set(epoch=epoch + 1, epoch_step=0)
-            shown = float(epoch + 1)
-        else:  # stopped inside the epoch (max_steps): a fractional epoch in the log
-            shown = epoch + self.ckpt.get("epoch_step") / self.steps_per_epoch
-        step = self.ckpt.get("step")
-        row = {"epoch": shown, "step": step, "lr": float(self.schedule(step - 1)),
-               **{k: v / n for k, v in sums.items()}, "epoch_s": epoch_s,
-               "images_per_s": (n - 1) * bs / (t_end - t_first) if n > 1 else n * bs / max(epoch_s, 1e-9)}
-        improved = True
-        if val_ds is not None:
-            acc, thr, cos = val_scores(self.model, val_ds, self.val_pairs, self.val_same, self.t_val)
-            row.update(val_acc=acc, val_threshold=thr, val_pairs=len(self.val_same), val_teacher_cos=cos)
-            improved = stopper.update(cos if self.cfg["data"]["select"] == "teacher_cos" else acc, epoch + 1)
-            logger.scalars(step, {"accuracy": acc, "threshold": thr, **({"teacher_cos": cos} if cos is not None else {})},
-                           prefix="val/")
-        else:
-            self.ckpt.set(best_epoch=epoch + 1)  # no validation: the last model is the one kept
-        if improved or not self.have_model:
-            save_model(self.model, self.out_dir / "model.keras")
-            self.have_model = True
-        logger.row(row)
-        self.ckpt.save()
-        _say(f"epoch {shown:.3g}: step {step}, loss {row['loss']:.4f}"
-             + (f", val acc {row['val_acc']:.4f}"
-                + (f", teacher cos {row['val_teacher_cos']:.4f}" if row.get("val_teacher_cos") is not None else "")
-                + (" (best)" if improved else "") if val_ds is not None else "")
-             + f", {row['images_per_s']:.1f} img/s")
-        return stopper.should_stop
+        save_model(self.model, path)
 
-    # -- after training -----------------------------------------------------------------------
-    def _optimize(self, stop_reason: str) -> dict:
+    def config_toml(self) -> str:
+        return cfgmod.to_toml(self.cfg)
+
+    def finish(self, run_dir: Path) -> dict:
         """--prune / --qat: edgeface.optimize's fine-tunes (as `convert --prune/--qat-finetune` runs
-        them) on the best model, saved beside it."""
+        them) on the best model, saved beside it; single-device."""
+        tr = self.cfg["train"]
+        if not (tr["prune"] > 0 or tr["qat"]):
+            return {}
         from edgeface.data.pipeline import load_images
         from edgeface.nets.io import load_model, save_model
         from edgeface.optimize.finetune import prune_and_qat
         from edgeface.spec import normalize_pixels
 
-        tr = self.cfg["train"]
         rng = np.random.default_rng(self.seed)
         pick = rng.choice(len(self.train_paths), min(tr["finetune_images"], len(self.train_paths)), replace=False)
         images = normalize_pixels(load_images([self.train_paths[i] for i in sorted(pick)], self.input_size))
-        done = prune_and_qat(load_model(self.run_dir / "model.keras"), images, sparsity=tr["prune"],
+        done = prune_and_qat(load_model(run_dir / "model.keras"), images, sparsity=tr["prune"],
                              prune_steps=tr["finetune_steps"], qat_steps=tr["finetune_steps"] if tr["qat"] else None,
                              seed=self.seed)
         optimized = {}
         if "prune" in done.record:
             optimized["pruned"] = {"file": "model_pruned.keras", "sparsity": tr["prune"], **done.record["prune"]}
-            save_model(done.model, self.run_dir / "model_pruned.keras")
+            save_model(done.model, run_dir / "model_pruned.keras")
         if done.qat is not None:
             # .h5: TF-MOT's quantize layers do not round-trip through the .keras format.
             optimized["qat"] = {"file": "model_qat.h5", **done.record["qat"]}
-            save_model(done.qat, self.run_dir / "model_qat.h5")
-        return self._write_run_json(status="done", stop_reason=stop_reason, optimized=optimized)
+            save_model(done.qat, run_dir / "model_qat.h5")
+        return {"optimized": optimized}
 
     def _license(self) -> str:
         """What the weights inherit: the training data's terms and, when distilled, the teacher's."""
@@ -786,15 +497,11 @@ class FaceTrainer:
     def _ids_sha(self) -> str:
         return hashlib.sha256("\n".join(self.train_ids).encode()).hexdigest()
 
-    def _write_run_json(self, status: str, stop_reason: str | None = None, optimized: dict | None = None) -> dict:
+    def record(self, best: dict) -> dict:
         from edgeface.align.transform import registered_template_for
 
         m = self.cfg["model"]
-        bs = self.cfg["data"]["batch_size"]
-        metric = {"pair_acc": "val_pair_accuracy", "teacher_cos": "val_teacher_cosine"}[self.cfg["data"]["select"]]
-        info = self.folder.record(
-            status=status,
-            stop_reason=stop_reason,
+        return dict(
             model={"name": m["name"], "kwargs": {k: v for k, v in m.items() if k != "name"},
                    "input_size": self.input_size, "embedding_dim": self.dim,
                    "params": int(self.model.count_params())},
@@ -809,22 +516,14 @@ class FaceTrainer:
                   "val_images": len(self.val.paths) if self.val is not None else 0,
                   "val_identities": len(np.unique(self.val.labels)) if self.val is not None else 0,
                   "val_pairs": int(len(self.val_same)) if self.val is not None else 0},
-            best=best_record(metric if self.val is not None else None, self.ckpt.get("best_metric"),
-                             self.ckpt.get("best_epoch")),
-            epochs_done=self.ckpt.get("epoch"), steps=self.ckpt.get("step"),
-            steps_per_epoch=self.steps_per_epoch, total_steps_planned=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch, total_steps_planned=self.stage.planned_steps(),
             model_file="model.keras",
             teacher=self.teacher.describe() if self.teacher is not None else None,
             license=self._license(),
             init_val_acc=self.init_val_acc,
             init_val_teacher_cos=self.init_val_cos,
             teacher_val_acc=self.teacher_val_acc,
-            distribute={"strategy": self.cfg["train"]["strategy"], "replicas": self.replicas,
-                        "workers": self.workers, "global_batch": bs, "per_replica_batch": bs // self.replicas},
         )
-        if optimized:
-            info["optimized"] = optimized
-        return self.folder.write(info, self.out_dir)
 
 
 def train_face(data_dir, run_dir, cfg: dict, resume: bool = False) -> dict:
@@ -832,4 +531,4 @@ def train_face(data_dir, run_dir, cfg: dict, resume: bool = False) -> dict:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise EdgefaceError(f"data folder not found: {data_dir}")
-    return FaceTrainer(data_dir, run_dir, cfg, resume).run()
+    return Trainer(FaceTask(data_dir, cfg), run_dir, resume).run()

@@ -1,7 +1,7 @@
-"""Facial-expression classification: a task of the trainer core (edgeface.train.core).
+"""Facial-expression classification: a task of the training driver (edgeface.train.loop).
 
     config       ExpressionConfig, its flat schema and load_config (edgeface.train.config's loader)
-    task         train_expression (Keras fit), load_run, predict_images
+    task         ExpressionTask, train_expression, load_run, predict_images
     export       convert_run: a run -> TFLite files with model cards
     prune_head   prune_run_head: the head's hidden units pruned by distinctiveness
 

@@ -13,6 +13,7 @@ from typing import Iterable
 from edgeface.errors import EdgefaceError
 from edgeface.nets.expression import DEFAULT_INPUT
 from edgeface.train import config as cfgmod
+from edgeface.train.distribute import STRATEGIES
 
 BACKBONES = tuple(DEFAULT_INPUT)  # the expression nets (each with its default input size)
 FROM_SCRATCH = ("cnn", "vgg")  # gray 48x48 nets that take no pretrained base
@@ -58,6 +59,7 @@ class ExpressionConfig:
     max_steps: int | None = None  # cap optimizer steps per stage (smoke tests)
     license: str | None = None  # the training data's terms, recorded in run.json and on the model cards
     init: str | None = None  # from-scratch backbones: start from this run's model.keras (a warm restart; same architecture)
+    strategy: str = "default"  # tf.distribute: default | mirrored | multiworker; batch_size is the global batch
 
     def model_name(self) -> str:
         return f"expr_{self.backbone}"
@@ -70,10 +72,12 @@ KINDS = {"weights": "", "input_size": 0, "channels": 0, "filters": [], "split_by
 SCHEMA = cfgmod.Schema({f.name: f.default for f in fields(ExpressionConfig)}, kinds=KINDS)
 
 
-def load_config(path: str | os.PathLike | None, overrides: dict | None = None, sets: Iterable[str] = ()) -> ExpressionConfig:
+def load_config(path: str | os.PathLike | None, overrides: dict | None = None, sets: Iterable[str] = (),
+                resume_from: str | os.PathLike | None = None) -> ExpressionConfig:
     """A TOML config (flat keys of ExpressionConfig; `extends` another), then `--set KEY=VALUE` items,
-    then the non-None CLI overrides, checked."""
-    cfg = ExpressionConfig(**SCHEMA.resolve(path, sets, overrides))
+    then the non-None CLI overrides, checked. `resume_from`: a run folder whose saved config is the base."""
+    base = cfgmod.saved_config(resume_from) if resume_from is not None else None
+    cfg = ExpressionConfig(**SCHEMA.resolve(path, sets, overrides, base=base))
     if isinstance(cfg.weights, str) and cfg.weights.lower() in ("none", ""):
         cfg.weights = None
     check_config(cfg)
@@ -108,6 +112,10 @@ def check_config(cfg: ExpressionConfig) -> None:
         raise EdgefaceError("filters applies to the vgg backbone only")
     if cfg.time_limit_min is not None and cfg.time_limit_min <= 0:
         raise EdgefaceError(f"time_limit_min must be > 0, got {cfg.time_limit_min}")
+    if cfg.strategy not in STRATEGIES:
+        raise EdgefaceError(f"unknown strategy {cfg.strategy!r}; choose from {', '.join(STRATEGIES)}")
+    if cfg.strategy == "multiworker" and cfg.time_limit_min is not None:  # each worker's clock would stop it elsewhere
+        raise EdgefaceError("time_limit_min does not work with strategy = multiworker; use max_steps")
     if cfg.max_steps is not None and cfg.max_steps < 1:
         raise EdgefaceError(f"max_steps must be >= 1, got {cfg.max_steps}")
 
