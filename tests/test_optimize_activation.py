@@ -6,15 +6,18 @@ import numpy as np
 import pytest
 
 
-def _net(slopes):
+def _net(slopes, embed: bool = False):
+    """conv -> PReLU -> (depthwise -> conv: a feature map, or GAP -> dense: an 8-d embedding)."""
     import tf_keras as keras
     L = keras.layers
     keras.utils.set_random_seed(0)
     inp = L.Input((12, 12, 3))
     x = L.Conv2D(6, 3, padding="same", name="c1")(inp)
     x = L.PReLU(shared_axes=[1, 2], name="p1")(x)
-    x = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
-    out = L.Conv2D(4, 1, name="c2")(x)
+    if embed:
+        out = L.Dense(8, name="emb")(L.GlobalAveragePooling2D()(x))
+    else:
+        out = L.Conv2D(4, 1, name="c2")(L.DepthwiseConv2D(3, padding="same", name="dw")(x))
     model = keras.Model(inp, out)
     model.get_layer("p1").set_weights([np.asarray(slopes, np.float32).reshape(1, 1, -1)])
     return model
@@ -73,19 +76,6 @@ def test_rebuild_copies_the_function_with_compact_names():
     np.testing.assert_allclose(np.asarray(copy(x)), np.asarray(model(x)), rtol=1e-6, atol=1e-6)
 
 
-def _embedder(slopes):
-    import tf_keras as keras
-    L = keras.layers
-    keras.utils.set_random_seed(0)
-    inp = L.Input((12, 12, 3))
-    x = L.Conv2D(6, 3, padding="same", name="c1")(inp)
-    x = L.PReLU(shared_axes=[1, 2], name="p1")(x)
-    x = L.GlobalAveragePooling2D()(x)
-    model = keras.Model(inp, L.Dense(8, name="emb")(x))
-    model.get_layer("p1").set_weights([np.asarray(slopes, np.float32).reshape(1, 1, -1)])
-    return model
-
-
 def test_slope_anneal_shrinks_slopes_on_schedule_during_recovery_and_ends_as_relu():
     import tf_keras as keras
 
@@ -95,8 +85,8 @@ def test_slope_anneal_shrinks_slopes_on_schedule_during_recovery_and_ends_as_rel
 
     slopes = np.array([-0.5, 0.0, 0.1, 0.25, 0.9, 1.6], np.float32)
     x = _x(64)
-    targets = Faces.from_model(_embedder(-slopes), x)  # a different function: the student must move
-    student = _embedder(slopes)
+    targets = Faces.from_model(_net(-slopes, embed=True), x)  # a different function: the student must move
+    student = _net(slopes, embed=True)
     conv_before = student.get_layer("c1").get_weights()[0].copy()
     anneal = SlopeAnneal(student, 4)
     seen = []
