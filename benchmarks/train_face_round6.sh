@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/../recipes/lib.sh"
 
 "$EF" align "$DATA/faces/celeba" cache/celeba/arcface112 --workers 2  # resumes from its manifest
-[ -d cache/celeba/views8 ] || "$EF" data views cache/celeba/arcface112 "$DATA/faces/celeba" cache/celeba/views8 --views 8
+[ -f cache/celeba/views8/manifest.jsonl ] || "$EF" data views cache/celeba/arcface112 "$DATA/faces/celeba" cache/celeba/views8 --views 8
 if [ ! -f cache/teacher/views8_shard1.npz ]; then
   for k in 0 1; do
     "$EF" teacher embed "$TEACHER" cache/celeba/views8 "cache/teacher/views8_shard$k.npz" --shard $k/2 &

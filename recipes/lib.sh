@@ -26,16 +26,16 @@ teacher_targets() {  # SRC_DIR SHARD_NAME: the teacher's embeddings of SRC_DIR o
 celeba_views() {  # the aligned CelebA crops, their 8 views and the views' teacher targets (round 1's data)
   step "CelebA: align, 8 views, teacher targets"
   "$EF" align "$DATA/faces/celeba" cache/celeba/arcface112 --workers 2  # resumes from its manifest
-  [ -d cache/celeba/views8 ] ||
+  [ -f cache/celeba/views8/manifest.jsonl ] ||  # written last: a stopped run resumes
     "$EF" data views cache/celeba/arcface112 "$DATA/faces/celeba" cache/celeba/views8 --views 8
   teacher_targets cache/celeba/views8 views8
 }
 
 distill_round2() {  # round 2's label-free faces: 30k blends of two CelebA people + FER2013 training faces
   step "label-free faces: 30k morphs, FER2013 faces"
-  [ -d cache/distill/celeba_morphs ] ||
+  [ -f cache/distill/celeba_morphs/manifest.jsonl ] ||
     nice -n 5 "$EF" data morphs cache/celeba/arcface112 cache/distill/celeba_morphs --count 30000
-  [ -d cache/distill/fer2013_train ] ||
+  [ -f cache/distill/fer2013_train/manifest.jsonl ] ||
     nice -n 5 "$EF" data faces "$DATA/expressions/fer2013/train" cache/distill/fer2013_train --views 2
   teacher_targets cache/distill/celeba_morphs celeba_morphs
   teacher_targets cache/distill/fer2013_train fer2013_train
@@ -44,7 +44,7 @@ distill_round2() {  # round 2's label-free faces: 30k blends of two CelebA peopl
 morph_set() {  # NAME SEED MODE: 60k label-free morphs of the aligned CelebA crops, then their teacher targets
   local name=$1 seed=$2 mode=$3
   step "morph set $name (seed $seed, $mode)"
-  [ -d "cache/distill/$name" ] || nice -n 5 "$EF" data morphs cache/celeba/arcface112 \
+  [ -f "cache/distill/$name/manifest.jsonl" ] || nice -n 5 "$EF" data morphs cache/celeba/arcface112 \
     "cache/distill/$name" --count 60000 --seed "$seed" --mode "$mode"
   teacher_targets "cache/distill/$name" "$name"
 }

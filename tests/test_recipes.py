@@ -45,3 +45,18 @@ def test_make_recipe_lists_and_refuses_unknown():
     assert set(out.split()) == {p.stem for p in SCRIPTS}
     bad = subprocess.run(["make", "-s", "-o", STAMP, "recipe", "NAME=no_such_model"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode != 0 and "no recipe no_such_model" in bad.stderr
+
+
+IN_PLACE = re.compile(r'"\$EF" data (views|morphs|faces)\b')  # builders that write into DST as they go
+
+
+@pytest.mark.parametrize("script", SCRIPTS + [RECIPES / "lib.sh", ROOT / "benchmarks" / "train_face_round6.sh"],
+                         ids=lambda p: p.name)
+def test_in_place_builders_are_skipped_only_when_complete(script):
+    """`data views|morphs|faces` fill DST file by file and write manifest.jsonl last: a guard on the
+    folder alone would take a stopped run's half-written set as done (found by stopping a recipe)."""
+    lines = script.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if IN_PLACE.search(line):
+            guard = line if "||" in line.split('"$EF"')[0] else lines[i - 1]
+            assert re.search(r"-f \S*manifest\.jsonl\"? \]", guard), f"{script.name}:{i + 1}: {guard.strip()}"
