@@ -31,6 +31,7 @@ import numpy as np
 
 import edgeface  # noqa: F401
 from edgeface.data.hygiene import CELEBA_VAL_CHOICES as VAL_CHOICES, LFW_PEOPLE_IN_CELEBA
+from edgeface.errors import EdgefaceError, run_main
 from edgeface.nets import load_model
 from edgeface.nets.io import save_model
 from edgeface.optimize.activation import SlopeAnneal, swap_prelu
@@ -38,13 +39,13 @@ from edgeface.optimize.compress import Faces, face_paths, load_crops, load_faces
 from edgeface.optimize.distill import distill_loss, mean_cosine, predict
 from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_EMBEDDING
 from edgeface.teachers.base import load_teacher, teacher_embeddings
-from edgeface.utils.io import write_json_atomic
+from edgeface.utils.io import read_json, write_json_atomic
 
 STORE = "cache/teacher_embeddings/insightface-mobilefacenet-ncnn_7a35d5328d61.npz"
 SETS = ("utkface", "all_age_faces", "scut_fbp5500")
 
 
-def main():
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("src_run", type=Path)
     ap.add_argument("out", type=Path)
@@ -62,10 +63,12 @@ def main():
     ap.add_argument("--val-identities", choices=VAL_CHOICES, default="fit",
                     help="fit: the split convert --fit holds out (51 people, seed 0); students: the 13 people "
                          "the shipped MobileNetV2 students never trained on (CELEBA_STUDENT_VAL)")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     t0 = time.time()
+    if a.resume and not (a.out / "recovery.json").is_file():
+        raise EdgefaceError(f"nothing to resume: no {a.out / 'recovery.json'}")
     model = load_model(a.model or a.src_run / "fit" / "final_best.keras")
-    resumed = json.loads((a.out / "recovery.json").read_text()) if a.resume else None
+    resumed = read_json(a.out / "recovery.json", "recovery.json") if a.resume else None
     shape = tuple(model.input_shape[1:])
     train_paths, val_paths, split = load_faces_split(a.faces, shape, PIXEL_MEAN, PIXEL_STD, max_train=5000,
                                                      exclude=LFW_PEOPLE_IN_CELEBA, as_paths=True,
@@ -102,8 +105,7 @@ def main():
 
     def on_eval(done, loss):
         record["curve"].append({"step": done, "val_loss": round(loss, 6)})
-        eligible = anneal is None or anneal.done(done - 1)
-        if eligible and (loss < best["loss"] or anneal and "step" not in best):
+        if anneal.keeps(done, loss, best["loss"], best.get("step", 0)) if anneal else loss < best["loss"]:
             best.update(loss=loss, step=done)
             save_model(deployed(), a.out / "model.keras")
         save_model(model, a.out / "last.keras")
@@ -121,7 +123,8 @@ def main():
     write_json_atomic(a.out / "run.json", run)
     shutil.copy(a.src_run / "fit" / "state.json", a.out / "source_fit_state.json")
     print(json.dumps({k: v for k, v in record.items() if k != "curve"}))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_main(main))

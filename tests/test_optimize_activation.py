@@ -98,7 +98,10 @@ def test_slope_anneal_shrinks_slopes_on_schedule_during_recovery_and_ends_as_rel
     recover(student, targets, 6, batch_size=8, lr=1e-2, on_step=on_step)
     for step, got in enumerate(seen):  # independent: a0 * max(0, 1 - (k + 1) / 4), untouched by Adam
         np.testing.assert_allclose(got, slopes * max(0.0, 1 - (step + 1) / 4), rtol=1e-6, atol=1e-7)
-    assert [anneal.done(k) for k in range(6)] == [False, False, False, True, True, True]
+    assert [anneal.finished(n) for n in range(1, 7)] == [False, False, False, True, True, True]
+    # the best model: nothing before the anneal ends; the first check after it beats any earlier best
+    assert not anneal.keeps(3, 0.0, 1.0, 0)
+    assert anneal.keeps(4, 0.5, 0.1, 2) and not anneal.keeps(6, 0.5, 0.1, 4) and anneal.keeps(6, 0.05, 0.1, 4)
     assert not np.allclose(student.get_layer("c1").get_weights()[0], conv_before)  # the rest trained
     relu, _ = swap_prelu(student, "relu")
     assert not any(isinstance(l, keras.layers.PReLU) for l in relu.layers)

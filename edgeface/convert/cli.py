@@ -248,12 +248,11 @@ def _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget, ext
     import numpy as np
 
     from edgeface.convert.tflite import convert_all
-    from edgeface.optimize.compress import fit_budget
+    from edgeface.optimize.compress import check_anneal, fit_budget
 
     if not budget:
         raise EdgefaceError("--fit needs a byte budget (--budget N)")
-    if opts.anneal_relu and (opts.activation != "prelu" or opts.final_steps <= opts.anneal_relu):
-        raise EdgefaceError("--fit-anneal-relu N needs --fit-activation prelu and --fit-final-steps above N")
+    check_anneal(opts.activation, opts.final_steps, opts.anneal_relu)  # before any data is read
     work_dir = (src.run_dir / "fit") if src.run_dir else (Path(out_dir) / f".{name}_fit")
     train, val, split = _fit_data(src, calib, opts, work_dir)
     t0 = time.perf_counter()

@@ -9,8 +9,9 @@ single delegated op, ReLU fuses into the convolution before it:
 
 Neither is the same function, so the swap is followed by self-distillation to the PReLU model
 (`compress.fit_budget`). A cold swap loses the trained network; `SlopeAnneal` instead shrinks the
-slopes to 0 during the distillation (`convert --fit-anneal-relu N`), and the ReLU swap is then exact. Each layer's slope is the least-squares fit of its channels' slopes on
-the negative inputs the layer sees: alpha = sum_c a_c E[x_c^2; x_c < 0] / sum_c E[x_c^2; x_c < 0].
+slopes to 0 during the distillation (`convert --fit-anneal-relu N`), and the ReLU swap is then exact.
+Each LeakyReLU slope is the least-squares fit of its layer's channel slopes on the negative inputs
+the layer sees: alpha = sum_c a_c E[x_c^2; x_c < 0] / sum_c E[x_c^2; x_c < 0].
 """
 from __future__ import annotations
 
@@ -97,7 +98,8 @@ class SlopeAnneal:
 
     A cold swap to ReLU loses the function (cosine about 0 to the PReLU model: insightface's slopes
     differ in sign and size within a layer); shrinking the slopes while distilling lets the weights
-    follow, and at 0 `swap_prelu(model, "relu")` is exact. Call it after each step with the step index.
+    follow, and at 0 `swap_prelu(model, "relu")` is exact. Call it after each step with the step index
+    (0-based); `finished(n)` says whether the slopes are 0 after n steps.
     The slopes stop being trainable: build it before the training step collects its variables.
     start: the slopes at step 0 (default: the model's own), so a resumed run keeps its schedule.
     """
@@ -121,5 +123,10 @@ class SlopeAnneal:
         for l, a0 in zip(self.layers, self.start):
             l.set_weights([a0 * f])
 
-    def done(self, step: int) -> bool:
-        return self.factor(step) == 0.0
+    def finished(self, steps_done: int) -> bool:
+        return steps_done >= self.steps
+
+    def keeps(self, steps_done: int, loss: float, best_loss: float, best_step: int) -> bool:
+        """Whether the check after `steps_done` becomes the best model: only the ReLU function ships,
+        so nothing before the anneal ends counts, and its first check after beats any earlier best."""
+        return self.finished(steps_done) and (loss < best_loss or best_step < self.steps)

@@ -256,6 +256,13 @@ def deploy_form(model, calib: np.ndarray, prelu_form: str = "residual"):
 FINAL_SETTINGS = ("final_steps", "final_lr", "anneal_relu")
 
 
+def check_anneal(activation: str, final_steps: int, anneal_relu: int) -> None:
+    """The slope anneal runs inside the final recovery, on the PReLU network, and must end before it."""
+    if anneal_relu and (activation != "prelu" or final_steps <= anneal_relu):
+        raise EdgefaceError(f"annealing PReLU to ReLU over {anneal_relu} steps needs activation 'prelu' (got "
+                            f"{activation!r}) and more final steps than anneal steps (got {final_steps})")
+
+
 def _without_final(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in FINAL_SETTINGS}
 
@@ -311,8 +318,7 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
     """
     from edgeface.optimize.activation import swap_prelu
 
-    if anneal_relu and (activation != "prelu" or final_steps <= anneal_relu):
-        raise EdgefaceError("annealing PReLU to ReLU needs activation 'prelu' and more final steps than anneal steps")
+    check_anneal(activation, final_steps, anneal_relu)
     train = train if isinstance(train, Faces) else Faces.from_model(model, train)
     val = val if isinstance(val, Faces) else Faces.from_model(model, val)
     calib = np.asarray(train.x[:calib_count], np.float32)
@@ -321,6 +327,7 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
                                 "finetune_steps": finetune_steps, "batch_size": batch_size, "lr": lr,
                                 "threshold": threshold, "importance": importance, "activation": activation,
                                 "final_steps": final_steps, "final_lr": final_lr, "train": len(train), "val": len(val),
+                                # only when set: a state saved before the key existed still matches
                                 **({"anneal_relu": anneal_relu} if anneal_relu else {})})
     rounds = stages.state["rounds"]
     current = stages.load(stages.state["model"])
@@ -392,7 +399,8 @@ def _final_recovery(current, train: Faces, val: tuple[np.ndarray, np.ndarray], s
     from edgeface.optimize.activation import SlopeAnneal, prelu_layers, swap_prelu
 
     val_x, val_targets = val
-    start_slopes = [np.asarray(l.get_weights()[0]).copy() for l in prelu_layers(current)]
+    # the schedule starts from the pruned round's slopes, also when a resumed model replaces `current`
+    start_slopes = [np.asarray(l.get_weights()[0]).copy() for l in prelu_layers(current)] if anneal_relu else None
     final = stages.state["final"] or {"steps": steps, "done": 0, "best_step": 0,
                                       "best_val_loss": distill_loss(current, val_targets, val_x, TASK_EMBEDDING),
                                       "curve": []}
@@ -408,9 +416,8 @@ def _final_recovery(current, train: Faces, val: tuple[np.ndarray, np.ndarray], s
         nonlocal best
         final["done"] = done
         final["curve"].append({"step": done, "val_loss": round(loss, 6)})
-        if anneal and not anneal.done(done - 1):
-            pass  # slopes not yet 0: not the function that ships
-        elif loss < final["best_val_loss"] or (anneal and final["best_step"] < anneal_relu):
+        if (anneal.keeps(done, loss, final["best_val_loss"], final["best_step"]) if anneal
+                else loss < final["best_val_loss"]):
             final.update(best_step=done, best_val_loss=loss)
             best = clone_with_weights(current)
             stages.save(best, "final_best.keras")

@@ -181,13 +181,6 @@ def embed_dataset(model, ds) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean row-wise cosine of two (N, D) arrays."""
-    from edgeface.runtime.interpreter import l2_normalize
-
-    return float(np.mean(np.sum(l2_normalize(a) * l2_normalize(b), axis=1)))
-
-
 def pair_accuracy(emb: np.ndarray, pairs, is_same) -> tuple[float, float]:
     """(best-threshold accuracy, threshold) of the cosine scores of these embeddings' pairs."""
     from edgeface.bench.verification import best_threshold, cosine_scores
@@ -198,6 +191,8 @@ def pair_accuracy(emb: np.ndarray, pairs, is_same) -> tuple[float, float]:
 
 def val_scores(model, val_ds, pairs, is_same, teacher_emb: np.ndarray | None = None) -> tuple[float, float, float | None]:
     """(pair accuracy, its threshold, mean cosine to the teacher's embeddings of the same images or None)."""
+    from edgeface.optimize.distill import mean_cosine
+
     emb = embed_dataset(model, val_ds)
     acc, thr = pair_accuracy(emb, pairs, is_same)
     return acc, thr, (mean_cosine(emb, teacher_emb) if teacher_emb is not None else None)
