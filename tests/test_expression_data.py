@@ -87,6 +87,34 @@ def test_augment_is_seeded_and_keeps_shape(expressions_root):
     assert np.abs(a.astype(int) - x.astype(int)).mean() > 3
 
 
+def test_random_erase_changes_one_rectangle_per_chosen_image(expressions_root):
+    d = xdata.load_dataset(expressions_root / "ckplus48")
+    x, _ = xdata.load_images(d.splits["val"][:40], 48, 1)
+    assert np.array_equal(xdata.random_erase(x, np.random.default_rng(0), 0.0), x)
+    e = xdata.random_erase(x, np.random.default_rng(1), 1.0)
+    assert np.array_equal(e, xdata.random_erase(x, np.random.default_rng(1), 1.0)) and e.dtype == np.uint8
+    for before, after in zip(x[..., 0], e[..., 0]):
+        rows, cols = np.nonzero(before != after)
+        assert len(rows)  # every image was erased (a noise pixel equal to the original is rare)
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert box <= 0.2 * 48 * 48 + 48 and len(rows) >= 0.9 * box  # one filled rectangle, within the area bound
+    half = xdata.random_erase(x, np.random.default_rng(2), 0.5)
+    assert 8 <= sum(not np.array_equal(a, b) for a, b in zip(x, half)) <= 32
+
+
+def test_mixup_blends_pairs_in_the_drawn_proportions():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6, 6, 1)).astype(np.float32)
+    y = rng.integers(0, 7, 64)
+    mixed, ya, yb, lam = xdata.mixup(x, y, np.random.default_rng(3), 0.2)
+    partner = np.random.default_rng(3).permutation(64)  # the function's first draw
+    assert np.array_equal(ya, y) and np.array_equal(yb, y[partner])
+    assert lam.shape == (64,) and lam.min() >= 0.5 and lam.max() <= 1.0
+    np.testing.assert_allclose(mixed, lam[:, None, None, None] * x + (1 - lam[:, None, None, None]) * x[partner],
+                               rtol=1e-6, atol=1e-6)
+    assert mixed.dtype == np.float32
+
+
 def test_bad_dataset_folders_fail_with_one_line(tmp_path):
     with pytest.raises(EdgefaceError, match="not found"):
         xdata.load_dataset(tmp_path / "missing")

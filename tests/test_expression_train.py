@@ -11,6 +11,7 @@ import edgeface  # noqa: F401
 from edgeface.bench.classification import evaluate
 from edgeface.cli import main as cli_main
 from edgeface.data import expressions as xdata
+from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import TFLiteModel
 from edgeface.train import expression as tr
 from edgeface.train.expression.prune_head import split_images
@@ -168,11 +169,11 @@ def test_convert_cli_calibrates_expression_runs_on_their_train_split(cnn_run, tm
 
 
 def test_vgg_with_cosine_label_smoothing_and_class_weights_resumed(expressions_root, tmp_path):
-    """The FER-full recipe's options on a few CK+ steps: sqrt class weights, smoothing, cosine, no test
-    eval; stopped after 14 steps and resumed through the CLI to 30."""
+    """The FER recipes' options on a few CK+ steps: sqrt class weights, smoothing, cosine, random erasing,
+    mixup, no test eval; stopped after 14 steps and resumed through the CLI to 30."""
     options = {"backbone": "vgg", "filters": [[8], [16], [32]], "head_units": 16, "epochs": 2, "max_steps": 14,
                "lr_schedule": "cosine", "warmup_epochs": 0.5, "label_smoothing": 0.1, "class_weight": 0.5,
-               "evaluate_test": False, "seed": 0}
+               "evaluate_test": False, "seed": 0, "erase": 0.5, "mixup": 0.2}
     run = tmp_path / "vgg"
     first = tr.train_expression(expressions_root / "ckplus48", run, tr.load_config(None, options))
     assert first["steps"] == 14 and first["stop_reason"] == "max_steps"
@@ -190,5 +191,9 @@ def test_vgg_with_cosine_label_smoothing_and_class_weights_resumed(expressions_r
     assert w[1] / w[0] == pytest.approx(3.0) and 90 * w[0] + 10 * w[1] == pytest.approx(100)
     with pytest.raises(Exception):
         tr.load_config(None, {"lr_schedule": "step"})
+    for bad, msg in (({"erase": 1.5}, "probability"), ({"mixup": -1.0}, "Beta alpha"),
+                     ({"mixup": 0.2, "backbone": "mobilenetv2", "weights": "imagenet"}, "from-scratch")):
+        with pytest.raises(EdgefaceError, match=msg):
+            tr.load_config(None, bad)
     with pytest.raises(Exception):
         tr.load_config(None, {"backbone": "cnn", "filters": [[8]]})

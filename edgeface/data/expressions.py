@@ -190,6 +190,30 @@ def normalize(x_uint8: np.ndarray) -> np.ndarray:
     return normalize_pixels(x_uint8)
 
 
+def random_erase(x: np.ndarray, rng: np.random.Generator, p: float, area=(0.02, 0.2), aspect=(0.3, 3.3)) -> np.ndarray:
+    """Random erasing (Zhong et al. 2017): with probability p an image gets one rectangle of uniform
+    noise covering `area` of it, so no single face region (mouth, brows) can carry the class alone."""
+    out = x.copy()
+    n, h, w = x.shape[:3]
+    for i in np.flatnonzero(rng.random(n) < p):
+        a = rng.uniform(*area) * h * w
+        r = np.exp(rng.uniform(np.log(aspect[0]), np.log(aspect[1])))
+        eh, ew = min(h, max(1, int(round(np.sqrt(a * r))))), min(w, max(1, int(round(np.sqrt(a / r)))))
+        top, left = rng.integers(0, h - eh + 1), rng.integers(0, w - ew + 1)
+        out[i, top:top + eh, left:left + ew] = rng.integers(0, 256, (eh, ew) + x.shape[3:])
+    return out
+
+
+def mixup(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, alpha: float):
+    """mixup (Zhang et al. 2018) of float images: each image blended with a random partner by
+    lam ~ Beta(alpha, alpha), folded to lam >= 0.5 so `y` stays the dominant label. (x, y, y_partner, lam)."""
+    partner = rng.permutation(len(x))
+    lam = rng.beta(alpha, alpha, len(x)).astype(np.float32)
+    lam = np.maximum(lam, 1.0 - lam)
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    return lam.reshape(shape) * x + (1.0 - lam.reshape(shape)) * x[partner], y, y[partner], lam
+
+
 def augment(x: np.ndarray, rng: np.random.Generator, rotation: float = 10.0, translate: float = 0.1,
             flip: bool = True, scale: float = 0.05) -> np.ndarray:
     """Random rotation (degrees), translation (fraction of the side), zoom and horizontal flip, per image."""

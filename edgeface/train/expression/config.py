@@ -52,6 +52,8 @@ class ExpressionConfig:
     flip: bool = True
     class_weight: bool | float = False  # weight the loss by inverse class frequency (a number: its power, 0.5 = sqrt)
     label_smoothing: float = 0.0
+    erase: float = 0.0  # random erasing: the probability that a training image gets one noise rectangle
+    mixup: float = 0.0  # mixup's Beta(alpha, alpha); 0: off (from-scratch backbones only)
     lr_schedule: str = "constant"  # or "cosine": linear warm-up over warmup_epochs, then cosine decay to 0
     warmup_epochs: float = 0.0
     time_limit_min: float | None = None  # stop a stage after this many minutes of training (the best epoch is kept)
@@ -106,6 +108,12 @@ def check_config(cfg: ExpressionConfig) -> None:
         raise EdgefaceError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
     if not 0.0 <= float(cfg.label_smoothing) < 1.0:
         raise EdgefaceError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing!r}")
+    if not 0.0 <= float(cfg.erase) <= 1.0:
+        raise EdgefaceError(f"erase is a probability in [0, 1], got {cfg.erase!r}")
+    if not (math.isfinite(float(cfg.mixup)) and cfg.mixup >= 0):
+        raise EdgefaceError(f"mixup is a Beta alpha >= 0 (0: off), got {cfg.mixup!r}")
+    if (cfg.mixup or cfg.erase) and cfg.weights is not None:
+        raise EdgefaceError("erase and mixup apply to from-scratch training (the frozen base's features are precomputed)")
     if not isinstance(cfg.class_weight, (bool, int, float)) or cfg.class_weight < 0:
         raise EdgefaceError(f"class_weight must be true/false or a power >= 0, got {cfg.class_weight!r}")
     if cfg.filters is not None and cfg.backbone != "vgg":

@@ -191,6 +191,13 @@ class ExpressionTask(Task):
         cfg = self.cfg
         order, rng = self._epoch_order(stage, epoch, len(self.x_tr))
         x = xdata.augment(self.x_tr[order], rng, cfg.rotation, cfg.translate, cfg.flip, cfg.scale)
+        if cfg.erase:
+            x = xdata.random_erase(x, rng, cfg.erase)
+        if cfg.mixup:
+            x, y, y_b, lam = xdata.mixup(xdata.normalize(x), self.y_tr[order], rng, cfg.mixup)
+            bs, skip = cfg.batch_size, skip_steps * cfg.batch_size
+            return tf.data.Dataset.from_tensor_slices({"input": x[skip:], "label": y[skip:], "label_b": y_b[skip:],
+                                                       "lam": lam[skip:]}).batch(bs, drop_remainder=True)
 
         def normalize(b):
             return {"input": (tf.cast(b["input"], tf.float32) - PIXEL_MEAN) / PIXEL_STD, "label": b["label"]}
@@ -206,14 +213,23 @@ class ExpressionTask(Task):
         onehot = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
         return keras.losses.categorical_crossentropy(onehot, probs, label_smoothing=float(self.cfg.label_smoothing))
 
+    def _weighted_cross_entropy(self, labels, probs):
+        import tensorflow as tf
+
+        per_example = self._cross_entropy(labels, probs)
+        if self.class_weight is not None:  # inverse class frequency (mean weight per image 1)
+            per_example = per_example * tf.gather(self.class_weight, labels)
+        return per_example
+
     def loss(self, stage, batch, gather):
         import tensorflow as tf
 
         labels = batch["label"]
         probs = stage.model(batch["input"], training=True)
-        per_example = self._cross_entropy(labels, probs)
-        if self.class_weight is not None:  # inverse class frequency (mean weight per image 1)
-            per_example = per_example * tf.gather(self.class_weight, labels)
+        per_example = self._weighted_cross_entropy(labels, probs)
+        if "lam" in batch:  # mixup: the loss of each blend's two labels, in its proportions
+            per_example = batch["lam"] * per_example + (1.0 - batch["lam"]) * self._weighted_cross_entropy(
+                batch["label_b"], probs)
         correct = tf.cast(tf.equal(tf.argmax(probs, 1), tf.cast(labels, tf.int64)), tf.float32)
         return tf.reduce_mean(per_example), {"accuracy": tf.reduce_mean(correct)}, {}
 
