@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from edgeface.errors import CheckFailed, EdgefaceError
-from edgeface.optimize.compress import PRELU_FORMS
+from edgeface.optimize.compress import PRELU_FORMS, RANKS
 from edgeface.optimize.finetune import FINETUNE_IMAGES, FINETUNE_STEPS
 from edgeface.spec import TASK_EMBEDDING
 from edgeface.utils.paths import output_path
@@ -81,14 +81,20 @@ MICRO_DTYPES = ("int8", "float32")  # TFLM has no float16 weights and no hybrid 
 @click.option("--fit-anneal-relu", type=click.IntRange(min=0), default=0, show_default=True,
               help="With --fit: the final recovery shrinks every PReLU slope to 0 over its first N steps and ships "
                    "the ReLU network (fused into the convolutions: int8 about 1.5x faster than the PReLU form).")
+@click.option("--fit-rank", type=click.Choice(RANKS), default=RANKS[0], show_default=True,
+              help="With --fit: remove the least important channels (importance), or those with the least "
+                   "importance per unit of estimated int8 time (time: early, wide layers go first).")
+@click.option("--fit-max-cost", type=click.FloatRange(0.05, 1.0), default=None,
+              help="With --fit: also prune until the estimated int8 time is at most this fraction of the "
+                   "unpruned model's (a speed budget beside --budget; measure the result side by side).")
 @click.option("--fit-rounds", type=click.IntRange(min=1), default=8, show_default=True,
               help="With --fit: at most this many pruning rounds (a deep cut needs rounds x step near its fraction).")
 @click.option("--fit-threshold", type=click.FloatRange(min=0.0, min_open=True), default=0.1, show_default=True,
               help="With --fit: reject a round whose recovered validation loss (1 - cosine) moves by more than this.")
 def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, per_tensor, strip, c_array, prune_sparsity,
             prune_steps, qat_steps, finetune_count, fit, fit_step, fit_finetune_steps, fit_images, fit_faces,
-            fit_teacher, fit_activation, fit_prelu_form, fit_final_steps, fit_final_lr, fit_anneal_relu, fit_rounds,
-            fit_threshold):
+            fit_teacher, fit_activation, fit_prelu_form, fit_final_steps, fit_final_lr, fit_anneal_relu, fit_rank,
+            fit_max_cost, fit_rounds, fit_threshold):
     """Convert MODEL (a run directory or a .keras file) to TFLite artifacts with model cards."""
     from edgeface.data.calibration import load_calibration, refuse_lfw
     from edgeface.convert.source import load_source
@@ -114,7 +120,7 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
         return _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget_for("int8"), extra, c_array,
                             FitOptions(fit_step, fit_finetune_steps, fit_images, fit_faces, fit_teacher,
                                        fit_activation, fit_final_steps, strip, fit_rounds, fit_threshold, fit_final_lr,
-                                       fit_prelu_form, fit_anneal_relu))
+                                       fit_prelu_form, fit_anneal_relu, fit_rank, fit_max_cost))
 
     needs_images = "int8" in dtype_list or prune_sparsity or qat_steps
     images = calib_info = None
@@ -202,6 +208,8 @@ class FitOptions:
     final_lr: float = 1e-4
     prelu_form: str = "residual"
     anneal_relu: int = 0
+    rank: str = "importance"
+    max_cost: float | None = None
 
 
 def _fit_data(src, calib, opts: FitOptions, work_dir):
@@ -260,7 +268,7 @@ def _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget, ext
                         calib_count=calib_count, activation=opts.activation, final_steps=opts.final_steps,
                         strip=opts.strip, max_rounds=opts.max_rounds, threshold=opts.threshold,
                         final_lr=opts.final_lr, prelu_form=opts.prelu_form, anneal_relu=opts.anneal_relu,
-                        work_dir=work_dir, log=click.echo)
+                        rank=opts.rank, max_cost=opts.max_cost, work_dir=work_dir, log=click.echo)
     kept = {"residual": "PReLU as x + relu((a-1)x) (slopes above 1 flipped), two delegated ops",
             "split": "PReLU split into four delegated ops"}[opts.prelu_form]
     activation = {"prelu": kept, "leaky": "PReLU swapped for one LeakyReLU per layer",
@@ -272,7 +280,9 @@ def _convert_fit(src, out_dir, name, dtype_list, calib, calib_count, budget, ext
                        "final_steps": opts.final_steps, "final_lr": opts.final_lr, "activation": opts.activation,
                        "prelu_form": opts.prelu_form, **({"anneal_relu": opts.anneal_relu} if opts.anneal_relu else {}),
                        "max_rounds": opts.max_rounds, "threshold": opts.threshold,
-                       "importance": "activation energy x outgoing weight norm, least-squares refit of the next conv",
+                       "importance": "activation energy x outgoing weight norm, least-squares refit of the next conv"
+                                     + (", per unit of estimated int8 time" if opts.rank == "time" else ""),
+                       **({"max_cost": opts.max_cost} if opts.max_cost is not None else {}),
                        "recovery": "self-distillation to the unpruned float model, flip augmentation",
                        "int8": f"cross-layer equalisation, {activation}, per-tensor weights",
                        "faces": split, "seconds": round(time.perf_counter() - t0, 1), "rounds": result.rounds}}

@@ -100,12 +100,17 @@ def refit_consumer(z: np.ndarray, w: np.ndarray, bias: np.ndarray, keep: np.ndar
 
 
 def plan_removal(groups, importance: dict[str, np.ndarray], count: int, max_fraction: float = 0.5,
-                 min_keep: int = 16) -> dict[str, np.ndarray]:
-    """Remove `count` channels in all, the globally least important relative to their group's mean."""
+                 min_keep: int = 16, cost: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    """Remove `count` channels in all, the globally least important relative to their group's mean.
+    cost (per group, what one channel costs; `cost.channel_costs`): rank by importance per unit of
+    cost instead, so channels that are slow and contribute little go first."""
+    mean_cost = float(np.mean(list(cost.values()))) if cost else 1.0
     cand = []
     for g in groups:
         imp = importance[g.producer]
         rel = imp / max(float(np.mean(imp)), 1e-12)
+        if cost:
+            rel = rel / (cost[g.producer] / mean_cost)
         for j in np.argsort(rel, kind="stable")[: max(0, min(int(g.units * max_fraction), g.units - min_keep))]:
             cand.append((float(rel[j]), g.producer, int(j)))
     cand.sort()
@@ -119,16 +124,25 @@ def plan_removal(groups, importance: dict[str, np.ndarray], count: int, max_frac
     return keeps
 
 
+RANKS = ("importance", "time")
+
+
 def prune_channels(model, x: np.ndarray, count: int, kind: str = "activation", refit: bool = True,
-                   seed: int = 0):
-    """(narrower model, keeps): `count` channels removed, consumers refit by least squares."""
+                   seed: int = 0, rank: str = "importance"):
+    """(narrower model, keeps): `count` channels removed, consumers refit by least squares.
+    rank "time": importance per unit of estimated int8 time (`cost.py`), for pruning to a speed."""
+    from edgeface.optimize.cost import channel_costs
+
+    if rank not in RANKS:
+        raise EdgefaceError(f"unknown pruning rank {rank!r}; choose from {', '.join(RANKS)}")
     if kind not in IMPORTANCE:
         raise EdgefaceError(f"unknown importance {kind!r}; choose from {', '.join(IMPORTANCE)}")
     groups = all_groups(model)
     if not groups:
         raise EdgefaceError("the model has no prunable channel groups (conv -> per-channel layers -> conv)")
     rows = _consumer_inputs(model, groups, x, seed=seed)
-    keeps = plan_removal(groups, channel_importance(model, groups, rows, kind), count)
+    keeps = plan_removal(groups, channel_importance(model, groups, rows, kind), count,
+                         cost=channel_costs(model, groups) if rank == "time" else None)
     weights, biases = {}, {}
     if refit:
         for g in groups:
@@ -303,8 +317,8 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
                step: float = 0.04, max_rounds: int = 8, finetune_steps: int = 300, batch_size: int = 32,
                lr: float = 5e-5, threshold: float = 0.1, importance: str = "activation", calib_count: int = 300,
                activation: str = "prelu", final_steps: int = 0, final_lr: float = 1e-4, eval_every: int = 500,
-               strip: bool = False, prelu_form: str = "residual", anneal_relu: int = 0, work_dir=None,
-               log=print) -> Result:
+               strip: bool = False, prelu_form: str = "residual", anneal_relu: int = 0, rank: str = "importance",
+               max_cost: float | None = None, work_dir=None, log=print) -> Result:
     """Prune `step` of the prunable channels per round until the int8 file fits `budget`.
 
     train / val: `Faces`, or arrays of normalised crops (the model's own outputs become the targets).
@@ -315,7 +329,11 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
     so saved rounds of either form resume.
     anneal_relu: the final recovery shrinks every PReLU slope to 0 over its first N steps
     (activation.SlopeAnneal) and returns the ReLU network (int8 about 1.5x faster than the PReLU form).
+    rank: "time" removes the channels with the least importance per unit of estimated int8 time.
+    max_cost: also prune until the estimated time (`cost.model_cost`) is at most this fraction of
+    `model`'s: a speed budget beside the byte budget.
     """
+    from edgeface.optimize.cost import model_cost
     from edgeface.optimize.activation import swap_prelu
 
     check_anneal(activation, final_steps, anneal_relu)
@@ -328,7 +346,9 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
                                 "threshold": threshold, "importance": importance, "activation": activation,
                                 "final_steps": final_steps, "final_lr": final_lr, "train": len(train), "val": len(val),
                                 # only when set: a state saved before the key existed still matches
-                                **({"anneal_relu": anneal_relu} if anneal_relu else {})})
+                                **({"anneal_relu": anneal_relu} if anneal_relu else {}),
+                                **({"rank": rank} if rank != "importance" else {}),
+                                **({"max_cost": max_cost} if max_cost is not None else {})})
     rounds = stages.state["rounds"]
     current = stages.load(stages.state["model"])
     if current is None:
@@ -355,12 +375,15 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
     log(f"round {rounds[-1]['round']}: int8 {len(data):,} B, {count_params(current):,} params, "
         f"val cosine {rounds[-1]['val_cosine']:.4f}")
     total = sum(g.units for g in all_groups(model))
+    full_cost = model_cost(model)
+    rounds[-1]["cost"] = round(model_cost(current) / full_cost, 4)
     first = rounds[-1]["round"] + 1
     for r in progress(range(first, max_rounds + 1), total=max_rounds - first + 1, desc="fit budget", unit="round"):
-        if len(data) <= budget or not rounds[-1]["accepted"]:
+        fast_enough = max_cost is None or rounds[-1]["cost"] <= max_cost
+        if (len(data) <= budget and fast_enough) or not rounds[-1]["accepted"]:
             break
         count = max(1, int(round(step * total)))
-        candidate, keeps = prune_channels(current, calib[:256], count, kind=importance, seed=r)
+        candidate, keeps = prune_channels(current, calib[:256], count, kind=importance, seed=r, rank=rank)
         pruned_cos = mean_cosine(predict(candidate, val_x), val_targets)
         recover(candidate, train, finetune_steps, batch_size, lr, seed=r, desc=f"recover {r}")
         loss = distill_loss(candidate, val_targets, val_x, TASK_EMBEDDING)
@@ -368,6 +391,7 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
         cand_data = int8_bytes(cand_deploy, calib, per_channel, strip)
         row = {"round": r, "removed": count, "bytes": len(cand_data), "params": count_params(candidate),
                "channels": sum(g.units for g in all_groups(candidate)), "val_cosine_pruned": pruned_cos,
+               "cost": round(model_cost(candidate) / full_cost, 4),
                "val_cosine": mean_cosine(predict(candidate, val_x), val_targets), "val_loss": loss,
                "loss_change": loss - prev_loss}
         if abs(loss - prev_loss) > threshold:
@@ -376,7 +400,8 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
             stages.save()
             break
         rounds.append({**row, "accepted": True})
-        log(f"round {r}: -{count} channels, int8 {len(cand_data):,} B, val cosine {row['val_cosine_pruned']:.4f} "
+        log(f"round {r}: -{count} channels, int8 {len(cand_data):,} B, est. time {row['cost']:.3f} of the "
+            f"unpruned, val cosine {row['val_cosine_pruned']:.4f} "
             f"pruned -> {row['val_cosine']:.4f} recovered")
         current, deploy, data, prev_loss = candidate, cand_deploy, cand_data, loss
         stages.state["model"] = f"round_{r}.keras"
