@@ -3,7 +3,8 @@
 # FER2013 training split (exact duplicates and PublicTest copies removed), benchmarks/expressions.md.
 # Needs internet for `data get` (or EDGEFACE_FER_MIRROR=<git dir of darkbit404/FaceExp>).
 #   make recipe NAME=edgeface_expr_fer      (a finished step is skipped; training: a 72-min run, then
-#   warm restarts of it (SGDR cycles, recipes/configs/expression_fer_warm*.toml, about 65 and 40 min)
+#   a warm restart (recipes/configs/expression_fer_warm.toml, about 65 min), then round 4 from it with random
+#   erasing + mixup (expression_fer_mix.toml, about 78 min)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 ROOT="$(dirname "$CLEAN")"
@@ -20,7 +21,7 @@ step "train $RUN"
 [ -f "$RUN/model.keras" ] || nice -n 5 "$EF" train expression --data "$ROOT/fer2013_full" \
   --config edgeface/train/configs/expression_fer_full.toml --time-limit-min 72 --out "$RUN"
 # each warm restart's config names the run it starts from (init)
-for cycle in warm:fer_warm_vgg; do
+for cycle in warm:fer_warm_vgg mix:fer_mix_vgg; do
   RUN=runs/expr/${cycle#*:}
   step "train $RUN (a warm restart, recipes/configs/expression_fer_${cycle%%:*}.toml)"
   [ -f "$RUN/model.keras" ] || nice -n 5 "$EF" train expression --data "$ROOT/fer2013_full" \
