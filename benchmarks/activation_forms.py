@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2:
         raise EdgefaceError("usage: activation_forms.py RUN OUT.json")
-    from edgeface.bench.latency import delegate_partitions, embed_latency
+    from edgeface.bench.latency import delegate_partitions, side_by_side
     from edgeface.convert.source import load_source
     from edgeface.data.hygiene import LFW_PEOPLE_IN_CELEBA
     from edgeface.optimize.activation import swap_prelu
@@ -41,13 +41,10 @@ def main(argv=None) -> int:
         files[kind].write_bytes(int8_bytes(deploy_form(model, train_x), train_x[:100], per_channel=False))
         rows.append({"activation": kind, "int8_form": "PReLU split (4 ops)" if kind == "prelu" else kind,
                      "bytes": files[kind].stat().st_size, "partitions": delegate_partitions(files[kind])["partitions"],
-                     "float_cosine_to_prelu": round(mean_cosine(predict(model, val_x), reference), 4), "latency_ms": []})
-    for _ in range(3):  # alternate the files so load changes hit each alike
-        for row in rows:
-            row["latency_ms"].append(embed_latency(files[row["activation"]], threads=(1,), runs=200, warmup=20)
-                                     ["per_thread"]["1"]["median"])
+                     "float_cosine_to_prelu": round(mean_cosine(predict(model, val_x), reference), 4)})
+    ms, _ = side_by_side([files[row["activation"]] for row in rows])
     for row in rows:
-        row["latency_ms"] = round(sorted(row["latency_ms"])[1], 3)
+        row["latency_ms"] = round(ms[str(files[row["activation"]])], 3)
         print(f"{row['int8_form']:<20} {row['bytes']:>10,} B  {row['partitions']} partition(s)  "
               f"{row['latency_ms']:.2f} ms  float cosine to PReLU {row['float_cosine_to_prelu']:.4f}")
     write_json_atomic(args[1], {"faces": split, "rows": rows})

@@ -17,19 +17,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args(argv)
-    from edgeface.bench.latency import delegate_partitions, embed_latency, ncnn_latency
+    from edgeface.bench.latency import delegate_partitions, side_by_side
     from edgeface.utils.io import write_json_atomic
 
-    times = {str(m): [] for m in a.models}
-    teacher = []
-    for _ in range(a.repeats):
-        for m in a.models:
-            times[str(m)].append(embed_latency(m, threads=(1,), runs=200, warmup=20)["per_thread"]["1"]["median"])
-        teacher.append(ncnn_latency(a.teacher, None)["median"])
-    mid = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
-    ref = mid(teacher)
+    ms, ref = side_by_side(a.models, a.teacher, a.repeats)
     rows = [{"model": m, "bytes": Path(m).stat().st_size, "partitions": delegate_partitions(m)["partitions"],
-             "embed_ms": round(mid(v), 3), "x_teacher": round(ref / mid(v), 3)} for m, v in times.items()]
+             "embed_ms": round(v, 3), "x_teacher": round(ref / v, 3)} for m, v in ms.items()]
     for r in rows:
         print(f"{r['model']:<55} {r['embed_ms']:6.2f} ms  {r['x_teacher']:.2f}x the teacher ({ref:.2f} ms), "
               f"{r['partitions']} partition(s)")

@@ -2,13 +2,14 @@
 side by side with the ncnn teacher on one thread, and the float function's cosine to the unchanged network
 on held-out CelebA faces (never LFW).
 
-    .venv/bin/python benchmarks/speed_levers.py runs/face_1mb_graph benchmarks/results/compression/speed_levers.json
+    .venv/bin/python benchmarks/speed_levers.py runs/face_1mb_graph benchmarks/results/compression/speed_levers.json \
+        [--teacher ../shared/teachers/mobilefacenet-ncnn]
 
 Levers: PReLU -> ReLU (all, the 56x56 ones, the 13 largest), more channels pruned (ranked by importance
 per unit of estimated int8 time, or by importance alone), each converted as shipped (equalised, two-op
 PReLU, per-tensor int8) and timed alternately (median of 3 runs of 200 calls).
 """
-import sys
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -18,12 +19,16 @@ PRUNE_COUNTS = (300, 450)
 
 
 def main(argv=None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2:
-        raise EdgefaceError("usage: speed_levers.py RUN OUT.json")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("out")
+    ap.add_argument("--teacher", default="../shared/teachers/mobilefacenet-ncnn", help="ncnn teacher folder")
+    a = ap.parse_args(argv)
+    if not Path(a.teacher).is_dir():
+        raise EdgefaceError(f"ncnn teacher folder not found: {a.teacher}")
     import tf_keras as keras
 
-    from edgeface.bench.latency import delegate_partitions, embed_latency, ncnn_latency
+    from edgeface.bench.latency import delegate_partitions, side_by_side
     from edgeface.convert.source import load_source
     from edgeface.data.hygiene import LFW_PEOPLE_IN_CELEBA
     from edgeface.optimize.activation import prelu_layers
@@ -32,7 +37,7 @@ def main(argv=None) -> int:
     from edgeface.optimize.equalize import rebuild
     from edgeface.utils.io import write_json_atomic
 
-    src = load_source(Path(args[0]))
+    src = load_source(a.run)
     model, norm = src.model, src.normalization()
     train_x, val_x, split = load_faces_split(src.training_dir(), src.input_shape, norm["mean"], norm["std"],
                                              max_train=300, exclude=LFW_PEOPLE_IN_CELEBA)
@@ -60,20 +65,14 @@ def main(argv=None) -> int:
         path = tmp / f"{name}.tflite"
         path.write_bytes(int8_bytes(deploy_form(variant, train_x), train_x[:100], per_channel=False))
         rows.append({"lever": name, "bytes": path.stat().st_size, "partitions": delegate_partitions(path)["partitions"],
-                     "cold_cosine": round(mean_cosine(predict(variant, val_x), reference), 4), "path": path, "ms": []})
+                     "cold_cosine": round(mean_cosine(predict(variant, val_x), reference), 4), "path": path})
         print(f"{name}: {rows[-1]['bytes']:,} B, cold cosine {rows[-1]['cold_cosine']:.4f}", flush=True)
-    teacher = []
-    for _ in range(3):  # alternate the files so load changes hit each alike
-        for row in rows:
-            row["ms"].append(embed_latency(row["path"], threads=(1,), runs=200, warmup=20)["per_thread"]["1"]["median"])
-        teacher.append(ncnn_latency("../shared/teachers/mobilefacenet-ncnn", None)["median"])
-    teacher_ms = sorted(teacher)[1]
+    ms, teacher_ms = side_by_side([row["path"] for row in rows], a.teacher)
     for row in rows:
-        row["ms"] = round(sorted(row["ms"])[1], 3)
+        row["ms"] = round(ms[str(row.pop("path"))], 3)
         row["x_teacher"] = round(teacher_ms / row["ms"], 3)
-        del row["path"]
         print(f"{row['lever']:<20} {row['ms']:6.2f} ms  {row['x_teacher']:.2f}x  cold cosine {row['cold_cosine']:.4f}")
-    write_json_atomic(args[1], {"run": args[0], "faces": split, "teacher_ms": round(teacher_ms, 3), "rows": rows})
+    write_json_atomic(a.out, {"run": str(a.run), "faces": split, "teacher_ms": round(teacher_ms, 3), "rows": rows})
     return 0
 
 

@@ -197,3 +197,47 @@ def test_vgg_with_cosine_label_smoothing_and_class_weights_resumed(expressions_r
             tr.load_config(None, bad)
     with pytest.raises(Exception):
         tr.load_config(None, {"backbone": "cnn", "filters": [[8]]})
+
+
+def test_teacher_targets_enter_the_loss_as_written(expressions_root, cnn_run, tmp_path):
+    """Self-distillation: (1 - w) x the class-weighted smoothed cross-entropy to the label + w x the
+    class-weighted cross-entropy to the teacher's probabilities, checked against numpy; the run
+    records its teacher and the targets are the mean of each image's and its mirror's probabilities."""
+    import tensorflow as tf
+
+    from edgeface.nets.io import load_model
+    from edgeface.train.expression.task import ExpressionTask
+
+    teacher_run, _ = cnn_run
+    options = {"backbone": "vgg", "filters": [[8], [16], [32]], "head_units": 16, "epochs": 1, "max_steps": 6,
+               "label_smoothing": 0.1, "class_weight": 0.5, "evaluate_test": False, "seed": 0, "mixup": 0.2,
+               "teacher": str(teacher_run), "teacher_weight": 0.3}
+    run = tmp_path / "kd"
+    info = tr.train_expression(expressions_root / "ckplus48", run, tr.load_config(None, options))
+    assert info["teacher"]["name"] == teacher_run.name and info["teacher"]["weight"] == 0.3
+    assert 0.0 < info["teacher"]["train_label_agreement"] <= 1.0
+
+    task = ExpressionTask(expressions_root / "ckplus48", tr.load_config(None, options))
+    task.load_data()
+    task.build(False, tmp_path / "kd2")
+    teacher = load_model(teacher_run / "model.keras")
+    x = task.x_tr[:5]
+    expect_t = (np.asarray(teacher(xdata.normalize(x))) + np.asarray(teacher(xdata.normalize(x[:, :, ::-1])))) / 2
+    assert np.allclose(task.t_tr[:5], expect_t, atol=1e-5)
+
+    n, k, w = 5, task.num_classes, 0.3
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(k), n).astype(np.float32)
+    labels = np.array([0, 1, 2, 3, 0])
+    batch = {"label": tf.constant(labels), "target": tf.constant(task.t_tr[:5])}
+    got = task._image_loss(batch, "", tf.constant(probs)).numpy()
+    smooth = np.eye(k)[labels] * 0.9 + 0.1 / k
+    cw = task.class_weight.numpy()[labels]
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    expect = cw * ((1 - w) * -(smooth * np.log(p)).sum(1) + w * -(task.t_tr[:5] * np.log(p)).sum(1))
+    assert np.allclose(got, expect, rtol=1e-4, atol=1e-5)
+
+    for bad, msg in (({"teacher": str(tmp_path / "nothing")}, "no model.keras"), ({"teacher_weight": 1.5}, "share"),
+                     ({"teacher": str(teacher_run), "backbone": "mobilenetv2", "weights": "imagenet"}, "from-scratch")):
+        with pytest.raises(EdgefaceError, match=msg):
+            tr.load_config(None, {**options, **bad})

@@ -81,3 +81,40 @@ def test_an_int8_file_without_a_registered_architecture_is_refused(tmp_path, ali
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "float32 files only" in err[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_recovered_expression_classifier_reproduces_the_file(tmp_path, expressions_root):
+    """The shipped FER2013 classifier (convolutions and its two Dense layers) back to Keras: the same
+    class probabilities as the TFLite interpreter on real FER2013 faces preprocessed as the card says."""
+    from edgeface.data import expressions as xdata
+    from edgeface.nets.io import load_model
+    from edgeface.runtime.interpreter import TFLiteModel
+
+    src = _shipped("edgeface_expr_fer_float32")
+    fer = expressions_root / "fer2013"
+    run = tmp_path / "fer"
+    assert main(["import", str(src), "--out", str(run), "--faces", str(fer), "--count", "20"]) == 0
+    info = json.loads((run / "run.json").read_text())
+    assert info["kind"] == "recovered" and info["model"]["name"] == "expr_vgg"
+    assert info["source"]["convolutions"] == 8 and info["source"]["dense"] == 2
+    assert info["verification"]["min_cosine"] >= 0.999
+
+    # independent of the import's own check: other images (the test split), the raw probabilities
+    samples = xdata.load_dataset(fer).splits["test"][::200]
+    x, _ = xdata.load_images(samples, 48, 1, True)
+    xn = (x.astype(np.float32) - 127.5) / 127.5
+    want = TFLiteModel(src).run(xn)
+    got = np.asarray(load_model(run / "model.keras")(xn, training=False))
+    assert got.shape == want.shape == (len(samples), 7)
+    assert np.allclose(got, want, atol=1e-4) and np.array_equal(got.argmax(1), want.argmax(1))
+
+
+def test_dense_count_mismatch_is_refused(tmp_path):
+    from edgeface.errors import EdgefaceError
+    from edgeface.importers.tflite import load_tflite_dense
+    from edgeface.nets import get_model
+
+    src = _shipped("edgeface_expr_fer_float32")
+    # the face embedder has no Dense layer; the classifier file has two fully-connected ops
+    with pytest.raises(EdgefaceError, match="2 fully-connected ops"):
+        load_tflite_dense(get_model("mobilenetv2_micro"), src)

@@ -178,6 +178,20 @@ def test_classifier_reads_the_card(pipe):
     assert (c.mean, c.std) == (card.input.mean, card.input.std)
 
 
+def test_flip_averages_each_face_with_its_mirror(ck_faces):
+    """--flip: the mean of the interpreter's probabilities on each input and on its left-right mirror."""
+    from edgeface.runtime.expression import ExpressionClassifier
+
+    plain, flipped = ExpressionClassifier(MODEL, flip=False), ExpressionClassifier(MODEL, flip=True)
+    assert not ExpressionClassifier(MODEL).flip  # this card recommends no TTA
+    x = np.stack([plain.prepare(gray) for gray, _ in ck_faces[:4]])
+    expect = (plain.probabilities(x) + plain.probabilities(np.ascontiguousarray(x[:, :, ::-1]))) / 2
+    got = flipped.probabilities(x)
+    assert np.allclose(got, expect, atol=1e-6)
+    assert np.allclose(got.sum(1), 1, atol=7 / 256)  # int8 outputs: steps of 1/256 per class
+    assert not np.allclose(got, plain.probabilities(x), atol=1e-4)  # the mirror changes the answer
+
+
 def _bad_inputs(tmp: Path) -> dict[str, list]:
     """Every kind of bad input the brief names: each must give one `edgeface: error:` line and exit 2."""
     text = tmp / "not_image.jpg"

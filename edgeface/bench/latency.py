@@ -141,3 +141,19 @@ def ncnn_latency(teacher_dir: str | os.PathLike, face: np.ndarray | None, runs: 
     batch = np.ascontiguousarray(crop[None].astype(np.uint8))
     times = time_calls(lambda: teacher.embed(batch), runs, warmup)
     return {"name": teacher.name, "path": str(teacher_dir), "threads": 1, **summarise_ms(times)}
+
+
+def side_by_side(paths, teacher_dir=None, repeats: int = 3, runs: int = 200, warmup: int = 20
+                 ) -> tuple[dict[str, float], float | None]:
+    """(median single-face ms per .tflite file, the ncnn teacher's or None), one thread: the files (and the
+    teacher) alternate `repeats` times and each keeps the median of its runs, so a change in machine load
+    hits each alike and ratios between them hold where absolute times do not."""
+    times: dict[str, list[float]] = {str(p): [] for p in paths}
+    teacher: list[float] = []
+    for _ in range(repeats):
+        for p in times:
+            times[p].append(embed_latency(p, threads=(1,), runs=runs, warmup=warmup)["per_thread"]["1"]["median"])
+        if teacher_dir is not None:
+            teacher.append(ncnn_latency(teacher_dir, None, runs, warmup)["median"])
+    mid = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+    return {p: mid(v) for p, v in times.items()}, (mid(teacher) if teacher else None)

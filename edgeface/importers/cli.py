@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from edgeface.errors import CheckFailed, EdgefaceError
-from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_EMBEDDING
+from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_CLASSIFICATION, TASK_EMBEDDING
 
 NCNN_LICENSE = "insightface MobileFaceNet weights (trained on MS1M-ArcFace): non-commercial research use only"
 
@@ -50,6 +50,22 @@ def verification_faces(faces_dir: Path, count: int, size: int):
         raise EdgefaceError(f"verification faces must be aligned {size}x{size} RGB crops (edgeface align); "
                             f"{bad[0]} is not")
     return np.stack(crops), files
+
+
+def expression_images(data_dir: Path, count: int, card):
+    """Up to `count` training images of an expression data set (class folders; FER2013 layout: its
+    train/ only), preprocessed as the classifier's card says (size, channels, CLAHE): uint8 arrays."""
+    from edgeface.data import expressions as xdata
+    from edgeface.data.calibration import sample_files
+
+    size, _ = card.input.size
+    channels = int(card.input.shape[-1])
+    _, prep = card.split_and_preprocessing()
+    data = xdata.load_dataset(data_dir)
+    by_path = {s.path: s for s in data.splits["train"]}
+    files = sample_files(sorted(by_path), count)
+    x, _ = xdata.load_images([by_path[f] for f in files], size, channels, bool(prep.get("clahe")), "import images")
+    return x, files
 
 
 @click.command("import")
@@ -166,15 +182,19 @@ def _import_tflite(src: Path, out_dir: Path, faces_dir: Path, count: int, min_co
     registered = arch.get("name") in list_models()
     size, _ = card.input.size
     norm = card.input.normalization or Normalization()
-    crops, files = verification_faces(faces_dir, max(count, BN_STAT_FACES) if registered else count, size)
+    wanted = max(count, BN_STAT_FACES) if registered else count
+    if card.task == TASK_CLASSIFICATION:
+        crops, files = expression_images(faces_dir, wanted, card)
+    else:
+        crops, files = verification_faces(faces_dir, wanted, size)
     x = (crops.astype(np.float32) - norm.mean) / norm.std
     t0 = time.perf_counter()
     if registered:
-        from edgeface.importers.tflite import load_tflite_weights
+        from edgeface.importers.tflite import load_tflite_dense, load_tflite_weights
         from edgeface.nets import get_model
 
         model = get_model(arch["name"], **arch.get("kwargs", {}))
-        detail = {"convolutions": load_tflite_weights(model, src, x)}
+        detail = {"convolutions": load_tflite_weights(model, src, x), "dense": load_tflite_dense(model, src)}
         kind, model_entry = "recovered", {"name": arch["name"], "kwargs": arch.get("kwargs", {})}
         bar = min(min_cosine, INT8_MIN_COSINE) if card.dtype == "int8" else min_cosine
     else:
@@ -184,7 +204,12 @@ def _import_tflite(src: Path, out_dir: Path, faces_dir: Path, count: int, min_co
         detail = {"layers": len(model.layers), "prelu_splits": count_prelu_splits(src)}
         # "imported": convert treats it like the ncnn import (equalise, rewrite PReLU, fit the budget)
         kind, model_entry, bar = "imported", {"name": "imported-tflite-graph"}, min_cosine
-    ref = TFLiteTeacher(src).embed(crops[:count])
+    if card.task == TASK_CLASSIFICATION:  # class probabilities, compared by cosine like embeddings
+        from edgeface.runtime.interpreter import TFLiteModel, l2_normalize
+
+        ref = l2_normalize(TFLiteModel(src).run((crops[:count].astype(np.float32) - norm.mean) / norm.std))
+    else:
+        ref = TFLiteTeacher(src).embed(crops[:count])
     run = {
         "task": card.task,
         "kind": kind,

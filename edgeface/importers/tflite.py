@@ -21,6 +21,7 @@ import numpy as np
 from edgeface.errors import EdgefaceError
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+DENSE_OP = "FULLY_CONNECTED"
 
 
 def _dequantized(interp, detail) -> np.ndarray:
@@ -37,8 +38,8 @@ def _dequantized(interp, detail) -> np.ndarray:
     return ((value.astype(np.float32) - zeros.reshape(shape)) * scales.reshape(shape)).astype(np.float32)
 
 
-def conv_weights(tflite_path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(op name, Keras-layout kernel, bias) of every convolution, in execution order."""
+def _op_weights(tflite_path, op_names) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(op name, file-layout weight, bias or None) of every op named in `op_names`, in execution order."""
     import tensorflow as tf
 
     interp = tf.lite.Interpreter(
@@ -48,17 +49,36 @@ def conv_weights(tflite_path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     details = {d["index"]: d for d in interp.get_tensor_details()}
     out = []
     for op in interp._get_ops_details():  # noqa: SLF001 - the only public view of the op list
-        if op["op_name"] not in CONV_OPS:
-            continue
-        _, w_idx, b_idx = op["inputs"][:3]
-        w = _dequantized(interp, details[w_idx])
-        b = _dequantized(interp, details[b_idx]) if b_idx >= 0 else np.zeros(w.shape[0 if op["op_name"] == "CONV_2D" else 3], np.float32)
-        if op["op_name"] == "CONV_2D":  # (O, H, W, I) -> (H, W, I, O)
+        if op["op_name"] in op_names:
+            _, w_idx, b_idx = op["inputs"][:3]
+            bias = _dequantized(interp, details[b_idx]) if b_idx >= 0 else None
+            out.append((op["op_name"], _dequantized(interp, details[w_idx]), bias))
+    return out
+
+
+def conv_weights(tflite_path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(op name, Keras-layout kernel, bias) of every convolution, in execution order."""
+    out = []
+    for name, w, b in _op_weights(tflite_path, CONV_OPS):
+        if name == "CONV_2D":  # (O, H, W, I) -> (H, W, I, O)
             kernel = w.transpose(1, 2, 3, 0)
         else:  # (1, H, W, C) -> (H, W, C, 1)
             kernel = w[0][..., None]
-        out.append((op["op_name"], kernel, b))
+        out.append((name, kernel, b if b is not None else np.zeros(kernel.shape[-1 if name == "CONV_2D" else 2], np.float32)))
     return out
+
+
+def dense_weights(tflite_path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(Keras-layout kernel (in, out), bias) of every fully-connected op, in execution order."""
+    return [(w.T, b if b is not None else np.zeros(w.shape[0], np.float32))
+            for _, w, b in _op_weights(tflite_path, (DENSE_OP,))]
+
+
+def _dense_layers(model) -> list:
+    """The trainable Dense layers in model order (a frozen pixel adapter has no file counterpart to check)."""
+    import tf_keras as keras
+
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense) and layer.trainable]
 
 
 def _conv_bn_pairs(model):
@@ -115,6 +135,21 @@ def load_tflite_weights(model, tflite_path, images: np.ndarray, batch_size: int 
         var = np.maximum(squares[i] / rows - mean * mean, 0.0)
         bn.set_weights(_bn_weights(bn, np.sqrt(var + bn.epsilon), bias + mean, mean, var))
     return len(convs)
+
+
+def load_tflite_dense(model, tflite_path) -> int:
+    """Set every trainable Dense layer (a classifier head) from the file's FULLY_CONNECTED ops, in
+    order. Returns the number loaded (0 for the face embedders, whose head is a convolution)."""
+    dense, layers = dense_weights(tflite_path), _dense_layers(model)
+    if len(dense) != len(layers):
+        raise EdgefaceError(f"{Path(tflite_path).name} has {len(dense)} fully-connected ops, the architecture "
+                            f"{model.name} {len(layers)} Dense layers: the card does not describe this file")
+    for (kernel, bias), layer in zip(dense, layers):
+        want = tuple(layer.kernel.shape)
+        if kernel.shape != want:
+            raise EdgefaceError(f"{layer.name}: file kernel {kernel.shape} does not fit {want}")
+        layer.set_weights([kernel, bias] if layer.use_bias else [kernel])
+    return len(layers)
 
 
 def _bn_weights(bn, gamma, beta, mean, var) -> list[np.ndarray]:

@@ -27,6 +27,7 @@ import numpy as np
 
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
 from edgeface.errors import EdgefaceError
+from edgeface.optimize.cost import channel_costs, model_cost
 from edgeface.optimize.distill import clone_with_weights, cosine_loss, distill_loss, mean_cosine, predict
 from edgeface.optimize.equalize import (equalize_channels, flip_steep_slopes, rebuild, residual_relu_prelu,
                                        split_prelu)
@@ -131,7 +132,6 @@ def prune_channels(model, x: np.ndarray, count: int, kind: str = "activation", r
                    seed: int = 0, rank: str = "importance"):
     """(narrower model, keeps): `count` channels removed, consumers refit by least squares.
     rank "time": importance per unit of estimated int8 time (`cost.py`), for pruning to a speed."""
-    from edgeface.optimize.cost import channel_costs
 
     if rank not in RANKS:
         raise EdgefaceError(f"unknown pruning rank {rank!r}; choose from {', '.join(RANKS)}")
@@ -333,7 +333,6 @@ def fit_budget(model, train, val, budget: int, per_channel: bool = False,
     max_cost: also prune until the estimated time (`cost.model_cost`) is at most this fraction of
     `model`'s: a speed budget beside the byte budget.
     """
-    from edgeface.optimize.cost import model_cost
     from edgeface.optimize.activation import swap_prelu
 
     check_anneal(activation, final_steps, anneal_relu)

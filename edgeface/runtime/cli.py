@@ -320,9 +320,12 @@ def identify_image(pipe, g, image, top_k, thr, thr_source, as_json, fallback_cro
                    "for --video/--camera, a video (.mp4/.avi).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stream mode: stop after N frames.")
 @click.option("--show", is_flag=True, help="Stream mode: also show a window (needs an OpenCV build with GUI).")
+@click.option("--flip/--no-flip", default=None,
+              help="Average each face's probabilities with its mirror's (flip TTA, twice the classifier time) "
+                   "[default: what the model card recommends (notes.preprocessing.tta), else off].")
 @image_options
 @threads_option
-def expression(images, camera, video, model, as_json, out, max_frames, show, allow_corrupt, max_pixels, threads):
+def expression(images, camera, video, model, as_json, out, max_frames, show, flip, allow_corrupt, max_pixels, threads):
     """The facial expression of every face in IMAGES, or in every frame of --video FILE / --camera N.
 
     Prints per face its box, label and class probabilities (--json: one object per image or frame);
@@ -345,7 +348,7 @@ def expression(images, camera, video, model, as_json, out, max_frames, show, all
             raise EdgefaceError(f"video not found: {video}")
         out = check_video_out(out)
     pipe = ExpressionPipeline(model or default_model(EXPR_MODEL, MODEL_ENV), num_threads=threads,
-                              allow_corrupt=allow_corrupt, max_pixels=max_pixels)
+                              allow_corrupt=allow_corrupt, max_pixels=max_pixels, flip=flip)
     if images:
         run_images(pipe, files, out, as_json)
     else:

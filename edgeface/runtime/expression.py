@@ -73,7 +73,7 @@ class FaceExpression:
 class ExpressionClassifier:
     """An expression .tflite with its card: face crop -> class probabilities."""
 
-    def __init__(self, model_path: str | os.PathLike, num_threads: int = 1):
+    def __init__(self, model_path: str | os.PathLike, num_threads: int = 1, flip: bool | None = None):
         from edgeface.spec import card_split_and_preprocessing
 
         self.model = TFLiteModel(model_path, num_threads=num_threads)
@@ -104,6 +104,8 @@ class ExpressionClassifier:
         self.mean = float(np.mean(norm.get("mean", PIXEL_MEAN)))
         self.std = float(np.mean(norm.get("std", PIXEL_STD)))
         self.box_scale = float((pre.get("crop") or {}).get("box_scale", BOX_SCALE))
+        # flip TTA: each face's probabilities averaged with its mirror's (2x the classifier's time)
+        self.flip = bool(pre.get("tta") == "flip") if flip is None else bool(flip)
         self.name = card.name if card and card.name else self.path.stem
 
     def crop(self, rgb: np.ndarray, face: Face) -> np.ndarray:
@@ -123,21 +125,28 @@ class ExpressionClassifier:
         return (preprocess(crop, self.size, self.channels, self.clahe).astype(np.float32) - self.mean) / self.std
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """(N, S, S, C) model inputs -> (N, n_classes) probabilities (softmax applied if the graph ends in logits)."""
-        out = np.concatenate([self.model.run(x[i:i + 1]).reshape(1, -1) for i in range(len(x))]) if len(x) else \
-            np.zeros((0, len(self.class_names)), np.float32)
+        """(N, S, S, C) model inputs -> (N, n_classes) probabilities (softmax applied if the graph ends in
+        logits); with flip, the mean of each input's and its mirror's."""
+        out = self._probabilities(x)
+        if self.flip and len(x):
+            out = (out + self._probabilities(x[:, :, ::-1])) / 2
+        return out.astype(np.float32)
+
+    def _probabilities(self, x: np.ndarray) -> np.ndarray:
+        out = np.concatenate([self.model.run(np.ascontiguousarray(x[i:i + 1])).reshape(1, -1) for i in range(len(x))]) \
+            if len(x) else np.zeros((0, len(self.class_names)), np.float32)
         if len(out) and (out.min() < -1e-3 or np.abs(out.sum(1) - 1).max() > 0.05):
             e = np.exp(out - out.max(1, keepdims=True))
             out = e / e.sum(1, keepdims=True)
-        return out.astype(np.float32)
+        return out
 
 
 class ExpressionPipeline:
     """decode -> detect -> preprocess -> classify, each stage timed like FacePipeline."""
 
     def __init__(self, model: str | os.PathLike, num_threads: int = 1, allow_corrupt: bool = False,
-                 max_pixels: int | None = None, detector=None):
-        self.classifier = ExpressionClassifier(model, num_threads)
+                 max_pixels: int | None = None, detector=None, flip: bool | None = None):
+        self.classifier = ExpressionClassifier(model, num_threads, flip)
         if detector is None:
             from edgeface.runtime.detector import Detector
 

@@ -61,6 +61,8 @@ class ExpressionConfig:
     max_steps: int | None = None  # cap optimizer steps per stage (smoke tests)
     license: str | None = None  # the training data's terms, recorded in run.json and on the model cards
     init: str | None = None  # from-scratch backbones: start from this run's model.keras (a warm restart; same architecture)
+    teacher: str | None = None  # from-scratch backbones: soft targets from this run's model.keras (self-distillation)
+    teacher_weight: float = 0.5  # the targets' share of the loss: (1 - w) * labels + w * teacher probabilities
     strategy: str = "default"  # tf.distribute: default | mirrored | multiworker; batch_size is the global batch
 
     def model_name(self) -> str:
@@ -70,7 +72,7 @@ class ExpressionConfig:
 # The dataclass's defaults are the schema's; the types of the keys whose default is None (an example
 # of each), and class_weight, which takes true/false or a number (None: any type, checked below).
 KINDS = {"weights": "", "input_size": 0, "channels": 0, "filters": [], "split_by": "", "time_limit_min": 0.0,
-         "max_steps": 0, "license": "", "init": "", "class_weight": None}
+         "max_steps": 0, "license": "", "init": "", "teacher": "", "class_weight": None}
 SCHEMA = cfgmod.Schema({f.name: f.default for f in fields(ExpressionConfig)}, kinds=KINDS)
 
 
@@ -92,6 +94,13 @@ def check_config(cfg: ExpressionConfig) -> None:
             raise EdgefaceError(f"init continues a from-scratch backbone ({', '.join(FROM_SCRATCH)}) without weights")
         if not init_model_path(cfg.init).is_file():
             raise EdgefaceError(f"init: no model.keras at {cfg.init}")
+    if cfg.teacher is not None:
+        if cfg.backbone not in FROM_SCRATCH or cfg.weights is not None:
+            raise EdgefaceError(f"teacher distils into a from-scratch backbone ({', '.join(FROM_SCRATCH)}) without weights")
+        if not init_model_path(cfg.teacher).is_file():
+            raise EdgefaceError(f"teacher: no model.keras at {cfg.teacher}")
+    if not (math.isfinite(float(cfg.teacher_weight)) and 0.0 <= cfg.teacher_weight <= 1.0):
+        raise EdgefaceError(f"teacher_weight is a share in [0, 1], got {cfg.teacher_weight!r}")
     if cfg.backbone not in BACKBONES:
         raise EdgefaceError(f"unknown backbone {cfg.backbone!r}; choose from {', '.join(BACKBONES)}")
     if cfg.batch_size < 1 or cfg.epochs < 1 or cfg.fine_tune_blocks < 0 or cfg.augment_copies < 0:

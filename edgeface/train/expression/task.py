@@ -27,6 +27,7 @@ from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_CLASSIFICATION
 from edgeface.train.core import input_spec, warm_start
 from edgeface.train.expression.config import FROM_SCRATCH, ExpressionConfig, init_model_path, to_toml
 from edgeface.train.loop import LoopSettings, Stage, Task, Trainer, say
+from edgeface.utils.io import sha256_file
 from edgeface.utils.progress import progress
 
 TASK = TASK_CLASSIFICATION
@@ -106,6 +107,24 @@ class ExpressionTask(Task):
                                                  "val images")
         if len(self.x_tr) < cfg.batch_size:
             raise EdgefaceError(f"{len(self.x_tr)} training images < batch_size {cfg.batch_size}")
+        self.t_tr, self.teacher_record = None, None
+        if cfg.teacher is not None:  # soft targets: the teacher's flip-averaged probabilities on the clean images
+            from edgeface.nets.io import load_model
+
+            teacher = load_model(init_model_path(cfg.teacher))
+            if tuple(teacher.input_shape[1:]) != tuple(self.model.input_shape[1:]) or \
+                    teacher.output_shape[-1] != self.num_classes:
+                raise EdgefaceError(f"teacher {cfg.teacher} maps {teacher.input_shape[1:]} to {teacher.output_shape[-1]} "
+                                    f"classes; this run {self.model.input_shape[1:]} to {self.num_classes}")
+            self.t_tr = ((_predict(teacher, self.x_tr, "teacher targets")
+                         + _predict(teacher, self.x_tr[:, :, ::-1], "teacher targets (mirrored)")) / 2).astype(np.float32)
+            agree = float((self.t_tr.argmax(1) == self.y_tr).mean())
+            say(f"teacher {cfg.teacher}: agrees with {agree:.1%} of the training labels; weight {cfg.teacher_weight}")
+            path = init_model_path(cfg.teacher)
+            self.teacher_record = {"name": path.parent.name, "path": str(path), "sha256": sha256_file(path),
+                                   "weight": float(cfg.teacher_weight), "train_label_agreement": round(agree, 4),
+                                   "targets": "mean of the image's and its mirror's probabilities"}
+            del teacher
         self.class_weight = None
         if cfg.class_weight:
             cw = class_weights(self.y_tr, self.num_classes, float(cfg.class_weight))
@@ -172,37 +191,35 @@ class ExpressionTask(Task):
         rng = np.random.default_rng([self.cfg.seed, ["head", "finetune", "scratch"].index(stage), epoch])
         return rng.permutation(n), rng
 
-    def _batches(self, x, y, skip_steps: int):
+    def _batches(self, arrays: dict, skip_steps: int):
+        """Batches of equal-length arrays (one epoch, already ordered), the first skip_steps left out."""
         import tensorflow as tf
 
         bs = self.cfg.batch_size
-        return tf.data.Dataset.from_tensor_slices({"input": x[skip_steps * bs:], "label": y[skip_steps * bs:]}) \
+        return tf.data.Dataset.from_tensor_slices({k: v[skip_steps * bs:] for k, v in arrays.items()}) \
             .batch(bs, drop_remainder=True)
 
     def _feature_batches(self, epoch: int, skip_steps: int):
         order, _ = self._epoch_order("head", epoch, len(self.f_tr))
-        return self._batches(self.f_tr[order], self.f_y[order], skip_steps)
+        return self._batches({"input": self.f_tr[order], "label": self.f_y[order]}, skip_steps)
 
     def _image_batches(self, stage: str, epoch: int, skip_steps: int):
         """Shuffled, augmented, normalised image batches (the whole epoch is augmented, so skipping
         leaves the same images as an uninterrupted run's)."""
-        import tensorflow as tf
-
         cfg = self.cfg
         order, rng = self._epoch_order(stage, epoch, len(self.x_tr))
         x = xdata.augment(self.x_tr[order], rng, cfg.rotation, cfg.translate, cfg.flip, cfg.scale)
         if cfg.erase:
             x = xdata.random_erase(x, rng, cfg.erase)
-        if cfg.mixup:
-            x, y, y_b, lam = xdata.mixup(xdata.normalize(x), self.y_tr[order], rng, cfg.mixup)
-            bs, skip = cfg.batch_size, skip_steps * cfg.batch_size
-            return tf.data.Dataset.from_tensor_slices({"input": x[skip:], "label": y[skip:], "label_b": y_b[skip:],
-                                                       "lam": lam[skip:]}).batch(bs, drop_remainder=True)
-
-        def normalize(b):
-            return {"input": (tf.cast(b["input"], tf.float32) - PIXEL_MEAN) / PIXEL_STD, "label": b["label"]}
-
-        return self._batches(x, self.y_tr[order], skip_steps).map(normalize)
+        arrays = {"label": self.y_tr[order]}
+        if self.t_tr is not None:
+            arrays["target"] = self.t_tr[order]
+        if cfg.mixup:  # each image blended with a partner: the partner's label (and target) go along
+            x, _, partner, lam = xdata.mixup(xdata.normalize(x), np.arange(len(x)), rng, cfg.mixup)
+            arrays.update({f"{k}_b": v[partner] for k, v in arrays.items()}, lam=lam)
+        else:
+            x = xdata.normalize(x)
+        return self._batches({"input": x, **arrays}, skip_steps)
 
     # -- loss and validation -------------------------------------------------------------------------------
     def _cross_entropy(self, labels, probs):
@@ -221,15 +238,30 @@ class ExpressionTask(Task):
             per_example = per_example * tf.gather(self.class_weight, labels)
         return per_example
 
+    def _image_loss(self, batch, suffix: str, probs):
+        """One image's loss: class-weighted cross-entropy to its label, and with a teacher
+        (1 - w) of that plus w of the cross-entropy to the teacher's probabilities."""
+        import tensorflow as tf
+        import tf_keras as keras
+
+        labels = batch["label" + suffix]
+        per_example = self._weighted_cross_entropy(labels, probs)
+        if "target" + suffix in batch:
+            w = float(self.cfg.teacher_weight)
+            soft = keras.losses.categorical_crossentropy(batch["target" + suffix], probs)
+            if self.class_weight is not None:
+                soft = soft * tf.gather(self.class_weight, labels)
+            per_example = (1.0 - w) * per_example + w * soft
+        return per_example
+
     def loss(self, stage, batch, gather):
         import tensorflow as tf
 
         labels = batch["label"]
         probs = stage.model(batch["input"], training=True)
-        per_example = self._weighted_cross_entropy(labels, probs)
-        if "lam" in batch:  # mixup: the loss of each blend's two labels, in its proportions
-            per_example = batch["lam"] * per_example + (1.0 - batch["lam"]) * self._weighted_cross_entropy(
-                batch["label_b"], probs)
+        per_example = self._image_loss(batch, "", probs)
+        if "lam" in batch:  # mixup: the loss of each blend's two images, in its proportions
+            per_example = batch["lam"] * per_example + (1.0 - batch["lam"]) * self._image_loss(batch, "_b", probs)
         correct = tf.cast(tf.equal(tf.argmax(probs, 1), tf.cast(labels, tf.int64)), tf.float32)
         return tf.reduce_mean(per_example), {"accuracy": tf.reduce_mean(correct)}, {}
 
@@ -280,7 +312,7 @@ class ExpressionTask(Task):
             transfer=transfer_note(cfg.weights) if cfg.init is None else
             f"none (a from-scratch architecture), warm-restarted from {cfg.init}",
             best_val_accuracy=best["value"],
-            teacher=None,
+            teacher=self.teacher_record,
             license=cfg.license,
         )
 
