@@ -44,8 +44,10 @@ def table(bench: dict) -> str:
             auc, tar = f"{lfw['auc']:.4f}", f"{lfw['tar_at_far_1e-3']:.3f}"
         elif expr:
             by = (expr.get("split_spec") or {}).get("split_by")
+            tta = expr.get("tta") or {}
+            with_tta = "".join(f"; +{k} TTA {100 * tta[k]['accuracy']:.2f}" for k in ("flip", "ten") if k in tta)
             acc = (f"{100 * expr['accuracy']:.2f} (expressions: {Path(expr['data_dir']).name} {expr['split']} split"
-                   + (f", held out by {by})" if by else ")"))
+                   + (f", held out by {by}" if by else "") + with_tta + ")")
             auc = tar = "-"
         else:
             acc = auc = tar = "-"

@@ -178,18 +178,42 @@ def test_classifier_reads_the_card(pipe):
     assert (c.mean, c.std) == (card.input.mean, card.input.std)
 
 
-def test_flip_averages_each_face_with_its_mirror(ck_faces):
-    """--flip: the mean of the interpreter's probabilities on each input and on its left-right mirror."""
+def test_tta_averages_each_face_over_its_views(ck_faces):
+    """--tta flip: the mean of the interpreter's probabilities on each input and on its left-right mirror;
+    --tta ten: also over four diagonal 1-pixel shifts (OpenCV's reflect-101 warp, as training's) and their mirrors."""
     from edgeface.runtime.expression import ExpressionClassifier
 
-    plain, flipped = ExpressionClassifier(MODEL, flip=False), ExpressionClassifier(MODEL, flip=True)
-    assert not ExpressionClassifier(MODEL).flip  # this card recommends no TTA
+    plain = ExpressionClassifier(MODEL, tta="none")
+    flipped, ten = ExpressionClassifier(MODEL, tta="flip"), ExpressionClassifier(MODEL, tta="ten")
+    assert ExpressionClassifier(MODEL).tta == "none"  # this card recommends no TTA
     x = np.stack([plain.prepare(gray) for gray, _ in ck_faces[:4]])
-    expect = (plain.probabilities(x) + plain.probabilities(np.ascontiguousarray(x[:, :, ::-1]))) / 2
+    mirror = lambda v: np.ascontiguousarray(v[:, :, ::-1])
+    expect = (plain.probabilities(x) + plain.probabilities(mirror(x))) / 2
     got = flipped.probabilities(x)
     assert np.allclose(got, expect, atol=1e-6)
     assert np.allclose(got.sum(1), 1, atol=7 / 256)  # int8 outputs: steps of 1/256 per class
     assert not np.allclose(got, plain.probabilities(x), atol=1e-4)  # the mirror changes the answer
+
+    def warp(v, dx, dy):
+        m = np.float32([[1, 0, dx], [0, 1, dy]])
+        return np.stack([cv2.warpAffine(im, m, (48, 48), flags=cv2.INTER_NEAREST,
+                                        borderMode=cv2.BORDER_REFLECT_101)[:, :, None] for im in v])
+    views = [x] + [warp(x, dx, dy) for dx, dy in ((1, 1), (1, -1), (-1, 1), (-1, -1))]
+    expect10 = np.mean([plain.probabilities(v) + plain.probabilities(mirror(v)) for v in views], axis=0) / 2
+    assert np.allclose(ten.probabilities(x), expect10, atol=1e-6)
+    assert not np.allclose(expect10, expect, atol=1e-4)
+
+
+def test_tta_flags(capsys, two_faces_png):
+    """--flip is --tta flip; both at once, or an unknown mode, is one-line bad usage."""
+    img, _ = two_faces_png
+    code, by_flip, err = run(capsys, "expression", img, "--model", MODEL, "--json", "--flip")
+    assert code == 0, err
+    assert run(capsys, "expression", img, "--model", MODEL, "--json", "--tta", "flip")[1] == by_flip
+    assert run(capsys, "expression", img, "--model", MODEL, "--json", "--tta", "ten")[1] != by_flip
+    code, _, err = run(capsys, "expression", img, "--model", MODEL, "--tta", "ten", "--no-flip")
+    assert code == 2 and "not both" in err and len(err.strip().splitlines()) == 1
+    assert run(capsys, "expression", img, "--model", MODEL, "--tta", "five")[0] == 2
 
 
 def _bad_inputs(tmp: Path) -> dict[str, list]:

@@ -18,6 +18,7 @@ import numpy as np
 from edgeface.data import expressions as xdata
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.interpreter import TFLiteModel
+from edgeface.runtime.tta import average as tta_average, check_mode
 from edgeface.spec import TASK_CLASSIFICATION, Normalization, card_split_and_preprocessing
 from edgeface.utils.plots import save_figure
 from edgeface.utils.progress import progress
@@ -55,6 +56,14 @@ def plot_confusion(cm: np.ndarray, class_names: list[str], title: str, path: str
     return save_figure(fig, path)
 
 
+def _recalls(cm: np.ndarray, class_names: list[str]) -> dict:
+    """Per-class recall (None for a class with no test image) and its mean, the balanced accuracy."""
+    support = cm.sum(1)
+    recall = {name: (float(cm[i, i] / support[i]) if support[i] else None) for i, name in enumerate(class_names)}
+    valid = [r for r in recall.values() if r is not None]
+    return {"balanced_accuracy": float(np.mean(valid)) if valid else None, "per_class_recall": recall}
+
+
 def latency_ms(model: TFLiteModel, x: np.ndarray, runs: int = 50, warmup: int = 5) -> float:
     """Median single-image invoke time in milliseconds."""
     from edgeface.bench.latency import time_invocations
@@ -65,14 +74,14 @@ def latency_ms(model: TFLiteModel, x: np.ndarray, runs: int = 50, warmup: int = 
 def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: str = "test", *,
              out_dir: str | os.PathLike | None = None, num_threads: int = 1, batch_size: int = 64,
              latency_runs: int = 50, limit: int | None = None, dataset: str | None = None,
-             seed: int | None = None, clahe: bool | None = None, flip_tta: bool = True) -> dict:
+             seed: int | None = None, clahe: bool | None = None, tta: tuple[str, ...] = ("flip", "ten")) -> dict:
     """Accuracy of an expression .tflite on a split of `data_dir`.
 
     The split (kind, seed, fractions, split_by) and the preprocessing (CLAHE, gray->RGB, pixel
     normalisation) come from the model card, so the test split is exactly the one the training run
     held out; `dataset`, `seed`, `clahe` override them. `limit` takes the first N images per class
-    (quick checks). `out_dir` gets `<model>_<split>_confusion.png`. `flip_tta` also reports, under
-    "flip_tta", the accuracy of averaging each face's probabilities with its mirror's (2x the inference).
+    (quick checks). `out_dir` gets `<model>_<split>_confusion.png`. Each `tta` mode
+    (edgeface.runtime.tta: "flip", "ten") is also reported, under "tta", beside the plain numbers.
     """
     if split not in xdata.SPLITS:
         raise EdgefaceError(f"split must be one of {', '.join(xdata.SPLITS)}, got {split!r}")
@@ -112,27 +121,21 @@ def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: 
     norm = card.input.normalization if card and card.input.normalization else Normalization()
     x, y = xdata.load_images(samples, h, c, use_clahe, desc=f"{split} images")
     xf = (x.astype(np.float32) - float(norm.mean)) / float(norm.std)
-    probs = []
-    for i in progress(range(0, len(xf), batch_size), total=-(-len(xf) // batch_size), desc="tflite", unit="batch"):
-        probs.append(model.run(xf[i:i + batch_size]))
-    probs = np.concatenate(probs)
-    pred = probs.argmax(1)
+
+    def predict(xs: np.ndarray, desc: str | None = None) -> np.ndarray:
+        starts = range(0, len(xs), batch_size)
+        if desc:
+            starts = progress(starts, total=len(starts), desc=desc, unit="batch")
+        return np.concatenate([model.run(xs[i:i + batch_size]) for i in starts])
+
+    pred = predict(xf, "tflite").argmax(1)
     n = len(data.class_names)
     cm = confusion_matrix(y, pred, n)
-    flip = None
-    if flip_tta:  # reported beside the plain numbers: mean of the face's and its mirror's probabilities
-        xm = np.ascontiguousarray(xf[:, :, ::-1])
-        probs_m = np.concatenate([model.run(xm[i:i + batch_size]) for i in range(0, len(xm), batch_size)])
-        pred_f = (probs + probs_m).argmax(1)
-        cm_f = confusion_matrix(y, pred_f, n)
-        rec_f = {name: (float(cm_f[i, i] / cm_f[i].sum()) if cm_f[i].sum() else None)
-                 for i, name in enumerate(data.class_names)}
-        vals = [r for r in rec_f.values() if r is not None]
-        flip = {"accuracy": float((pred_f == y).mean()), "balanced_accuracy": float(np.mean(vals)) if vals else None,
-                "per_class_recall": rec_f, "confusion": cm_f.tolist()}
-    support = cm.sum(1)
-    recall = {name: (float(cm[i, i] / support[i]) if support[i] else None) for i, name in enumerate(data.class_names)}
-    valid = [r for r in recall.values() if r is not None]
+    augmented = {}
+    for mode in tta:  # reported beside the plain numbers, never instead of them
+        cm_t = confusion_matrix(y, tta_average(predict, xf, check_mode(mode)).argmax(1), n)
+        augmented[mode] = {"accuracy": float(np.trace(cm_t) / len(y)), **_recalls(cm_t, data.class_names),
+                           "confusion": cm_t.tolist()}
     result = {
         "model": str(model_path),
         "dtype": card and card.dtype,
@@ -143,11 +146,10 @@ def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: 
         "clahe": use_clahe,
         "n": int(len(y)),
         "accuracy": float((pred == y).mean()),
-        "balanced_accuracy": float(np.mean(valid)) if valid else None,
-        "per_class_recall": recall,
+        **_recalls(cm, data.class_names),
         "class_names": data.class_names,
         "confusion": cm.tolist(),
-        "flip_tta": flip,
+        "tta": augmented,
         "latency_ms_median": latency_ms(model, xf[0], runs=latency_runs) if latency_runs > 0 else None,
         "num_threads": num_threads,
         "interpreter": model.backend,

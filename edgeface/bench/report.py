@@ -10,11 +10,19 @@ from edgeface.utils.io import write_text_atomic
 from edgeface.utils.plots import save_figure
 
 COLUMNS = ("model", "dtype", "bytes", "gzip", "budget ok", "lat med ms", "lat p90 ms", "e2e med ms",
-           "LFW acc %", "AUC", "TAR@1e-3", "expr acc %")
+           "LFW acc %", "AUC", "TAR@1e-3", "expr acc %", "+flip / +ten %")
 
 
 def _fmt(v, spec: str) -> str:
     return "-" if v is None else format(v, spec)
+
+
+def tta_cell(expr: dict) -> str:
+    """An expression result's accuracies with flip and ten-view TTA, "flip / ten" in %."""
+    tta = expr.get("tta") or {}
+    if not tta:
+        return "-"
+    return " / ".join(_fmt(100 * tta[k]["accuracy"] if k in tta else None, ".2f") for k in ("flip", "ten"))
 
 
 def table_rows(models: list[dict]) -> list[list[str]]:
@@ -31,6 +39,7 @@ def table_rows(models: list[dict]) -> list[list[str]]:
             _fmt(lat.get("median"), ".2f"), _fmt(lat.get("p90"), ".2f"), _fmt(e2e.get("median"), ".1f"),
             acc or "-", _fmt(lfw.get("auc"), ".4f"), _fmt(lfw.get("tar_at_far_1e-3"), ".4f"),
             _fmt(None if expr_acc is None else expr_acc * 100, ".2f"),
+            tta_cell(expr),
         ])
     return rows
 

@@ -320,12 +320,15 @@ def identify_image(pipe, g, image, top_k, thr, thr_source, as_json, fallback_cro
                    "for --video/--camera, a video (.mp4/.avi).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stream mode: stop after N frames.")
 @click.option("--show", is_flag=True, help="Stream mode: also show a window (needs an OpenCV build with GUI).")
-@click.option("--flip/--no-flip", default=None,
-              help="Average each face's probabilities with its mirror's (flip TTA, twice the classifier time) "
-                   "[default: what the model card recommends (notes.preprocessing.tta), else off].")
+@click.option("--tta", type=click.Choice(["none", "flip", "ten"]), default=None,
+              help="Test-time augmentation: average each face's probabilities over its mirror (flip, 2x the "
+                   "classifier time) or over four 1-pixel diagonal shifts and their mirrors too (ten, 10x) "
+                   "[default: what the model card recommends (notes.preprocessing.tta), else none].")
+@click.option("--flip/--no-flip", default=None, help="Shorthand for --tta flip / --tta none.")
 @image_options
 @threads_option
-def expression(images, camera, video, model, as_json, out, max_frames, show, flip, allow_corrupt, max_pixels, threads):
+def expression(images, camera, video, model, as_json, out, max_frames, show, tta, flip, allow_corrupt, max_pixels,
+               threads):
     """The facial expression of every face in IMAGES, or in every frame of --video FILE / --camera N.
 
     Prints per face its box, label and class probabilities (--json: one object per image or frame);
@@ -337,6 +340,10 @@ def expression(images, camera, video, model, as_json, out, max_frames, show, fli
     sources = [s for s in (images or None, camera, video) if s is not None]
     if len(sources) != 1:
         raise EdgefaceError("give IMAGE... or --camera N or --video FILE (exactly one kind of input)")
+    if flip is not None:
+        if tta is not None:
+            raise EdgefaceError("give --tta or --flip/--no-flip, not both")
+        tta = "flip" if flip else "none"
     if images:
         files = expand_images(list(images))
         for f in files:  # before the models load: a missing file is bad input, one line
@@ -348,7 +355,7 @@ def expression(images, camera, video, model, as_json, out, max_frames, show, fli
             raise EdgefaceError(f"video not found: {video}")
         out = check_video_out(out)
     pipe = ExpressionPipeline(model or default_model(EXPR_MODEL, MODEL_ENV), num_threads=threads,
-                              allow_corrupt=allow_corrupt, max_pixels=max_pixels, flip=flip)
+                              allow_corrupt=allow_corrupt, max_pixels=max_pixels, tta=tta)
     if images:
         run_images(pipe, files, out, as_json)
     else:

@@ -33,6 +33,7 @@ from edgeface.align.faces import Face
 from edgeface.errors import EdgefaceError
 from edgeface.runtime.expression_preprocess import preprocess
 from edgeface.runtime.interpreter import TFLiteModel
+from edgeface.runtime.tta import average, check_mode
 from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_CLASSIFICATION
 from edgeface.runtime.pipeline import NoFace, StageTimes
 
@@ -73,7 +74,7 @@ class FaceExpression:
 class ExpressionClassifier:
     """An expression .tflite with its card: face crop -> class probabilities."""
 
-    def __init__(self, model_path: str | os.PathLike, num_threads: int = 1, flip: bool | None = None):
+    def __init__(self, model_path: str | os.PathLike, num_threads: int = 1, tta: str | None = None):
         from edgeface.spec import card_split_and_preprocessing
 
         self.model = TFLiteModel(model_path, num_threads=num_threads)
@@ -104,8 +105,8 @@ class ExpressionClassifier:
         self.mean = float(np.mean(norm.get("mean", PIXEL_MEAN)))
         self.std = float(np.mean(norm.get("std", PIXEL_STD)))
         self.box_scale = float((pre.get("crop") or {}).get("box_scale", BOX_SCALE))
-        # flip TTA: each face's probabilities averaged with its mirror's (2x the classifier's time)
-        self.flip = bool(pre.get("tta") == "flip") if flip is None else bool(flip)
+        # test-time augmentation (edgeface.runtime.tta): "flip" doubles the classifier's time, "ten" takes 10x
+        self.tta = check_mode(pre.get("tta") or "none" if tta is None else tta)
         self.name = card.name if card and card.name else self.path.stem
 
     def crop(self, rgb: np.ndarray, face: Face) -> np.ndarray:
@@ -126,11 +127,10 @@ class ExpressionClassifier:
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """(N, S, S, C) model inputs -> (N, n_classes) probabilities (softmax applied if the graph ends in
-        logits); with flip, the mean of each input's and its mirror's."""
-        out = self._probabilities(x)
-        if self.flip and len(x):
-            out = (out + self._probabilities(x[:, :, ::-1])) / 2
-        return out.astype(np.float32)
+        logits); with test-time augmentation, the mean over each input's views."""
+        if not len(x):
+            return self._probabilities(x).astype(np.float32)
+        return average(self._probabilities, x, self.tta)
 
     def _probabilities(self, x: np.ndarray) -> np.ndarray:
         out = np.concatenate([self.model.run(np.ascontiguousarray(x[i:i + 1])).reshape(1, -1) for i in range(len(x))]) \
@@ -145,8 +145,8 @@ class ExpressionPipeline:
     """decode -> detect -> preprocess -> classify, each stage timed like FacePipeline."""
 
     def __init__(self, model: str | os.PathLike, num_threads: int = 1, allow_corrupt: bool = False,
-                 max_pixels: int | None = None, detector=None, flip: bool | None = None):
-        self.classifier = ExpressionClassifier(model, num_threads, flip)
+                 max_pixels: int | None = None, detector=None, tta: str | None = None):
+        self.classifier = ExpressionClassifier(model, num_threads, tta)
         if detector is None:
             from edgeface.runtime.detector import Detector
 
