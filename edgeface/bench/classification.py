@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,18 +72,20 @@ def latency_ms(model: TFLiteModel, x: np.ndarray, runs: int = 50, warmup: int = 
     return float(statistics.median(time_invocations(model, x, runs, warmup))) * 1e3
 
 
-def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: str = "test", *,
-             out_dir: str | os.PathLike | None = None, num_threads: int = 1, batch_size: int = 64,
-             latency_runs: int = 50, limit: int | None = None, dataset: str | None = None,
-             seed: int | None = None, clahe: bool | None = None, tta: tuple[str, ...] = ("flip", "ten")) -> dict:
-    """Accuracy of an expression .tflite on a split of `data_dir`.
+@dataclass
+class Split:
+    """One split of an expression data set, read and preprocessed as a classifier's card says."""
+    model: TFLiteModel
+    data: xdata.ExpressionData
+    x: np.ndarray  # (N, S, S, C) float32, normalised as the card says
+    y: np.ndarray  # (N,) class indices
+    clahe: bool
 
-    The split (kind, seed, fractions, split_by) and the preprocessing (CLAHE, gray->RGB, pixel
-    normalisation) come from the model card, so the test split is exactly the one the training run
-    held out; `dataset`, `seed`, `clahe` override them. `limit` takes the first N images per class
-    (quick checks). `out_dir` gets `<model>_<split>_confusion.png`. Each `tta` mode
-    (edgeface.runtime.tta: "flip", "ten") is also reported, under "tta", beside the plain numbers.
-    """
+
+def load_split(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: str = "test", *,
+               num_threads: int = 1, limit: int | None = None, dataset: str | None = None,
+               seed: int | None = None, clahe: bool | None = None) -> Split:
+    """The model and the split of `data_dir` it is evaluated on (see `evaluate` for the arguments)."""
     if split not in xdata.SPLITS:
         raise EdgefaceError(f"split must be one of {', '.join(xdata.SPLITS)}, got {split!r}")
     model = TFLiteModel(model_path, num_threads=num_threads)
@@ -121,12 +124,36 @@ def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: 
     norm = card.input.normalization if card and card.input.normalization else Normalization()
     x, y = xdata.load_images(samples, h, c, use_clahe, desc=f"{split} images")
     xf = (x.astype(np.float32) - float(norm.mean)) / float(norm.std)
+    return Split(model, data, xf, y, use_clahe)
+
+
+def run_batches(model: TFLiteModel, x: np.ndarray, batch_size: int = 64, desc: str | None = None) -> np.ndarray:
+    """The model's outputs on x, `batch_size` inputs an interpreter call (a progress bar with `desc`)."""
+    starts = range(0, len(x), batch_size)
+    if desc:
+        starts = progress(starts, total=len(starts), desc=desc, unit="batch")
+    return np.concatenate([model.run(x[i:i + batch_size]) for i in starts])
+
+
+def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: str = "test", *,
+             out_dir: str | os.PathLike | None = None, num_threads: int = 1, batch_size: int = 64,
+             latency_runs: int = 50, limit: int | None = None, dataset: str | None = None,
+             seed: int | None = None, clahe: bool | None = None, tta: tuple[str, ...] = ("flip", "ten")) -> dict:
+    """Accuracy of an expression .tflite on a split of `data_dir`.
+
+    The split (kind, seed, fractions, split_by) and the preprocessing (CLAHE, gray->RGB, pixel
+    normalisation) come from the model card, so the test split is exactly the one the training run
+    held out; `dataset`, `seed`, `clahe` override them. `limit` takes the first N images per class
+    (quick checks). `out_dir` gets `<model>_<split>_confusion.png`. Each `tta` mode
+    (edgeface.runtime.tta: "flip", "ten") is also reported, under "tta", beside the plain numbers.
+    """
+    sp = load_split(model_path, data_dir, split, num_threads=num_threads, limit=limit, dataset=dataset, seed=seed,
+                    clahe=clahe)
+    model, data, xf, y = sp.model, sp.data, sp.x, sp.y
+    card = model.model_card
 
     def predict(xs: np.ndarray, desc: str | None = None) -> np.ndarray:
-        starts = range(0, len(xs), batch_size)
-        if desc:
-            starts = progress(starts, total=len(starts), desc=desc, unit="batch")
-        return np.concatenate([model.run(xs[i:i + batch_size]) for i in starts])
+        return run_batches(model, xs, batch_size, desc)
 
     pred = predict(xf, "tflite").argmax(1)
     n = len(data.class_names)
@@ -143,7 +170,7 @@ def evaluate(model_path: str | os.PathLike, data_dir: str | os.PathLike, split: 
         "data_dir": str(data_dir),
         "split": split,
         "split_spec": data.split_spec,
-        "clahe": use_clahe,
+        "clahe": sp.clahe,
         "n": int(len(y)),
         "accuracy": float((pred == y).mean()),
         **_recalls(cm, data.class_names),
