@@ -101,6 +101,12 @@ def test_refuses_lfw_calibration(tiny_keras, tmp_path, capsys):
     assert "LFW is evaluation-only" in _one_line_error(capsys)
 
 
+def test_tta_is_for_expression_classifiers(tiny_keras, tmp_path, capsys):
+    assert main(["convert", str(tiny_keras), "--out", str(tmp_path / "m"), "--dtypes", "float32", "--tta", "ten"]) == 2
+    assert "--tta is for expression classifiers" in _one_line_error(capsys)
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
+
+
 def test_unknown_dtype(tiny_keras, tmp_path, capsys):
     assert main(["convert", str(tiny_keras), "--out", str(tmp_path / "o"), "--dtypes", "float32,int4"]) == 2
     assert "int4" in _one_line_error(capsys)

@@ -162,10 +162,14 @@ def test_convert_cli_calibrates_expression_runs_on_their_train_split(cnn_run, tm
 
     run, _ = cnn_run
     rc = main(["convert", str(run), "--out", str(tmp_path), "--name", "x", "--dtypes", "int8",
-               "--calib-count", "16"])
+               "--calib-count", "16", "--tta", "ten"])
     assert rc == 0, capsys.readouterr().err
     card = json.loads((tmp_path / "x_int8.json").read_text())
     assert card["calibration"]["split"] == "train" and card["calibration"]["count"] == 16
+    # --tta: the card's recommendation, which the runtime classifier takes as its default
+    assert card["notes"]["preprocessing"]["tta"] == "ten" and card["notes"]["preprocessing"]["clahe"]
+    from edgeface.runtime.expression import ExpressionClassifier
+    assert ExpressionClassifier(tmp_path / "x_int8.tflite").tta == "ten"
 
 
 def test_vgg_with_cosine_label_smoothing_and_class_weights_resumed(expressions_root, tmp_path):

@@ -15,7 +15,7 @@ import click
 from edgeface.errors import CheckFailed, EdgefaceError
 from edgeface.optimize.compress import PRELU_FORMS, RANKS
 from edgeface.optimize.finetune import FINETUNE_IMAGES, FINETUNE_STEPS
-from edgeface.spec import TASK_EMBEDDING
+from edgeface.spec import TASK_CLASSIFICATION, TASK_EMBEDDING
 from edgeface.utils.paths import output_path
 
 DEFAULT_FACE_BUDGET = 1_000_000
@@ -91,10 +91,13 @@ MICRO_DTYPES = ("int8", "float32")  # TFLM has no float16 weights and no hybrid 
               help="With --fit: at most this many pruning rounds (a deep cut needs rounds x step near its fraction).")
 @click.option("--fit-threshold", type=click.FloatRange(min=0.0, min_open=True), default=0.1, show_default=True,
               help="With --fit: reject a round whose recovered validation loss (1 - cosine) moves by more than this.")
+@click.option("--tta", type=click.Choice(["none", "flip", "ten"]), default=None,
+              help="Expression classifiers: the test-time augmentation the card recommends to `edgeface expression` "
+                   "(notes.preprocessing.tta; choose it on the validation split, benchmarks/expr_tta.py).")
 def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, per_tensor, strip, c_array, prune_sparsity,
             prune_steps, qat_steps, finetune_count, fit, fit_step, fit_finetune_steps, fit_images, fit_faces,
             fit_teacher, fit_activation, fit_prelu_form, fit_final_steps, fit_final_lr, fit_anneal_relu, fit_rank,
-            fit_max_cost, fit_rounds, fit_threshold):
+            fit_max_cost, fit_rounds, fit_threshold, tta):
     """Convert MODEL (a run directory or a .keras file) to TFLite artifacts with model cards."""
     from edgeface.data.calibration import load_calibration, refuse_lfw
     from edgeface.convert.source import load_source
@@ -114,6 +117,11 @@ def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, p
             return budget
         return DEFAULT_FACE_BUDGET if (src.task == TASK_EMBEDDING and dtype == "int8") else 0
     extra = src.card_extra()
+    if tta is not None:
+        if src.task != TASK_CLASSIFICATION:
+            raise EdgefaceError(f"--tta is for expression classifiers; {model} is a {src.task} model")
+        notes = extra.setdefault("notes", {})
+        notes["preprocessing"] = {**(notes.get("preprocessing") or {}), "tta": tta}
     if fit is None:
         fit = src.run.get("kind") == "imported" and "int8" in dtype_list
     if fit:
