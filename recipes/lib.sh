@@ -78,11 +78,12 @@ fit_teacher() {  # RUN NAME BUDGET DTYPES [convert --fit options]: import insigh
     --fit-teacher "$TEACHER" --c-array "$@"
 }
 
-convert_bench_expression() {  # RUN NAME DATA_DIR: the three dtypes of an expression run, benched on the
-  # split its card records (never a test image for calibration: convert takes the run's train split)
+convert_bench_expression() {  # RUN NAME DATA_DIR [CONVERT OPTION...]: the three dtypes of an expression run,
+  # benched on the split its card records (never a test image for calibration: convert takes the run's train split)
   local run=$1 name=$2 data=$3
+  shift 3
   step "convert $run"
-  "$EF" convert "$run" --out "$run/models" --name "$name" --dtypes float32,float16,int8
+  "$EF" convert "$run" --out "$run/models" --name "$name" --dtypes float32,float16,int8 "$@"
   step "bench $name"
   mkdir -p benchmarks/results/recipes
   "$EF" bench "$run/models/${name}"_{float32,float16,int8}.tflite --expr-data "$data" \
