@@ -33,6 +33,9 @@ def normalize_pixels(pixels_uint8, mean: float = PIXEL_MEAN, std: float = PIXEL_
 TASK_EMBEDDING = "face_embedding"
 TASK_CLASSIFICATION = "expression_classification"
 TASKS = (TASK_EMBEDDING, TASK_CLASSIFICATION)
+# A classifier card's notes.preprocessing.tta: the test-time augmentation the runtime applies by default
+# (edgeface.runtime.tta builds the views).
+TTA_MODES = ("none", "flip", "ten")
 # verification.operating_points: name -> {threshold, [tar, far, accuracy]}
 OPERATING_POINT_METRICS = ("tar", "far", "accuracy")
 

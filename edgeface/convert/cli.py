@@ -15,7 +15,7 @@ import click
 from edgeface.errors import CheckFailed, EdgefaceError
 from edgeface.optimize.compress import PRELU_FORMS, RANKS
 from edgeface.optimize.finetune import FINETUNE_IMAGES, FINETUNE_STEPS
-from edgeface.spec import TASK_CLASSIFICATION, TASK_EMBEDDING
+from edgeface.spec import TASK_CLASSIFICATION, TASK_EMBEDDING, TTA_MODES
 from edgeface.utils.paths import output_path
 
 DEFAULT_FACE_BUDGET = 1_000_000
@@ -91,7 +91,7 @@ MICRO_DTYPES = ("int8", "float32")  # TFLM has no float16 weights and no hybrid 
               help="With --fit: at most this many pruning rounds (a deep cut needs rounds x step near its fraction).")
 @click.option("--fit-threshold", type=click.FloatRange(min=0.0, min_open=True), default=0.1, show_default=True,
               help="With --fit: reject a round whose recovered validation loss (1 - cosine) moves by more than this.")
-@click.option("--tta", type=click.Choice(["none", "flip", "ten"]), default=None,
+@click.option("--tta", type=click.Choice(TTA_MODES), default=None,
               help="Expression classifiers: the test-time augmentation the card recommends to `edgeface expression` "
                    "(notes.preprocessing.tta; choose it on the validation split, benchmarks/expr_tta.py).")
 def convert(model, out_dir, name, dtypes, calib, calib_count, budget, int8_io, per_tensor, strip, c_array, prune_sparsity,

@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 
 from edgeface.errors import EdgefaceError
+from edgeface.spec import TTA_MODES
 from edgeface.utils.paths import output_path
 
 DEFAULT_MODEL_NAME = "edgeface_face_int8.tflite"
@@ -320,7 +321,7 @@ def identify_image(pipe, g, image, top_k, thr, thr_source, as_json, fallback_cro
                    "for --video/--camera, a video (.mp4/.avi).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stream mode: stop after N frames.")
 @click.option("--show", is_flag=True, help="Stream mode: also show a window (needs an OpenCV build with GUI).")
-@click.option("--tta", type=click.Choice(["none", "flip", "ten"]), default=None,
+@click.option("--tta", type=click.Choice(TTA_MODES), default=None,
               help="Test-time augmentation: average each face's probabilities over its mirror (flip, 2x the "
                    "classifier time) or over four 1-pixel diagonal shifts and their mirrors too (ten, 10x) "
                    "[default: what the model card recommends (notes.preprocessing.tta), else none].")

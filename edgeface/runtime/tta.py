@@ -17,8 +17,7 @@ from typing import Callable
 import numpy as np
 
 from edgeface.errors import EdgefaceError
-
-MODES = ("none", "flip", "ten")
+from edgeface.spec import TTA_MODES as MODES
 # The ten-view shift as a fraction of the side: 1 pixel at 48x48, chosen on FER2013's validation split
 # with the round-4 model (benchmarks/expressions.md, "Test-time augmentation").
 TEN_SHIFT = 1 / 48
