@@ -128,8 +128,6 @@ class ExpressionClassifier:
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """(N, S, S, C) model inputs -> (N, n_classes) probabilities (softmax applied if the graph ends in
         logits); with test-time augmentation, the mean over each input's views."""
-        if not len(x):
-            return self._probabilities(x).astype(np.float32)
         return average(self._probabilities, x, self.tta)
 
     def _probabilities(self, x: np.ndarray) -> np.ndarray:

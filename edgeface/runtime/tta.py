@@ -18,6 +18,7 @@ import numpy as np
 
 from edgeface.errors import EdgefaceError
 from edgeface.spec import TTA_MODES as MODES
+
 # The ten-view shift as a fraction of the side: 1 pixel at 48x48, chosen on FER2013's validation split
 # with the round-4 model (benchmarks/expressions.md, "Test-time augmentation").
 TEN_SHIFT = 1 / 48
@@ -32,7 +33,7 @@ def check_mode(mode: str) -> str:
 
 def shifted(x: np.ndarray, dx: int, dy: int) -> np.ndarray:
     """(N, H, W, C) images moved by (dx, dy) pixels, the uncovered border reflected (no interpolation)."""
-    n, h, w = x.shape[:3]
+    h, w = x.shape[1:3]
     pad = max(abs(dx), abs(dy))
     padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)) + ((0, 0),) * (x.ndim - 3), mode="reflect")
     return np.ascontiguousarray(padded[:, pad - dy:pad - dy + h, pad - dx:pad - dx + w])
@@ -56,4 +57,3 @@ def average(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, mode: st
     """The mean of `predict` (a batch -> (N, K) probabilities) over the views of `x`."""
     outs = [predict(v) for v in views(x, mode, shift)]
     return np.mean(outs, axis=0).astype(np.float32)
-
