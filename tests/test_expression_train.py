@@ -241,7 +241,18 @@ def test_teacher_targets_enter_the_loss_as_written(expressions_root, cnn_run, tm
     expect = cw * ((1 - w) * -(smooth * np.log(p)).sum(1) + w * -(task.t_tr[:5] * np.log(p)).sum(1))
     assert np.allclose(got, expect, rtol=1e-4, atol=1e-5)
 
+    # an ensemble teacher: the targets are the mean of each member's flip-averaged probabilities
+    ensemble = ExpressionTask(expressions_root / "ckplus48", tr.load_config(None, {**options, "teacher": [str(teacher_run), str(run)]}))
+    ensemble.load_data()
+    ensemble.build(False, tmp_path / "kd3")
+    second = load_model(run / "model.keras")
+    expect_2 = (np.asarray(second(xdata.normalize(x))) + np.asarray(second(xdata.normalize(x[:, :, ::-1])))) / 2
+    assert np.allclose(ensemble.t_tr[:5], (expect_t + expect_2) / 2, atol=1e-5)
+    assert not np.allclose(expect_t, expect_2, atol=1e-3)  # two different teachers, so the mean is a real check
+    assert [m["name"] for m in ensemble.teacher_record["members"]] == [teacher_run.name, run.name]
+
     for bad, msg in (({"teacher": str(tmp_path / "nothing")}, "no model.keras"), ({"teacher_weight": 1.5}, "share"),
+                     ({"teacher": []}, "non-empty list"), ({"teacher": [str(teacher_run), str(tmp_path / "no")]}, "no model.keras"),
                      ({"teacher": str(teacher_run), "backbone": "mobilenetv2", "weights": "imagenet"}, "from-scratch")):
         with pytest.raises(EdgefaceError, match=msg):
             tr.load_config(None, {**options, **bad})

@@ -61,7 +61,8 @@ class ExpressionConfig:
     max_steps: int | None = None  # cap optimizer steps per stage (smoke tests)
     license: str | None = None  # the training data's terms, recorded in run.json and on the model cards
     init: str | None = None  # from-scratch backbones: start from this run's model.keras (a warm restart; same architecture)
-    teacher: str | None = None  # from-scratch backbones: soft targets from this run's model.keras (self-distillation)
+    teacher: str | list | None = None  # from-scratch backbones: soft targets from this run's model.keras, or the
+                                        # mean of several runs' (an ensemble teacher; self-distillation)
     teacher_weight: float = 0.5  # the targets' share of the loss: (1 - w) * labels + w * teacher probabilities
     strategy: str = "default"  # tf.distribute: default | mirrored | multiworker; batch_size is the global batch
 
@@ -72,7 +73,7 @@ class ExpressionConfig:
 # The dataclass's defaults are the schema's; the types of the keys whose default is None (an example
 # of each), and class_weight, which takes true/false or a number (None: any type, checked below).
 KINDS = {"weights": "", "input_size": 0, "channels": 0, "filters": [], "split_by": "", "time_limit_min": 0.0,
-         "max_steps": 0, "license": "", "init": "", "teacher": "", "class_weight": None}
+         "max_steps": 0, "license": "", "init": "", "teacher": None, "class_weight": None}
 SCHEMA = cfgmod.Schema({f.name: f.default for f in fields(ExpressionConfig)}, kinds=KINDS)
 
 
@@ -97,8 +98,9 @@ def check_config(cfg: ExpressionConfig) -> None:
     if cfg.teacher is not None:
         if cfg.backbone not in FROM_SCRATCH or cfg.weights is not None:
             raise EdgefaceError(f"teacher distils into a from-scratch backbone ({', '.join(FROM_SCRATCH)}) without weights")
-        if not init_model_path(cfg.teacher).is_file():
-            raise EdgefaceError(f"teacher: no model.keras at {cfg.teacher}")
+        for run in teacher_runs(cfg.teacher):
+            if not init_model_path(run).is_file():
+                raise EdgefaceError(f"teacher: no model.keras at {run}")
     if not (math.isfinite(float(cfg.teacher_weight)) and 0.0 <= cfg.teacher_weight <= 1.0):
         raise EdgefaceError(f"teacher_weight is a share in [0, 1], got {cfg.teacher_weight!r}")
     if cfg.backbone not in BACKBONES:
@@ -140,6 +142,14 @@ def check_config(cfg: ExpressionConfig) -> None:
 def to_toml(cfg: ExpressionConfig) -> str:
     """The resolved config as TOML (what --config reads)."""
     return cfgmod.to_toml(asdict(cfg))
+
+
+def teacher_runs(teacher) -> list[str]:
+    """The teacher key as a list of run folders (or .keras files): one string, or a non-empty list of them."""
+    runs = [teacher] if isinstance(teacher, str) else teacher
+    if not isinstance(runs, list) or not runs or not all(isinstance(r, str) and r for r in runs):
+        raise EdgefaceError(f"teacher is a run folder or a non-empty list of run folders, got {teacher!r}")
+    return runs
 
 
 def init_model_path(init: str) -> Path:

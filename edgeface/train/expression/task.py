@@ -25,7 +25,7 @@ from edgeface.data import expressions as xdata
 from edgeface.errors import EdgefaceError
 from edgeface.spec import PIXEL_MEAN, PIXEL_STD, TASK_CLASSIFICATION
 from edgeface.train.core import input_spec, warm_start
-from edgeface.train.expression.config import FROM_SCRATCH, ExpressionConfig, init_model_path, to_toml
+from edgeface.train.expression.config import FROM_SCRATCH, ExpressionConfig, init_model_path, teacher_runs, to_toml
 from edgeface.train.loop import LoopSettings, Stage, Task, Trainer, say
 from edgeface.utils.io import sha256_file
 from edgeface.utils.progress import progress
@@ -108,23 +108,14 @@ class ExpressionTask(Task):
         if len(self.x_tr) < cfg.batch_size:
             raise EdgefaceError(f"{len(self.x_tr)} training images < batch_size {cfg.batch_size}")
         self.t_tr, self.teacher_record = None, None
-        if cfg.teacher is not None:  # soft targets: the teacher's flip-averaged probabilities on the clean images
-            from edgeface.nets.io import load_model
-
-            teacher = load_model(init_model_path(cfg.teacher))
-            if tuple(teacher.input_shape[1:]) != tuple(self.model.input_shape[1:]) or \
-                    teacher.output_shape[-1] != self.num_classes:
-                raise EdgefaceError(f"teacher {cfg.teacher} maps {teacher.input_shape[1:]} to {teacher.output_shape[-1]} "
-                                    f"classes; this run {self.model.input_shape[1:]} to {self.num_classes}")
-            self.t_tr = ((_predict(teacher, self.x_tr, "teacher targets")
-                         + _predict(teacher, self.x_tr[:, :, ::-1], "teacher targets (mirrored)")) / 2).astype(np.float32)
+        if cfg.teacher is not None:  # soft targets: the teachers' mean flip-averaged probabilities on the clean images
+            self.t_tr, members = self._teacher_targets(teacher_runs(cfg.teacher))
             agree = float((self.t_tr.argmax(1) == self.y_tr).mean())
-            say(f"teacher {cfg.teacher}: agrees with {agree:.1%} of the training labels; weight {cfg.teacher_weight}")
-            path = init_model_path(cfg.teacher)
-            self.teacher_record = {"name": path.parent.name, "path": str(path), "sha256": sha256_file(path),
-                                   "weight": float(cfg.teacher_weight), "train_label_agreement": round(agree, 4),
-                                   "targets": "mean of the image's and its mirror's probabilities"}
-            del teacher
+            name = "+".join(m["name"] for m in members)
+            say(f"teacher {name}: agrees with {agree:.1%} of the training labels; weight {cfg.teacher_weight}")
+            self.teacher_record = {"name": name, "members": members, "weight": float(cfg.teacher_weight),
+                                   "train_label_agreement": round(agree, 4),
+                                   "targets": "mean over the teachers of the image's and its mirror's probabilities"}
         self.class_weight = None
         if cfg.class_weight:
             cw = class_weights(self.y_tr, self.num_classes, float(cfg.class_weight))
@@ -237,6 +228,25 @@ class ExpressionTask(Task):
         if self.class_weight is not None:  # inverse class frequency (mean weight per image 1)
             per_example = per_example * tf.gather(self.class_weight, labels)
         return per_example
+
+    def _teacher_targets(self, runs: list[str]) -> tuple[np.ndarray, list[dict]]:
+        """(N, classes) mean over `runs` of each training image's and its mirror's probabilities, and
+        what each teacher was (name, path, sha256)."""
+        from edgeface.nets.io import load_model
+
+        total, members = np.zeros((len(self.x_tr), self.num_classes), np.float64), []
+        for run in runs:
+            path = init_model_path(run)
+            teacher = load_model(path)
+            if tuple(teacher.input_shape[1:]) != tuple(self.model.input_shape[1:]) or \
+                    teacher.output_shape[-1] != self.num_classes:
+                raise EdgefaceError(f"teacher {run} maps {teacher.input_shape[1:]} to {teacher.output_shape[-1]} "
+                                    f"classes; this run {self.model.input_shape[1:]} to {self.num_classes}")
+            total += (_predict(teacher, self.x_tr, f"teacher targets ({path.parent.name})")
+                      + _predict(teacher, self.x_tr[:, :, ::-1], f"teacher targets ({path.parent.name}, mirrored)")) / 2
+            members.append({"name": path.parent.name, "path": str(path), "sha256": sha256_file(path)})
+            del teacher
+        return (total / len(runs)).astype(np.float32), members
 
     def _image_loss(self, batch, suffix: str, probs):
         """One image's loss: class-weighted cross-entropy to its label, and with a teacher
