@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from edgeface.bench.latency import describe_cpu
 from edgeface.errors import EdgefaceError, run_main
 from edgeface.utils.io import read_json, write_text_atomic
 
@@ -24,7 +25,10 @@ def _card(path: str) -> dict:
 def table(bench: dict) -> str:
     teacher = bench.get("teacher_latency_ms") or {}
     vs = f"x ncnn teacher ({teacher['median']:.2f} ms)" if teacher.get("median") else "x ncnn teacher"
-    rows = [f"| model | dtype | bytes | budget | LFW acc % | AUC | TAR@FAR=1e-3 | embed ms (1 thread) | {vs} "
+    cpu = (bench.get("machine") or {}).get("cpu")
+    rows = ([f"Measured on: {describe_cpu(cpu)}. Int8 is faster than float32 only where the CPU has int8 "
+             "dot-product instructions, so the speed columns hold within one run.", ""] if cpu else [])
+    rows += [f"| model | dtype | bytes | budget | LFW acc % | AUC | TAR@FAR=1e-3 | embed ms (1 thread) | {vs} "
             "| delegate partitions | end-to-end ms |",
             "|---|---|---:|---|---|---|---|---:|---:|---:|---:|"]
     models = sorted(bench["models"], key=lambda m: (ORDER.get(m["task"], 9), "micro" in m["path"],

@@ -22,3 +22,40 @@ def test_side_by_side_returns_one_median_per_file_and_the_teachers():
     assert all(0.0 < v < 10_000 for v in ms.values()) and 0.0 < teacher < 10_000
     alone, none = side_by_side(files[:1], None, repeats=1, runs=3, warmup=1)
     assert none is None and list(alone) == [str(files[0])]
+
+
+# Excerpts in the layout of Linux's /proc/cpuinfo: the first processor's lines are the ones read.
+X86_VNNI = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni amx_int8 amx_tile
+
+processor\t: 1
+model name\t: second processor, not read
+"""
+X86_AVX2 = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx avx2 fma f16c\n"
+ARM_DOT = "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm aes crc32 asimddp\nCPU part\t: 0xd0b\n"
+
+
+def test_parse_cpuinfo_names_the_int8_dot_product_features():
+    from edgeface.bench.latency import describe_cpu, parse_cpuinfo
+
+    vnni = parse_cpuinfo(X86_VNNI)
+    assert vnni == {"model": "Intel(R) Xeon(R) Platinum 8480+", "int8_dot_product": True,
+                    "int8_features": ["avx512_vnni", "amx_int8"]}
+    assert describe_cpu(vnni) == "Intel(R) Xeon(R) Platinum 8480+, int8 dot product: yes (avx512_vnni, amx_int8)"
+    avx2 = parse_cpuinfo(X86_AVX2)
+    assert avx2["int8_dot_product"] is False and describe_cpu(avx2) == "AMD EPYC 7B13, int8 dot product: no"
+    arm = parse_cpuinfo(ARM_DOT)
+    assert arm == {"model": "0xd0b", "int8_dot_product": True, "int8_features": ["asimddp"]}
+    unknown = parse_cpuinfo("")  # no flags line: not known, never a guessed "no"
+    assert unknown["int8_dot_product"] is None and describe_cpu(unknown) == "unknown CPU, int8 dot product: unknown"
+
+
+def test_cpu_info_reads_this_machine():
+    from edgeface.bench.latency import cpu_info
+
+    info = cpu_info()
+    assert set(info) == {"model", "int8_dot_product", "int8_features"}
+    assert info["int8_dot_product"] in (True, False, None)
+    assert all(isinstance(f, str) for f in info["int8_features"])

@@ -35,6 +35,12 @@ def test_table_between_markers(tmp_path, capsys):
             "0.500 | 0.70 | 8.00x | 1 | 13.2 |") in text
     assert "x ncnn teacher (5.60 ms)" in text
     assert text.index("f_int8") < text.index("f_float32")  # int8 first
+    assert "Measured on:" not in text  # an older bench.json without the CPU: no line
+
+    bench["machine"] = {"cpu": {"model": "AMD EPYC", "int8_dot_product": False, "int8_features": []}}
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    assert mod.main([str(tmp_path / "bench.json"), str(readme)]) == 0
+    assert "Measured on: AMD EPYC, int8 dot product: no." in readme.read_text()
 
     from edgeface.errors import run_main
     readme.write_text("no markers\n")

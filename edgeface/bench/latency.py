@@ -17,6 +17,41 @@ import numpy as np
 from edgeface.runtime.interpreter import TFLiteModel
 
 
+# CPU features that give int8 a dot-product instruction; without one, XNNPACK's int8 kernels run
+# about as fast as its float32 ones, so int8-vs-float speed ratios depend on the CPU (benchmarks/compression.md).
+INT8_DOT_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def parse_cpuinfo(text: str) -> dict:
+    """{"model", "int8_dot_product", "int8_features"} from the text of Linux's /proc/cpuinfo (x86 or Arm)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    flags = set((fields.get("flags") or fields.get("features") or "").split())
+    model = fields.get("model name") or fields.get("hardware") or fields.get("cpu part") or ""
+    found = [f for f in INT8_DOT_FEATURES if f in flags]
+    return {"model": model, "int8_dot_product": bool(found) if flags else None, "int8_features": found}
+
+
+def cpu_info() -> dict:
+    """This machine's CPU model and whether it has int8 dot-product instructions (None: not known here)."""
+    import platform
+
+    try:
+        return parse_cpuinfo(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:
+        return {"model": platform.processor(), "int8_dot_product": None, "int8_features": []}
+
+
+def describe_cpu(info: dict) -> str:
+    """One line for reports: 'AMD EPYC, int8 dot product: no'."""
+    dot = info.get("int8_dot_product")
+    has = "unknown" if dot is None else ("yes (" + ", ".join(info.get("int8_features") or []) + ")" if dot else "no")
+    return f"{info.get('model') or 'unknown CPU'}, int8 dot product: {has}"
+
+
 def summarise_ms(seconds: list[float]) -> dict:
     ms = np.asarray(seconds, dtype=np.float64) * 1000.0
     return {"median": round(float(np.median(ms)), 4), "p90": round(float(np.percentile(ms, 90)), 4),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeface.bench.latency import describe_cpu
 from edgeface.utils.io import write_text_atomic
 from edgeface.utils.plots import save_figure
 
@@ -57,7 +58,8 @@ def format_markdown(result: dict, plot_files: list[Path] | None = None, md_path:
            f"- command: `{result['command']}`",
            f"- date: {result['date']}, wall time {result['wall_s']:.1f} s",
            f"- machine: {result['machine']['cpus']} CPUs, {result['machine']['platform']}, "
-           f"interpreter {result['machine'].get('interpreter') or '-'}"]
+           f"interpreter {result['machine'].get('interpreter') or '-'}"
+           + (f", CPU {describe_cpu(result['machine']['cpu'])}" if result["machine"].get("cpu") else "")]
     lfw = result.get("lfw_setup")
     if lfw:
         out.append(f"- LFW: {lfw['pairs']} ({lfw['n_pairs']} pairs, {lfw['n_folds']} folds), crops {lfw['aligned_root']}, "

@@ -202,7 +202,7 @@ def run_bench(model_paths: list[Path], lfw_dir: Path | None = None, pairs_file: 
         "command": command, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "wall_s": round(time.time() - t_start, 2),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "interpreter": backend},
+                    "interpreter": backend, "cpu": lat.cpu_info()},
         "threads": list(threads), "runs": runs, "warmup": warmup, "lfw_setup": lfw_setup,
         "teacher_latency_ms": teacher_latency,
         "models": [{k: v for k, v in m.items() if not k.startswith("_")} for m in models],
