@@ -59,3 +59,30 @@ def test_cpu_info_reads_this_machine():
     assert set(info) == {"model", "int8_dot_product", "int8_features"}
     assert info["int8_dot_product"] in (True, False, None)
     assert all(isinstance(f, str) for f in info["int8_features"])
+
+
+def test_middle_round_keeps_the_round_whose_median_is_the_median():
+    from edgeface.bench.latency import middle_round
+
+    rounds = [{"median": 5.0, "p90": 6.0}, {"median": 3.0, "p90": 9.0}, {"median": 4.0, "p90": 4.5}]
+    assert middle_round(rounds) == {"median": 4.0, "p90": 4.5, "round_medians": [5.0, 3.0, 4.0]}
+    # an even count keeps the lower middle round: a reported time is always one that was measured
+    assert middle_round(rounds[:2])["median"] == 3.0 and middle_round(rounds[:1])["median"] == 5.0
+
+
+def test_interleaved_latency_times_every_model_and_the_teacher_in_each_round():
+    from edgeface.bench.latency import interleaved_latency
+
+    files = [REPO / "models" / "edgeface_face_micro_int8.tflite", REPO / "models" / "edgeface_expr_cnn_int8.tflite"]
+    if not all(f.is_file() for f in files) or not TEACHER.is_dir():
+        pytest.skip("shipped files or the shared ncnn teacher missing")
+    timed, teacher = interleaved_latency([(str(f), None) for f in files], threads=(1, 2), runs=3, warmup=1,
+                                         repeats=2, teacher_dir=TEACHER)
+    assert len(timed) == 2
+    for d in timed:
+        assert set(d["per_thread"]) == {"1", "2"} and d["rounds"] == 2
+        for summary in d["per_thread"].values():
+            assert len(summary["round_medians"]) == 2 and summary["median"] in summary["round_medians"]
+            assert summary["runs"] == 3
+    assert len(teacher["round_medians"]) == 2 and teacher["median"] in teacher["round_medians"]
+    assert teacher["threads"] == 1 and teacher["path"] == str(TEACHER)

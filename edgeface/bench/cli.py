@@ -58,6 +58,8 @@ def _command(models, **opts) -> str:
 @click.option("--threads", default="1,2", show_default=True, help="Thread counts for the latency runs.")
 @click.option("--runs", default=200, show_default=True, type=click.IntRange(1), help="Timed latency runs per thread count.")
 @click.option("--warmup", default=20, show_default=True, type=click.IntRange(0), help="Untimed runs first.")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1),
+              help="Latency rounds alternating between the models (and the teacher); each reports its middle round.")
 @click.option("--e2e-images", default=20, show_default=True, type=click.IntRange(0),
               help="Real photos for the end-to-end (decode+detect+align+embed) timing; 0 = skip.")
 @click.option("--batch", default=16, show_default=True, type=click.IntRange(1),
@@ -83,7 +85,7 @@ def _command(models, **opts) -> str:
               help="--write-baseline: write only the models given (default: merge into the existing baseline).")
 @click.option("--allow-shrink", is_flag=True,
               help="--check: accept a model smaller than its baseline beyond the tolerance.")
-def bench(models, lfw_dir, pairs_file, no_flip, threads, runs, warmup, e2e_images, batch, expr_data, json_out,
+def bench(models, lfw_dir, pairs_file, no_flip, threads, runs, warmup, repeats, e2e_images, batch, expr_data, json_out,
           md_out, plots_dir, teacher_dir, update_cards, check_file, baseline_out, tolerance, replace, allow_shrink):
     """Benchmark .tflite MODELS: bytes, gzip, params, budget, latency, LFW View 2 verification."""
     from edgeface.utils.io import check_output_path
@@ -119,7 +121,7 @@ def bench(models, lfw_dir, pairs_file, no_flip, threads, runs, warmup, e2e_image
     if lfw_dir is None:
         click.echo("edgeface: note: no --lfw given: size and latency only", err=True)
     command = _command(paths, lfw=lfw_dir, pairs=pairs_file, **{"no-flip": no_flip}, threads=threads,
-                       runs=runs)
+                       runs=runs, repeats=repeats)
     if teacher_dir:
         command += " --teacher-latency " + shlex.quote(str(teacher_dir))
     for d in expr_data:
@@ -131,7 +133,7 @@ def bench(models, lfw_dir, pairs_file, no_flip, threads, runs, warmup, e2e_image
 
     result = run_bench(paths, lfw_dir=lfw_dir, pairs_file=pairs_file, flip=not no_flip, threads=thread_counts,
                        runs=runs, warmup=warmup, e2e_images=e2e_images, batch=batch, expr_data=list(expr_data),
-                       plots_dir=plots_dir, command=command, teacher_dir=teacher_dir)
+                       plots_dir=plots_dir, command=command, teacher_dir=teacher_dir, repeats=repeats)
     rocs = result.pop("_rocs")
     click.echo(format_table(result["models"]))
     plot_files = make_plots(result["models"], rocs, plots_dir) if plots_dir else []

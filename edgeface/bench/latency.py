@@ -178,17 +178,41 @@ def ncnn_latency(teacher_dir: str | os.PathLike, face: np.ndarray | None, runs: 
     return {"name": teacher.name, "path": str(teacher_dir), "threads": 1, **summarise_ms(times)}
 
 
+def middle_round(rounds: list[dict]) -> dict:
+    """Of several timing rounds' summaries, the one whose median is the median of theirs (its p90 and
+    mean stay consistent with it), with every round's median beside it."""
+    ordered = sorted(rounds, key=lambda r: r["median"])
+    return {**ordered[(len(ordered) - 1) // 2], "round_medians": [r["median"] for r in rounds]}
+
+
+def interleaved_latency(items: list[tuple[str, np.ndarray | None]], threads=(1, 2), runs: int = 200,
+                        warmup: int = 20, repeats: int = 3, teacher_dir=None, teacher_face=None
+                        ) -> tuple[list[dict], dict | None]:
+    """embed_latency of each (model path, face) and the ncnn teacher's, timed in `repeats` rounds that
+    alternate between them, so a load spike on the machine hits every model alike rather than one; each
+    reports its middle round (`middle_round`)."""
+    rounds: list[list[dict]] = [[] for _ in items]
+    teacher_rounds: list[dict] = []
+    for _ in range(max(1, int(repeats))):
+        for i, (path, face) in enumerate(items):
+            rounds[i].append(embed_latency(path, threads=threads, runs=runs, warmup=warmup, face=face))
+        if teacher_dir is not None:
+            teacher_rounds.append(ncnn_latency(teacher_dir, teacher_face, runs=runs, warmup=warmup))
+    results = [{"per_thread": {t: middle_round([r["per_thread"][t] for r in per_model]) for t in per_model[0]["per_thread"]},
+                "backend": per_model[0]["backend"], "warmup": warmup, "rounds": len(per_model)}
+               for per_model in rounds]
+    teacher = None
+    if teacher_rounds:
+        teacher = {k: v for k, v in teacher_rounds[0].items() if k not in ("median", "p90", "mean", "min", "runs")}
+        teacher.update(middle_round([{k: r[k] for k in ("median", "p90", "mean", "min", "runs")} for r in teacher_rounds]))
+    return results, teacher
+
+
 def side_by_side(paths, teacher_dir=None, repeats: int = 3, runs: int = 200, warmup: int = 20
                  ) -> tuple[dict[str, float], float | None]:
-    """(median single-face ms per .tflite file, the ncnn teacher's or None), one thread: the files (and the
-    teacher) alternate `repeats` times and each keeps the median of its runs, so a change in machine load
-    hits each alike and ratios between them hold where absolute times do not."""
-    times: dict[str, list[float]] = {str(p): [] for p in paths}
-    teacher: list[float] = []
-    for _ in range(repeats):
-        for p in times:
-            times[p].append(embed_latency(p, threads=(1,), runs=runs, warmup=warmup)["per_thread"]["1"]["median"])
-        if teacher_dir is not None:
-            teacher.append(ncnn_latency(teacher_dir, None, runs, warmup)["median"])
-    mid = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
-    return {p: mid(v) for p, v in times.items()}, (mid(teacher) if teacher else None)
+    """(median single-face ms per .tflite file, the ncnn teacher's or None), one thread, from
+    `interleaved_latency`: ratios between them hold where absolute times do not."""
+    timed, teacher = interleaved_latency([(str(p), None) for p in paths], threads=(1,), runs=runs, warmup=warmup,
+                                         repeats=repeats, teacher_dir=teacher_dir)
+    return ({str(p): d["per_thread"]["1"]["median"] for p, d in zip(paths, timed)},
+            teacher["median"] if teacher else None)

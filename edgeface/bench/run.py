@@ -90,7 +90,7 @@ def expression_data_for(card: ModelCard | None, expr_dirs: list[Path]) -> Path:
 def run_bench(model_paths: list[Path], lfw_dir: Path | None = None, pairs_file: Path | None = None,
               flip: bool = True, threads=(1, 2), runs: int = 200, warmup: int = 20, e2e_images: int = 20,
               batch: int = 16, expr_data: list[Path] | None = None, plots_dir: Path | None = None,
-              command: str = "", align_workers: int = 2, teacher_dir: Path | None = None) -> dict:
+              command: str = "", align_workers: int = 2, teacher_dir: Path | None = None, repeats: int = 3) -> dict:
     t_start = time.time()
     models = []
     for p in model_paths:
@@ -165,22 +165,19 @@ def run_bench(model_paths: list[Path], lfw_dir: Path | None = None, pairs_file: 
         m["expression"] = evaluate_expr(m["path"], data_dir, out_dir=plots_dir, num_threads=int(threads[0]),
                                         latency_runs=0)  # latency is measured below like every model's
 
-    for m in models:
-        note(f"latency: {m['_name']} ({runs} runs, threads {','.join(map(str, threads))})")
-        face = sample_face if m["task"] != EXPRESSION else None
-        d = lat.embed_latency(m["path"], threads=threads, runs=runs, warmup=warmup, face=face)
+    note(f"latency: {len(models)} models" + (" and the ncnn teacher" if teacher_dir is not None else "")
+         + f", {repeats} alternating rounds of {runs} runs, threads {','.join(map(str, threads))}")
+    timed, teacher_latency = lat.interleaved_latency(
+        [(m["path"], sample_face if m["task"] != EXPRESSION else None) for m in models], threads=threads, runs=runs,
+        warmup=warmup, repeats=repeats, teacher_dir=teacher_dir, teacher_face=sample_face)
+    for m, d in zip(models, timed):
         head = d["per_thread"][str(threads[0])]
         m["latency_ms"] = {"median": head["median"], "p90": head["p90"], "threads": int(threads[0]), **d}
         m["delegate"] = lat.delegate_partitions(m["path"], threads=int(threads[0]))
-
-    teacher_latency = None
-    if teacher_dir is not None:
-        # the reference runtime, timed in the same run on the same face: ratios hold across machines
-        note(f"latency: ncnn teacher {teacher_dir} ({runs} runs, 1 thread)")
-        teacher_latency = lat.ncnn_latency(teacher_dir, sample_face, runs=runs, warmup=warmup)
+    if teacher_latency is not None and int(threads[0]) == 1:
+        # the reference runtime, timed in the same rounds on the same face: ratios hold across machines
         for m in faces_needed:
-            if int(threads[0]) == 1:
-                m["speedup_vs_teacher"] = round(teacher_latency["median"] / m["latency_ms"]["median"], 3)
+            m["speedup_vs_teacher"] = round(teacher_latency["median"] / m["latency_ms"]["median"], 3)
 
     if e2e_raw:
         detector, detector_name = lat.load_detector()
@@ -203,7 +200,7 @@ def run_bench(model_paths: list[Path], lfw_dir: Path | None = None, pairs_file: 
         "wall_s": round(time.time() - t_start, 2),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "interpreter": backend, "cpu": lat.cpu_info()},
-        "threads": list(threads), "runs": runs, "warmup": warmup, "lfw_setup": lfw_setup,
+        "threads": list(threads), "runs": runs, "repeats": repeats, "warmup": warmup, "lfw_setup": lfw_setup,
         "teacher_latency_ms": teacher_latency,
         "models": [{k: v for k, v in m.items() if not k.startswith("_")} for m in models],
     }
