@@ -122,9 +122,12 @@ def test_bench_end_to_end(tiny, tiny_lfw, tmp_path, capsys, monkeypatch):
     assert code == 0, err
     assert "aligning" in err  # first run aligns the raw root into the cache
     assert "tiny_float32.tflite" in stdout and "LFW acc" in stdout
+    assert "int8 dot product:" in stdout and "middle of 3 alternating rounds" in stdout
 
     res = json.loads((out / "bench.json").read_text())
     assert [Path(m["path"]).name for m in res["models"]] == [p.name for p in paths]
+    assert res["repeats"] == 3 and set(res["machine"]["cpu"]) == {"model", "int8_dot_product", "int8_features"}
+    assert all(len(m["latency_ms"]["per_thread"]["1"]["round_medians"]) == 3 for m in res["models"])
     aligned = Path(res["lfw_setup"]["aligned_root"])
     assert aligned.parent == tmp_path / "cache" / "aligned" / "arcface112" and aligned.name.startswith("raw-")
     assert res["lfw_setup"]["n_images"] == 11 and res["lfw_setup"]["n_pairs"] == 8

@@ -127,6 +127,7 @@ def bench(models, lfw_dir, pairs_file, no_flip, threads, runs, warmup, repeats, 
     for d in expr_data:
         command += " --expr-data " + shlex.quote(str(d))
 
+    from edgeface.bench.latency import describe_cpu
     from edgeface.bench.report import format_table, make_plots, write_markdown
     from edgeface.bench.run import run_bench, update_cards as write_cards
     from edgeface.utils.io import write_json_atomic
@@ -136,6 +137,7 @@ def bench(models, lfw_dir, pairs_file, no_flip, threads, runs, warmup, repeats, 
                        plots_dir=plots_dir, command=command, teacher_dir=teacher_dir, repeats=repeats)
     rocs = result.pop("_rocs")
     click.echo(format_table(result["models"]))
+    click.echo(f"CPU: {describe_cpu(result['machine']['cpu'])}; latency: {thread_counts[0]} thread(s), middle of {repeats} alternating rounds")
     plot_files = make_plots(result["models"], rocs, plots_dir) if plots_dir else []
     if json_out:
         write_json_atomic(json_out, result)
