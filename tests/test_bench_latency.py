@@ -33,7 +33,9 @@ flags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni amx_int8 amx_tile
 processor\t: 1
 model name\t: second processor, not read
 """
-X86_AVX2 = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx avx2 fma f16c\n"
+X86_AVX2 = "processor\t: 0\nmodel\t\t: 1\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx avx2 fma f16c\n"
+PI4 = ("processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU part\t: 0xd08\n\n"
+       "Revision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n")
 ARM_DOT = "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm aes crc32 asimddp\nCPU part\t: 0xd0b\n"
 
 
@@ -46,6 +48,8 @@ def test_parse_cpuinfo_names_the_int8_dot_product_features():
     assert describe_cpu(vnni) == "Intel(R) Xeon(R) Platinum 8480+, int8 dot product: yes (avx512_vnni, amx_int8)"
     avx2 = parse_cpuinfo(X86_AVX2)
     assert avx2["int8_dot_product"] is False and describe_cpu(avx2) == "AMD EPYC 7B13, int8 dot product: no"
+    pi4 = parse_cpuinfo(PI4)  # Cortex-A72: no dot product; the board's name, not the CPU part number
+    assert pi4 == {"model": "Raspberry Pi 4 Model B Rev 1.4", "int8_dot_product": False, "int8_features": []}
     arm = parse_cpuinfo(ARM_DOT)
     assert arm == {"model": "0xd0b", "int8_dot_product": True, "int8_features": ["asimddp"]}
     unknown = parse_cpuinfo("")  # no flags line: not known, never a guessed "no"

@@ -30,7 +30,9 @@ def parse_cpuinfo(text: str) -> dict:
         if sep:
             fields.setdefault(key.strip().lower(), value.strip())
     flags = set((fields.get("flags") or fields.get("features") or "").split())
-    model = fields.get("model name") or fields.get("hardware") or fields.get("cpu part") or ""
+    board = fields.get("model", "")  # a board name on a Raspberry Pi; a bare number on x86
+    model = ((board if board and not board.isdigit() else "") or fields.get("model name")
+             or fields.get("hardware") or fields.get("cpu part") or "")
     found = [f for f in INT8_DOT_FEATURES if f in flags]
     return {"model": model, "int8_dot_product": bool(found) if flags else None, "int8_features": found}
 
