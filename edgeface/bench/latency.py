@@ -203,11 +203,7 @@ def interleaved_latency(items: list[tuple[str, np.ndarray | None]], threads=(1, 
     results = [{"per_thread": {t: middle_round([r["per_thread"][t] for r in per_model]) for t in per_model[0]["per_thread"]},
                 "backend": per_model[0]["backend"], "warmup": warmup, "rounds": len(per_model)}
                for per_model in rounds]
-    teacher = None
-    if teacher_rounds:
-        teacher = {k: v for k, v in teacher_rounds[0].items() if k not in ("median", "p90", "mean", "min", "runs")}
-        teacher.update(middle_round([{k: r[k] for k in ("median", "p90", "mean", "min", "runs")} for r in teacher_rounds]))
-    return results, teacher
+    return results, (middle_round(teacher_rounds) if teacher_rounds else None)
 
 
 def side_by_side(paths, teacher_dir=None, repeats: int = 3, runs: int = 200, warmup: int = 20
