@@ -36,7 +36,7 @@ def run_row(run: Path) -> dict:
         "val_acc": float(end["val_acc"]) if end.get("val_acc") else None,
         "val_teacher_cos": float(end["val_teacher_cos"]) if end.get("val_teacher_cos") else None,
         "train_distill_loss": float(end["distill_loss"]) if end.get("distill_loss") else None,
-        "epoch_s": float(end["epoch_s"]) if end.get("epoch_s") else None,
+        "wall_s": info.get("wall_time_s"),
         "images_per_s": float(end["images_per_s"]) if end.get("images_per_s") else None,
     }
 
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         sets = ", ".join(f"{k} {v:,}" for k, v in r["extra_sets"].items())
         print(f"| {r['run']} | {sets or 'none'} | {r['train_images'] or 0:,} | {r['steps']} "
               f"| {fmt(r['init_val_acc'])} -> {fmt(r['val_acc'])} | {fmt(r['init_val_teacher_cos'])} -> "
-              f"{fmt(r['val_teacher_cos'])} | {fmt(r['train_distill_loss'])} | {fmt(r['epoch_s'], '.0f')} "
+              f"{fmt(r['val_teacher_cos'])} | {fmt(r['train_distill_loss'])} | {fmt(r['wall_s'], ',.0f')} "
               f"| {r['status']} |")
     if a.json:
         from edgeface.utils.io import write_json_atomic
