@@ -21,9 +21,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m edgeface.demo
 
-# The test suite CI runs (well inside CI's 90 minutes; full-LFW runs are in `make bench`).
+# The test suite CI runs (well inside CI's 90 minutes; full-LFW runs are in `make bench`), one worker
+# per core; --dist loadfile keeps each module's fixtures in one worker.
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider --durations=15
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 -n 2 --dist loadfile
 
 # Size-regression check of the shipped artifacts against the recorded baseline (CI runs it).
 check: $(STAMP)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 15's per-source ablation (benchmarks/face_models.md, "Per-source ablation"): the shipped
-# microcontroller student, recovered from its file, fine-tuned for the same 1,000 steps on the 8 CelebA
+# microcontroller student, recovered from its file, fine-tuned for the same 700 steps on the 8 CelebA
 # views plus one real-face set at a time (then all three, then all three with the relational term at weight 10).
-# Every arm: frozen BatchNorm, peak lr 3e-5 cosine to 1e-6 over the 1,000 steps, no warm-up, the 13
+# Every arm: frozen BatchNorm, peak lr 3e-5 cosine to 1e-6 over the 700 steps, no warm-up, the 13
 # held-out CelebA people as validation. Nothing here reads LFW. Resumable: rerun after an interruption.
 #   bash benchmarks/face_source_ablation.sh             # all arms, then the table
 #   bash benchmarks/face_source_ablation.sh views utk   # only these arms
@@ -32,6 +32,6 @@ for arm in "${ARMS[@]}"; do
   step "ablation arm $arm"
   nice -n 5 "$EF" train face --data cache/celeba/views8 --out "$run" --config recipes/configs/face_micro_real.toml \
     --set "data.extra=${EXTRA[$arm]}" --set train.freeze_bn=true --set optim.lr=3e-5 --set optim.min_lr=1e-6 \
-    --set optim.warmup_epochs=0.0 --set loss.relational_weight=$rel --max-steps 1000 "${resume[@]}"
+    --set optim.warmup_epochs=0.0 --set loss.relational_weight=$rel --max-steps 700 "${resume[@]}"
 done
 "$PY" benchmarks/ablation_table.py "$OUT" --json benchmarks/results/face_ablation/micro_sources.json
