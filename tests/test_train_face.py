@@ -4,6 +4,7 @@ The set: 10 CelebA identities x 4 images, aligned with the real MTCNN pipeline (
 per session. A small net (alpha 0.35, 96 px input) keeps the whole module well under a minute of CPU.
 """
 import json
+from pathlib import Path
 
 import pytest
 
@@ -178,6 +179,60 @@ def test_extra_unlabelled_faces_and_warm_start(tiny_aligned, tmp_path, teachers_
     assert "architecture differs" in capsys.readouterr().err
     assert _train(tiny_aligned, tmp_path / "bad3", "--set", "loss.relational_weight=1", "--max-steps", "1") == 2
     assert "needs a --teacher" in capsys.readouterr().err
+
+
+def test_extra_val_fraction_holds_faces_out_and_scores_them(tiny_aligned, tmp_path, teachers_root, monkeypatch):
+    """data.extra_val_fraction: a name-hashed share of the extra faces leaves training and is scored by
+    the mean cosine to the teacher (checked against numpy on the saved model and the real teacher)."""
+    import hashlib
+
+    import numpy as np
+
+    from edgeface.data.distill_sets import extra_images, make_morphs, split_extra_held_out
+    from edgeface.data.pipeline import load_images
+    from edgeface.nets import load_model
+    from edgeface.spec import normalize_pixels
+    from edgeface.teachers import load_teacher
+
+    monkeypatch.setenv("EDGEFACE_CACHE", str(tmp_path / "cache"))
+    morphs = tmp_path / "morphs"
+    make_morphs(tiny_aligned, morphs, count=24)
+    teacher = ["--teacher", str(teachers_root / "mobilefacenet-ncnn"), "--set", "loss.weight=0",
+               "--set", "model.embedding_dim=128", "--set", f"data.extra=['{morphs}']"]
+    run = tmp_path / "xval"
+    assert _train(tiny_aligned, run, *teacher, "--set", "data.extra_val_fraction=0.4", "--batch-size", "8",
+                  "--max-steps", "2") == 0
+    info = json.loads((run / "run.json").read_text())
+    counts = info["data"]["extra"][str(morphs)]
+    held_n = info["data"]["extra_val_images"]
+    assert held_n == counts["validation"] > 0 and counts["images"] > 0
+    assert counts["images"] + counts["validation"] + counts["dropped"] == 24
+    assert info["data"]["train_images"] == 32 + counts["images"]
+
+    # The held-out faces are exactly those whose "<folder>/<path inside it>" hash is under the fraction.
+    from edgeface.train.face import FaceTask
+    task = FaceTask(tiny_aligned, info["config"])
+    task.load_data()  # the run's own split
+    held = task.extra_val_paths
+    trained = [p for p in task.train_paths if p.startswith(str(morphs))]
+
+    def under(p):
+        key = f"morphs/{Path(p).relative_to(morphs).as_posix()}"
+        return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) < 0.4 * 16 ** 8
+
+    assert len(held) == held_n and all(map(under, held)) and not any(map(under, trained))
+    paths, _ = extra_images([morphs], [])
+    assert sorted(split_extra_held_out([morphs], paths[::-1], 0.4)[1]) == sorted(split_extra_held_out([morphs], paths, 0.4)[1])
+
+    student = load_model(run / "model.keras")(normalize_pixels(load_images(held, 96)), training=False).numpy()
+    target = load_teacher(teachers_root / "mobilefacenet-ncnn").embed(load_images(held, 112))
+    student /= np.linalg.norm(student, axis=1, keepdims=True)
+    target /= np.linalg.norm(target, axis=1, keepdims=True)
+    row = read_log(run)[-1]
+    assert row["val_extra_teacher_cos"] == pytest.approx(np.mean(np.sum(student * target, axis=1)), abs=1e-2)
+
+    assert _train(tiny_aligned, tmp_path / "bad1", *teacher, "--set", "data.extra_val_fraction=1.0", "--max-steps", "1") == 2
+    assert _train(tiny_aligned, tmp_path / "bad2", "--set", "data.extra_val_fraction=0.2", "--max-steps", "1") == 2
 
 
 def test_card_licence_of_distilled_runs(tmp_path):

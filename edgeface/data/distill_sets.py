@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -235,3 +236,23 @@ def extra_images(dirs, exclude_identities=()) -> tuple[list[str], dict]:
         paths += found
         counts[str(d)] = {"images": len(found), "dropped": dropped}
     return paths, counts
+
+
+def split_extra_held_out(dirs, paths, fraction: float) -> tuple[list[str], list[str], dict[str, int]]:
+    """(training paths, held-out paths, {dir: held-out count}) of extra_images' paths.
+
+    A face is held out when the hash of "<folder name>/<path inside the folder>" falls under `fraction`:
+    the choice depends on nothing but the face's own name, so every run with that folder holds out the
+    same faces, whatever else it trains on and on whichever machine.
+    """
+    roots = [(str(Path(d)), Path(d).name) for d in dirs]
+    train, held, counts = [], [], {root: 0 for root, _ in roots}
+    for p in paths:
+        root, name = next((r, n) for r, n in roots if p.startswith(r + os.sep))
+        key = f"{name}/{Path(os.path.relpath(p, root)).as_posix()}"
+        if int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) < fraction * 16 ** 8:
+            held.append(p)
+            counts[root] += 1
+        else:
+            train.append(p)
+    return train, held, counts

@@ -46,6 +46,10 @@ FACE_DEFAULTS: dict[str, dict[str, Any]] = {
         "exclude_identities": [],     # identity folders left out entirely, e.g. the CelebA people who are
                                       # LFW people (edgeface.data.hygiene.LFW_PEOPLE_IN_CELEBA)
         "extra": [],                  # label-free face folders for distillation only (edgeface.data.distill_sets)
+        "extra_val_fraction": 0.0,    # hold this share of every extra folder out of training (chosen by a hash
+                                      # of each face's folder and file name: the same faces in every run) and
+                                      # report val_extra_teacher_cos on them: a label-free validation beyond
+                                      # the identity folders' own photography (needs a teacher)
         "use_fallbacks": False,       # also train on align's centre-crop fallbacks (manifest status not ok)
         "select": "pair_acc",         # the validation metric that picks the kept epoch: pair_acc (best-threshold
                                       # pair accuracy) or teacher_cos (mean cosine to the teacher on the

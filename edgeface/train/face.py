@@ -26,7 +26,7 @@ from edgeface.train.distribute import STRATEGIES
 from edgeface.train.loop import LoopSettings, Stage, Task, Trainer, say
 
 LOG_FIELDS = ["epoch", "step", "lr", "loss", "cls_loss", "center_loss", "distill_loss", "relational_loss",
-              "train_acc", "val_acc", "val_threshold", "val_pairs", "val_teacher_cos", "images_per_s", "epoch_s"]
+              "train_acc", "val_acc", "val_threshold", "val_pairs", "val_teacher_cos", "val_extra_teacher_cos", "images_per_s", "epoch_s"]
 SELECT_METRICS = ("pair_acc", "teacher_cos")
 LOSSES = ("softmax", "center", "arcface", "cosface")
 
@@ -65,6 +65,10 @@ def check_config(cfg: dict) -> None:
         raise EdgefaceError(f"unknown data.select {d['select']!r}; choose from {', '.join(SELECT_METRICS)}")
     if d["select"] == "teacher_cos" and not tr["teacher"]:
         raise EdgefaceError("data.select = teacher_cos needs a teacher")
+    if not 0.0 <= d["extra_val_fraction"] < 1.0:
+        raise EdgefaceError(f"data.extra_val_fraction must be in [0, 1), got {d['extra_val_fraction']!r}")
+    if d["extra_val_fraction"] > 0 and not (d["extra"] and tr["teacher"]):
+        raise EdgefaceError("data.extra_val_fraction > 0 needs data.extra folders and a teacher")
     if not isinstance(d["val_identities"], list):
         raise EdgefaceError(f"data.val_identities must be a list of folder names, got {d['val_identities']!r}")
     if not isinstance(d["exclude_identities"], list):
@@ -217,8 +221,9 @@ class FaceTask(Task):
                                  checkpoint_every=tr["checkpoint_every"], keep_checkpoints=tr["keep_checkpoints"],
                                  time_limit_min=tr["time_limit_min"] or None)
         self.select_key = {"pair_acc": "val_acc", "teacher_cos": "val_teacher_cos"}[cfg["data"]["select"]]
-        self.init_val_acc = self.init_val_cos = self.teacher_val_acc = None
+        self.init_val_acc = self.init_val_cos = self.teacher_val_acc = self.init_extra_cos = None
         self.val = None
+        self.extra_val_paths: list[str] = []
 
     @property
     def select_name(self) -> str | None:
@@ -267,6 +272,16 @@ class FaceTask(Task):
 
             held_out = {folder.class_names[i] for i in np.unique(val.labels)} if val is not None else set()
             extra, self.extra_counts = extra_images(d["extra"], held_out)
+            if d["extra_val_fraction"] > 0:
+                from edgeface.data.distill_sets import split_extra_held_out
+
+                extra, self.extra_val_paths, held = split_extra_held_out(d["extra"], extra, d["extra_val_fraction"])
+                if not self.extra_val_paths:
+                    raise EdgefaceError(f"data.extra_val_fraction {d['extra_val_fraction']} holds out no face of "
+                                        f"the {len(extra)} extra faces; raise it")
+                for k, n in held.items():
+                    self.extra_counts[k]["images"] -= n
+                    self.extra_counts[k]["validation"] = n
             self.train_paths += extra
             self.train_labels = np.concatenate([self.train_labels, np.full(len(extra), -1, np.int64)])
             say(f"data.extra: {len(extra)} unlabelled faces " + ", ".join(
@@ -277,7 +292,7 @@ class FaceTask(Task):
 
     def prepare(self) -> None:
         """The teacher and its targets for every training and validation image (cached)."""
-        self.teacher, self.t_emb, self.t_emb_m, self.t_val = None, None, None, None
+        self.teacher, self.t_emb, self.t_emb_m, self.t_val, self.t_extra_val = None, None, None, None, None
         spec = self.cfg["train"]["teacher"]
         if not spec:
             return
@@ -295,6 +310,9 @@ class FaceTask(Task):
              f"cached in {cache}")
         if self.val is not None:  # the teacher_cos validation metric (never trained on)
             self.t_val, _ = teacher_embeddings(self.teacher, list(self.val.paths), cache)
+        if self.extra_val_paths:  # the held-out extra faces (never trained on)
+            self.t_extra_val, _ = teacher_embeddings(self.teacher, self.extra_val_paths, cache,
+                                                     also_from=[f for f in beside if f.is_file()])
 
     # -- models -------------------------------------------------------------------------------------
     def build(self, resume: bool, out_dir: Path) -> list[Stage]:
@@ -318,6 +336,9 @@ class FaceTask(Task):
                 raise EdgefaceError(f"data.select = teacher_cos needs the student's embedding size ({self.dim}) "
                                     f"to be the teacher's ({self.t_val.shape[1]})")
             self.t_val = None
+        if self.t_extra_val is not None and self.t_extra_val.shape[1] != self.dim:
+            raise EdgefaceError(f"data.extra_val_fraction needs the student's embedding size ({self.dim}) "
+                                f"to be the teacher's ({self.t_extra_val.shape[1]})")
         if tr["init"] and not resume:  # another run's weights (same architecture), e.g. to continue on new data
             warm_start(self.model, tr["init"], "train.init", "[model]")
             say(f"warm start from {tr['init']}")
@@ -349,7 +370,8 @@ class FaceTask(Task):
                 variables += list(extra.trainable_variables)
         self.stage = Stage("train", self.model, variables, self._epoch_dataset, self.steps_per_epoch, tr["epochs"],
                            self.cfg["optim"], max_steps=tr["max_steps"] or None)
-        self.val_ds = self._val_dataset() if self.val is not None else None
+        self.val_ds = self._val_dataset(self.val.paths) if self.val is not None else None
+        self.extra_val_ds = self._val_dataset(self.extra_val_paths) if self.extra_val_paths else None
         return [self.stage]
 
     def trackables(self) -> dict:
@@ -411,10 +433,10 @@ class FaceTask(Task):
                             d["batch_size"], training=True, augment=augment, seed=self.seed * 100_003 + epoch,
                             extra=extra, flip_flag=True, shuffle=False, drop_remainder=True)
 
-    def _val_dataset(self):
+    def _val_dataset(self, paths):
         from edgeface.data.pipeline import make_dataset
 
-        return make_dataset(self.val.paths, None, self.input_size, self.cfg["data"]["val_batch_size"],
+        return make_dataset(paths, None, self.input_size, self.cfg["data"]["val_batch_size"],
                             training=False, flip_flag=True)
 
     # -- validation -----------------------------------------------------------------------------------
@@ -422,7 +444,16 @@ class FaceTask(Task):
         if self.val_ds is None:
             return None
         acc, thr, cos = val_scores(self.model, self.val_ds, self.val_pairs, self.val_same, self.t_val)
-        return {"val_acc": acc, "val_threshold": thr, "val_pairs": len(self.val_same), "val_teacher_cos": cos}
+        return {"val_acc": acc, "val_threshold": thr, "val_pairs": len(self.val_same), "val_teacher_cos": cos,
+                "val_extra_teacher_cos": self._extra_val_cos()}
+
+    def _extra_val_cos(self) -> float | None:
+        """Mean cosine to the teacher on the held-out extra faces (data.extra_val_fraction), else None."""
+        from edgeface.optimize.distill import mean_cosine
+
+        if self.extra_val_ds is None:
+            return None
+        return mean_cosine(embed_dataset(self.model, self.extra_val_ds), self.t_extra_val)
 
     def before_training(self) -> None:
         if self.val_ds is not None and self.t_val is not None:
@@ -436,6 +467,9 @@ class FaceTask(Task):
             say(f"warm start {self.cfg['train']['init']}: val acc {self.init_val_acc:.4f}"
                  + (f", teacher cos {self.init_val_cos:.4f}" if self.init_val_cos is not None else "")
                  + " before training")
+        if self.extra_val_ds is not None and self.cfg["train"]["init"]:
+            self.init_extra_cos = self._extra_val_cos()
+            say(f"warm start: teacher cos {self.init_extra_cos:.4f} on {len(self.extra_val_paths)} held-out extra faces")
 
     def resumed(self, previous: dict) -> None:
         old_ids = previous.get("data", {}).get("train_identities_sha256")
@@ -445,6 +479,7 @@ class FaceTask(Task):
         self.init_val_acc = previous.get("init_val_acc")
         self.init_val_cos = previous.get("init_val_teacher_cos")
         self.teacher_val_acc = previous.get("teacher_val_acc")
+        self.init_extra_cos = previous.get("init_val_extra_teacher_cos")
 
     # -- the kept model and run.json ----------------------------------------------------------------
     def save(self, path: Path) -> None:
@@ -510,7 +545,8 @@ class FaceTask(Task):
                   "train_identities": self.num_classes, "train_identities_sha256": self._ids_sha(),
                   "val_images": len(self.val.paths) if self.val is not None else 0,
                   "val_identities": len(np.unique(self.val.labels)) if self.val is not None else 0,
-                  "val_pairs": int(len(self.val_same)) if self.val is not None else 0},
+                  "val_pairs": int(len(self.val_same)) if self.val is not None else 0,
+                  "extra_val_images": len(self.extra_val_paths)},
             steps_per_epoch=self.steps_per_epoch, total_steps_planned=self.stage.planned_steps(),
             model_file="model.keras",
             teacher=self.teacher.describe() if self.teacher is not None else None,
@@ -518,6 +554,7 @@ class FaceTask(Task):
             init_val_acc=self.init_val_acc,
             init_val_teacher_cos=self.init_val_cos,
             teacher_val_acc=self.teacher_val_acc,
+            init_val_extra_teacher_cos=self.init_extra_cos,
         )
 
 
