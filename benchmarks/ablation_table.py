@@ -35,6 +35,8 @@ def run_row(run: Path) -> dict:
         "init_val_acc": info.get("init_val_acc"), "init_val_teacher_cos": info.get("init_val_teacher_cos"),
         "val_acc": float(end["val_acc"]) if end.get("val_acc") else None,
         "val_teacher_cos": float(end["val_teacher_cos"]) if end.get("val_teacher_cos") else None,
+        "init_val_extra_teacher_cos": info.get("init_val_extra_teacher_cos"),
+        "val_extra_teacher_cos": float(end["val_extra_teacher_cos"]) if end.get("val_extra_teacher_cos") else None,
         "train_distill_loss": float(end["distill_loss"]) if end.get("distill_loss") else None,
         "wall_s": info.get("wall_time_s"),
         "images_per_s": float(end["images_per_s"]) if end.get("images_per_s") else None,
@@ -54,14 +56,18 @@ def main(argv=None) -> int:
     if not runs:
         raise EdgefaceError(f"no run folders with a run.json under {a.root}")
     rows = [run_row(r) for r in runs]
+    extra_val = any(r["val_extra_teacher_cos"] is not None for r in rows)  # runs with data.extra_val_fraction
     print("| run | extra sets (images) | train images | steps | val pair acc (warm start -> end) "
-          "| val teacher cos (warm start -> end) | train 1 - cos | wall s | status |")
-    print("|---|---|---:|---:|---|---|---:|---:|---|")
+          "| val teacher cos (warm start -> end) | " + ("held-out extra faces' teacher cos (warm start -> end) | " if extra_val else "")
+          + "train 1 - cos | wall s | status |")
+    print("|---|---|---:|---:|---|---|" + ("---|" if extra_val else "") + "---:|---:|---|")
     for r in rows:
         sets = ", ".join(f"{k} {v:,}" for k, v in r["extra_sets"].items())
         print(f"| {r['run']} | {sets or 'none'} | {r['train_images'] or 0:,} | {r['steps']} "
               f"| {fmt(r['init_val_acc'])} -> {fmt(r['val_acc'])} | {fmt(r['init_val_teacher_cos'])} -> "
-              f"{fmt(r['val_teacher_cos'])} | {fmt(r['train_distill_loss'])} | {fmt(r['wall_s'], ',.0f')} "
+              f"{fmt(r['val_teacher_cos'])} | "
+              + (f"{fmt(r['init_val_extra_teacher_cos'])} -> {fmt(r['val_extra_teacher_cos'])} | " if extra_val else "")
+              + f"{fmt(r['train_distill_loss'])} | {fmt(r['wall_s'], ',.0f')} "
               f"| {r['status']} |")
     if a.json:
         from edgeface.utils.io import write_json_atomic
