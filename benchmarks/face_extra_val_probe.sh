@@ -8,7 +8,7 @@ source "$(dirname "$0")/../recipes/lib.sh"
 ALL="[\"$CLEAN/utkface\", \"$CLEAN/all_age_faces\", \"$CLEAN/scut_fbp5500\"]"
 for lr in 3e-5 3e-4; do
   run=runs/xval/micro_all_lr$lr
-  if "$PY" -c 'import json,sys; sys.exit(json.load(open(sys.argv[1])).get("status") != "done")' "$run/run.json" 2>/dev/null; then continue; fi
+  run_done "$run" && continue
   resume=(); [ -f "$run/config.toml" ] && resume=(--resume)
   step "xval arm lr $lr"
   "$EF" train face --data cache/celeba/views8 --out "$run" --config recipes/configs/face_micro_real.toml \

@@ -24,9 +24,7 @@ ARMS=(views utk aaf scut all all_rel)
 for arm in "${ARMS[@]}"; do
   [ -n "${EXTRA[$arm]:-}" ] || { echo "unknown arm $arm (one of: ${!EXTRA[*]})" >&2; exit 2; }
   run="$OUT/micro_$arm"
-  if "$PY" -c 'import json,sys; sys.exit(json.load(open(sys.argv[1])).get("status") != "done")' "$run/run.json" 2>/dev/null; then
-    continue
-  fi
+  run_done "$run" && continue
   resume=(); [ -f "$run/config.toml" ] && resume=(--resume)
   rel=0.0; [ "$arm" = all_rel ] && rel=10.0  # ~0.2 of loss at batch cos gaps of ~0.15: the size of the cosine term
   step "ablation arm $arm"

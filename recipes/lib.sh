@@ -53,13 +53,16 @@ real_faces() {  # the 39,207 cleaned public real faces with their teacher target
   [ -f "$CLEAN/teacher_scut_fbp5500.npz" ] || DATA_OUT="$(dirname "$CLEAN")" bash benchmarks/rebuild_data.sh
 }
 
+run_done() {  # RUN_DIR: true when the training run there has finished (its run.json says "done")
+  "$PY" -c 'import json,sys; sys.exit(json.load(open(sys.argv[1])).get("status") != "done")' "$1/run.json" 2>/dev/null
+}
+
 train_run() {  # CONFIG: train runs/CONFIG with recipes/configs/CONFIG.toml (else the package config of
   # that name) on the 8-view CelebA set, resuming if the run exists; a finished run is kept
   local config=$1 resume=() file=recipes/configs/$1.toml
   [ -f "$file" ] || file=$1
   step "train runs/$config"
-  if "$PY" -c 'import json,sys; sys.exit(json.load(open(sys.argv[1])).get("status") != "done")' \
-      "runs/$config/run.json" 2>/dev/null; then return; fi
+  if run_done "runs/$config"; then return; fi
   if [ -f "runs/$config/config.toml" ]; then resume=(--resume); fi
   nice -n 5 "$EF" train face --data cache/celeba/views8 --out "runs/$config" --config "$file" "${resume[@]}"
 }

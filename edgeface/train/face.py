@@ -303,16 +303,16 @@ class FaceTask(Task):
         self.teacher = load_teacher(spec)
         # One per-path store per teacher: any run (any split, any data) reuses what was computed.
         cache = cache_dir() / "teacher_embeddings" / f"{self.teacher.name}_{self.teacher.sha256[:12]}.npz"
-        beside = [set_cache(Path(d).parent, Path(d).name) for d in self.cfg["data"]["extra"]]
+        beside = [f for f in (set_cache(Path(d).parent, Path(d).name) for d in self.cfg["data"]["extra"]) if f.is_file()]
         self.t_emb, self.t_emb_m = teacher_embeddings(self.teacher, self.train_paths, cache,
-                                                      also_from=[f for f in beside if f.is_file()])
+                                                      also_from=beside)
         say(f"teacher {self.teacher.name} ({self.teacher.dim}-d): embeddings for {len(self.train_paths)} images "
              f"cached in {cache}")
         if self.val is not None:  # the teacher_cos validation metric (never trained on)
             self.t_val, _ = teacher_embeddings(self.teacher, list(self.val.paths), cache)
         if self.extra_val_paths:  # the held-out extra faces (never trained on)
             self.t_extra_val, _ = teacher_embeddings(self.teacher, self.extra_val_paths, cache,
-                                                     also_from=[f for f in beside if f.is_file()])
+                                                     also_from=beside)
 
     # -- models -------------------------------------------------------------------------------------
     def build(self, resume: bool, out_dir: Path) -> list[Stage]:
