@@ -9,6 +9,10 @@ For every model and every source: the mean cosine of its flip-TTA embedding to t
 row is the 13 held-out people the shipped MobileNetV2 students never trained on; the other rows are a
 seeded sample of each cleaned real-face set (faces those students never saw either). A student that is
 close to its teacher on CelebA and far on the others has learnt CelebA's photos, not faces. No LFW.
+
+--held-out F draws from the faces `data.extra_val_fraction = F` keeps out of training (the same name hash),
+so models trained on the rest of a set can be compared on faces none of them saw (round 9). The last row is
+the mean over the sources, each weighing the same.
 """
 import argparse
 import sys
@@ -27,9 +31,12 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="NAME=DIR",
                     help="a cleaned face set (teacher_<NAME>.npz beside it serves the teacher's embeddings)")
     ap.add_argument("--sample", type=int, default=1000, help="faces drawn from each set (seed 0)")
+    ap.add_argument("--held-out", type=float, metavar="F",
+                    help="draw only from the faces data.extra_val_fraction = F holds out of training")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     from edgeface.bench.embed import embed_paths
+    from edgeface.data.distill_sets import split_extra_held_out
     from edgeface.utils.images import is_image_name
     from edgeface.data.hygiene import CELEBA_STUDENT_VAL, LFW_PEOPLE_IN_CELEBA
     from edgeface.optimize.compress import load_faces_split
@@ -52,8 +59,12 @@ def main(argv=None) -> int:
         if not name or not folder.is_dir():
             raise EdgefaceError(f"--set wants NAME=DIR of an existing folder, got {spec!r}")
         paths = sorted(str(p) for p in folder.rglob("*") if p.is_file() and is_image_name(p.name))
+        if a.held_out is not None:
+            if not 0 < a.held_out < 1:
+                raise EdgefaceError(f"--held-out must be in (0, 1), got {a.held_out}")
+            paths = split_extra_held_out([folder], paths, a.held_out)[1]
         if not paths:
-            raise EdgefaceError(f"no images under {folder}")
+            raise EdgefaceError(f"no images under {folder}" + (" held out" if a.held_out is not None else ""))
         rng = np.random.default_rng(0)
         pick = sorted(rng.choice(len(paths), min(a.sample, len(paths)), replace=False))
         cache = folder.parent / f"teacher_{name}.npz"
@@ -62,22 +73,25 @@ def main(argv=None) -> int:
         raise EdgefaceError("give --celeba and/or --set NAME=DIR")
 
     teacher = load_teacher(a.teacher)
+    stems = [Path(m).stem for m in a.models]
+    names = stems if len(set(stems)) == len(stems) else list(a.models)  # a candidate may share the shipped name
     rows = []
     for name, (paths, caches) in sources.items():
         t, tm = teacher_embeddings(teacher, paths, None, also_from=caches)
         ref = l2_normalize(t + tm)
         row = {"source": name, "faces": len(paths)}
-        for m in a.models:
+        for m, n in zip(a.models, names):
             e = embed_paths(m, [Path(p) for p in paths], threads=2)
-            row[Path(m).stem] = float(np.mean(np.sum(e * ref, axis=1)))
+            row[n] = float(np.mean(np.sum(e * ref, axis=1)))
         rows.append(row)
-    names = [Path(m).stem for m in a.models]
+    rows.append({"source": "mean over sources", "faces": sum(r["faces"] for r in rows),
+                 **{n: float(np.mean([r[n] for r in rows])) for n in names}})
     print("| source | faces | " + " | ".join(names) + " |")
     print("|---|---:|" + "---:|" * len(names))
     for r in rows:
         print(f"| {r['source']} | {r['faces']:,} | " + " | ".join(f"{r[n]:.4f}" for n in names) + " |")
     if a.json:
-        write_json_atomic(a.json, {"teacher": a.teacher, "sample": a.sample, "rows": rows})
+        write_json_atomic(a.json, {"teacher": a.teacher, "sample": a.sample, "held_out": a.held_out, "rows": rows})
     return 0
 
 

@@ -201,7 +201,7 @@ def test_extra_val_fraction_holds_faces_out_and_scores_them(tiny_aligned, tmp_pa
                "--set", "model.embedding_dim=128", "--set", f"data.extra=['{morphs}']"]
     run = tmp_path / "xval"
     assert _train(tiny_aligned, run, *teacher, "--set", "data.extra_val_fraction=0.4", "--batch-size", "8",
-                  "--max-steps", "2") == 0
+                  "--set", "data.select=teacher_cos_both", "--max-steps", "2") == 0
     info = json.loads((run / "run.json").read_text())
     counts = info["data"]["extra"][str(morphs)]
     held_n = info["data"]["extra_val_images"]
@@ -230,9 +230,15 @@ def test_extra_val_fraction_holds_faces_out_and_scores_them(tiny_aligned, tmp_pa
     target /= np.linalg.norm(target, axis=1, keepdims=True)
     row = read_log(run)[-1]
     assert row["val_extra_teacher_cos"] == pytest.approx(np.mean(np.sum(student * target, axis=1)), abs=1e-2)
+    # data.select = teacher_cos_both keeps the epoch by the mean of the two validation cosines
+    both = (row["val_teacher_cos"] + row["val_extra_teacher_cos"]) / 2
+    assert row["val_both_teacher_cos"] == pytest.approx(both, abs=2e-6)  # log.csv keeps 6 digits
+    assert info["best"]["metric"] == "val_both_teacher_cosine"
+    assert info["best"]["value"] == pytest.approx(both, abs=2e-6)
 
     assert _train(tiny_aligned, tmp_path / "bad1", *teacher, "--set", "data.extra_val_fraction=1.0", "--max-steps", "1") == 2
     assert _train(tiny_aligned, tmp_path / "bad2", "--set", "data.extra_val_fraction=0.2", "--max-steps", "1") == 2
+    assert _train(tiny_aligned, tmp_path / "bad3", *teacher, "--set", "data.select=teacher_cos_both", "--max-steps", "1") == 2
 
 
 def test_card_licence_of_distilled_runs(tmp_path):

@@ -26,8 +26,13 @@ from edgeface.train.distribute import STRATEGIES
 from edgeface.train.loop import LoopSettings, Stage, Task, Trainer, say
 
 LOG_FIELDS = ["epoch", "step", "lr", "loss", "cls_loss", "center_loss", "distill_loss", "relational_loss",
-              "train_acc", "val_acc", "val_threshold", "val_pairs", "val_teacher_cos", "val_extra_teacher_cos", "images_per_s", "epoch_s"]
-SELECT_METRICS = ("pair_acc", "teacher_cos")
+              "train_acc", "val_acc", "val_threshold", "val_pairs", "val_teacher_cos", "val_extra_teacher_cos", "val_both_teacher_cos", "images_per_s", "epoch_s"]
+# data.select -> the validate() key that keeps the best epoch, and its name in run.json
+SELECT_METRICS = {"pair_acc": ("val_acc", "val_pair_accuracy"),
+                  "teacher_cos": ("val_teacher_cos", "val_teacher_cosine"),
+                  # the mean of the two cosines: the held-out people's photos and the held-out extra faces
+                  # weigh the same, so neither domain alone picks the epoch (benchmarks/face_models.md, round 9)
+                  "teacher_cos_both": ("val_both_teacher_cos", "val_both_teacher_cosine")}
 LOSSES = ("softmax", "center", "arcface", "cosface")
 
 # (section, key, smallest allowed value): integers that divide, count or size something
@@ -63,8 +68,10 @@ def check_config(cfg: dict) -> None:
         raise EdgefaceError("loss.relational_weight > 0 needs a --teacher")
     if d["select"] not in SELECT_METRICS:
         raise EdgefaceError(f"unknown data.select {d['select']!r}; choose from {', '.join(SELECT_METRICS)}")
-    if d["select"] == "teacher_cos" and not tr["teacher"]:
-        raise EdgefaceError("data.select = teacher_cos needs a teacher")
+    if d["select"] in ("teacher_cos", "teacher_cos_both") and not tr["teacher"]:
+        raise EdgefaceError(f"data.select = {d['select']} needs a teacher")
+    if d["select"] == "teacher_cos_both" and not d["extra_val_fraction"] > 0:
+        raise EdgefaceError("data.select = teacher_cos_both needs data.extra_val_fraction > 0")
     if not 0.0 <= d["extra_val_fraction"] < 1.0:
         raise EdgefaceError(f"data.extra_val_fraction must be in [0, 1), got {d['extra_val_fraction']!r}")
     if d["extra_val_fraction"] > 0 and not (d["extra"] and tr["teacher"]):
@@ -220,7 +227,7 @@ class FaceTask(Task):
                                  patience=tr["patience"], log_every=tr["log_every"],
                                  checkpoint_every=tr["checkpoint_every"], keep_checkpoints=tr["keep_checkpoints"],
                                  time_limit_min=tr["time_limit_min"] or None)
-        self.select_key = {"pair_acc": "val_acc", "teacher_cos": "val_teacher_cos"}[cfg["data"]["select"]]
+        self.select_key = SELECT_METRICS[cfg["data"]["select"]][0]
         self.init_val_acc = self.init_val_cos = self.teacher_val_acc = self.init_extra_cos = None
         self.val = None
         self.extra_val_paths: list[str] = []
@@ -229,7 +236,7 @@ class FaceTask(Task):
     def select_name(self) -> str | None:
         if self.val is None:
             return None
-        return {"val_acc": "val_pair_accuracy", "val_teacher_cos": "val_teacher_cosine"}[self.select_key]
+        return SELECT_METRICS[self.cfg["data"]["select"]][1]
 
     # -- data (TF-free) --------------------------------------------------------------------------
     def load_data(self) -> None:
@@ -332,8 +339,8 @@ class FaceTask(Task):
         self.dim = int(self.model.output_shape[-1])
         say(describe(self.model))
         if self.t_val is not None and self.t_val.shape[1] != self.dim:  # a projection head: no direct cosine
-            if self.cfg["data"]["select"] == "teacher_cos":
-                raise EdgefaceError(f"data.select = teacher_cos needs the student's embedding size ({self.dim}) "
+            if self.cfg["data"]["select"] in ("teacher_cos", "teacher_cos_both"):
+                raise EdgefaceError(f"data.select = {self.cfg['data']['select']} needs the student's embedding size ({self.dim}) "
                                     f"to be the teacher's ({self.t_val.shape[1]})")
             self.t_val = None
         if self.t_extra_val is not None and self.t_extra_val.shape[1] != self.dim:
@@ -444,8 +451,10 @@ class FaceTask(Task):
         if self.val_ds is None:
             return None
         acc, thr, cos = val_scores(self.model, self.val_ds, self.val_pairs, self.val_same, self.t_val)
+        extra_cos = self._extra_val_cos()
+        both = (cos + extra_cos) / 2 if cos is not None and extra_cos is not None else None
         return {"val_acc": acc, "val_threshold": thr, "val_pairs": len(self.val_same), "val_teacher_cos": cos,
-                "val_extra_teacher_cos": self._extra_val_cos()}
+                "val_extra_teacher_cos": extra_cos, "val_both_teacher_cos": both}
 
     def _extra_val_cos(self) -> float | None:
         """Mean cosine to the teacher on the held-out extra faces (data.extra_val_fraction), else None."""

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Issue 15, round 9 (benchmarks/face_models.md): convert the round-9 students (calibration: CelebA crops of their
+# training people only) and measure what the shipping rule fixed before the runs reads, beside the shipped files:
+# cosine to the teacher on the held-out real faces and the 13 CelebA people, and pair accuracy on those people.
+# No LFW here. Usage: bash benchmarks/round9_select.sh mnv2|micro
+set -euo pipefail
+source "$(dirname "$0")/../recipes/lib.sh"
+tier=${1:?usage: round9_select.sh mnv2|micro}
+run=runs/round9/$tier OUT=runs/round9/$tier/models RES=benchmarks/results/face_round9
+run_done "$run" || { echo "round9_select: $run has not finished (bash benchmarks/train_face_round9.sh $tier)" >&2; exit 2; }
+calib=cache/celeba/calib_train_people
+[ -d "$calib" ] || "$PY" - "$calib" <<'PY'
+import os, sys
+from pathlib import Path
+from edgeface.data.hygiene import CELEBA_STUDENT_VAL, LFW_PEOPLE_IN_CELEBA
+src, out = Path("cache/celeba/arcface112").resolve(), Path(sys.argv[1])
+tmp = out.with_name(out.name + ".tmp")
+for person in sorted(p for p in src.iterdir() if p.is_dir() and p.name not in CELEBA_STUDENT_VAL + LFW_PEOPLE_IN_CELEBA):
+    (tmp / person.name).mkdir(parents=True, exist_ok=True)
+    for f in person.iterdir():
+        if not (tmp / person.name / f.name).exists():
+            os.symlink(f, tmp / person.name / f.name)
+tmp.rename(out)
+PY
+step "convert $run"
+case $tier in
+  mnv2) name=edgeface_face_mnv2
+        [ -f "$OUT/${name}_int8.tflite" ] || "$EF" convert "$run" --out "$OUT" --name $name --dtypes float32,float16,int8 --calib "$calib" ;;
+  micro) name=edgeface_face_micro
+        [ -f "$OUT/${name}_int8.tflite" ] || "$EF" convert "$run" --out "$OUT" --name $name --dtypes int8 --budget 300000 --calib "$calib" --c-array ;;
+esac
+mkdir -p "$RES"
+step "held-out real faces + the 13 CelebA people: cosine to the teacher"
+"$PY" benchmarks/domain_gap.py "models/${name}_int8.tflite" "$OUT/${name}_int8.tflite" --teacher "$TEACHER" \
+  --celeba cache/celeba/arcface112 --set "utkface=$CLEAN/utkface" --set "all_age_faces=$CLEAN/all_age_faces" \
+  --set "scut_fbp5500=$CLEAN/scut_fbp5500" --held-out 0.08 --sample 100000 --json "$RES/${tier}_domain_gap.json"
+step "the 13 CelebA people: pair accuracy"
+"$PY" benchmarks/select_face_model.py cache/celeba/arcface112 "models/${name}_int8.tflite" "$OUT/${name}_int8.tflite" \
+  --teacher "$TEACHER" --val-identities students --json "$RES/${tier}_selection.json"
+"$PY" benchmarks/round9_rule.py "$RES/${tier}_domain_gap.json" "$RES/${tier}_selection.json" \
+  --shipped "models/${name}_int8.tflite" --candidate "$OUT/${name}_int8.tflite" --json "$RES/${tier}_verdict.json"
