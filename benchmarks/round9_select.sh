@@ -2,11 +2,12 @@
 # Issue 15, round 9 (benchmarks/face_models.md): convert the round-9 students (calibration: CelebA crops of their
 # training people only) and measure what the shipping rule fixed before the runs reads, beside the shipped files:
 # cosine to the teacher on the held-out real faces and the 13 CelebA people, and pair accuracy on those people.
-# No LFW here. Usage: bash benchmarks/round9_select.sh mnv2|micro
+# No LFW here. Usage: bash benchmarks/round9_select.sh mnv2|micro [RUN_DIR]  (default runs/round9/TIER)
 set -euo pipefail
 source "$(dirname "$0")/../recipes/lib.sh"
 tier=${1:?usage: round9_select.sh mnv2|micro}
-run=runs/round9/$tier OUT=runs/round9/$tier/models RES=benchmarks/results/face_round9
+run=${2:-runs/round9/$tier}
+OUT=$run/models RES=benchmarks/results/face_round9/$(basename "$run")
 run_done "$run" || { echo "round9_select: $run has not finished (bash benchmarks/train_face_round9.sh $tier)" >&2; exit 2; }
 calib=cache/celeba/calib_train_people
 [ -d "$calib" ] || "$PY" - "$calib" <<'PY'
@@ -33,9 +34,16 @@ mkdir -p "$RES"
 step "held-out real faces + the 13 CelebA people: cosine to the teacher"
 "$PY" benchmarks/domain_gap.py "models/${name}_int8.tflite" "$OUT/${name}_int8.tflite" --teacher "$TEACHER" \
   --celeba cache/celeba/arcface112 --set "utkface=$CLEAN/utkface" --set "all_age_faces=$CLEAN/all_age_faces" \
-  --set "scut_fbp5500=$CLEAN/scut_fbp5500" --held-out 0.08 --sample 100000 --json "$RES/${tier}_domain_gap.json"
+  --set "scut_fbp5500=$CLEAN/scut_fbp5500" --held-out 0.08 --sample 100000 --json "$RES/domain_gap.json"
 step "the 13 CelebA people: pair accuracy"
 "$PY" benchmarks/select_face_model.py cache/celeba/arcface112 "models/${name}_int8.tflite" "$OUT/${name}_int8.tflite" \
-  --teacher "$TEACHER" --val-identities students --json "$RES/${tier}_selection.json"
-"$PY" benchmarks/round9_rule.py "$RES/${tier}_domain_gap.json" "$RES/${tier}_selection.json" \
-  --shipped "models/${name}_int8.tflite" --candidate "$OUT/${name}_int8.tflite" --json "$RES/${tier}_verdict.json"
+  --teacher "$TEACHER" --val-identities students --json "$RES/selection.json"
+"$PY" benchmarks/round9_rule.py "$RES/domain_gap.json" "$RES/selection.json" \
+  --shipped "models/${name}_int8.tflite" --candidate "$OUT/${name}_int8.tflite" --json "$RES/verdict.json"
+# LFW only after the choice, as the report, and only for a candidate that ships
+if "$PY" -c 'import json,sys; sys.exit(not json.load(open(sys.argv[1]))["ships"])' "$RES/verdict.json"; then
+  step "LFW View 2 (the report): $OUT"
+  "$EF" bench "$OUT"/${name}_*.tflite --lfw "$LFW" --pairs "$DATA/lfw/pairs.txt" \
+    --json "$RES/lfw.json" --markdown "$RES/lfw.md"
+  ship_note "$OUT" "$name"
+fi

@@ -62,7 +62,7 @@ def face(data_dir, run_dir, config_file, sets, resume, max_steps, epochs, seed, 
     require_options(data_dir, run_dir)
     info = train_face(data_dir, run_dir, cfg, resume=resume)
     best = info["best"]
-    name = {"val_teacher_cosine": "val teacher cosine"}.get(best["metric"], "val pair accuracy")
+    name = (best["metric"] or "").replace("_", " ")  # e.g. "val both teacher cosine"
     metric = f"best {name} {best['value']:.4f} (epoch {best['epoch']})" if best["value"] is not None \
         else "no validation split"
     click.echo(f"{run_dir}: {info['steps']} steps, {info['epochs_done']} epochs ({info['stop_reason']}), {metric}, "
