@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 15, round 9 (benchmarks/face_models.md): convert the round-9 students (calibration: CelebA crops of their
-# training people only) and measure what the shipping rule fixed before the runs reads, beside the shipped files:
+# training people only) and measure what the shipping rule fixed before the runs reads, beside round 4's (shipped until round 9):
 # cosine to the teacher on the held-out real faces and the 13 CelebA people, and pair accuracy on those people.
 # No LFW here. Usage: bash benchmarks/round9_select.sh mnv2|micro [RUN_DIR]  (default runs/round9/TIER)
 set -euo pipefail
@@ -9,20 +9,8 @@ tier=${1:?usage: round9_select.sh mnv2|micro}
 run=${2:-runs/round9/$tier}
 OUT=$run/models RES=benchmarks/results/face_round9/$(basename "$run")
 run_done "$run" || { echo "round9_select: $run has not finished (bash benchmarks/train_face_round9.sh $tier)" >&2; exit 2; }
+calib_train_people
 calib=cache/celeba/calib_train_people
-[ -d "$calib" ] || "$PY" - "$calib" <<'PY'
-import os, sys
-from pathlib import Path
-from edgeface.data.hygiene import CELEBA_STUDENT_VAL, LFW_PEOPLE_IN_CELEBA
-src, out = Path("cache/celeba/arcface112").resolve(), Path(sys.argv[1])
-tmp = out.with_name(out.name + ".tmp")
-for person in sorted(p for p in src.iterdir() if p.is_dir() and p.name not in CELEBA_STUDENT_VAL + LFW_PEOPLE_IN_CELEBA):
-    (tmp / person.name).mkdir(parents=True, exist_ok=True)
-    for f in person.iterdir():
-        if not (tmp / person.name / f.name).exists():
-            os.symlink(f, tmp / person.name / f.name)
-tmp.rename(out)
-PY
 step "convert $run"
 case $tier in
   mnv2) name=edgeface_face_mnv2
@@ -31,15 +19,16 @@ case $tier in
         [ -f "$OUT/${name}_int8.tflite" ] || "$EF" convert "$run" --out "$OUT" --name $name --dtypes int8 --budget 300000 --calib "$calib" --c-array ;;
 esac
 mkdir -p "$RES"
+shipped=$(round4_file ${name}_int8.tflite)  # what the candidate must beat: round 4's file
 step "held-out real faces + the 13 CelebA people: cosine to the teacher"
-"$PY" benchmarks/domain_gap.py "models/${name}_int8.tflite" "$OUT/${name}_int8.tflite" --teacher "$TEACHER" \
+"$PY" benchmarks/domain_gap.py "$shipped" "$OUT/${name}_int8.tflite" --teacher "$TEACHER" \
   --celeba cache/celeba/arcface112 --set "utkface=$CLEAN/utkface" --set "all_age_faces=$CLEAN/all_age_faces" \
   --set "scut_fbp5500=$CLEAN/scut_fbp5500" --held-out 0.08 --sample 100000 --json "$RES/domain_gap.json"
 step "the 13 CelebA people: pair accuracy"
-"$PY" benchmarks/select_face_model.py cache/celeba/arcface112 "models/${name}_int8.tflite" "$OUT/${name}_int8.tflite" \
+"$PY" benchmarks/select_face_model.py cache/celeba/arcface112 "$shipped" "$OUT/${name}_int8.tflite" \
   --teacher "$TEACHER" --val-identities students --json "$RES/selection.json"
 "$PY" benchmarks/round9_rule.py "$RES/domain_gap.json" "$RES/selection.json" \
-  --shipped "models/${name}_int8.tflite" --candidate "$OUT/${name}_int8.tflite" --json "$RES/verdict.json"
+  --shipped "$shipped" --candidate "$OUT/${name}_int8.tflite" --json "$RES/verdict.json"
 # LFW only after the choice, as the report, and only for a candidate that ships
 if "$PY" -c 'import json,sys; sys.exit(not json.load(open(sys.argv[1]))["ships"])' "$RES/verdict.json"; then
   step "LFW View 2 (the report): $OUT"

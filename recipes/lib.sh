@@ -53,6 +53,48 @@ real_faces() {  # the 39,207 cleaned public real faces with their teacher target
   [ -f "$CLEAN/teacher_scut_fbp5500.npz" ] || DATA_OUT="$(dirname "$CLEAN")" bash benchmarks/rebuild_data.sh
 }
 
+calib_train_people() {  # cache/celeba/calib_train_people: the aligned CelebA crops of the students' training
+  # people only (not their 13 validation people, not CelebA's four LFW people), as symlinks: int8 calibration
+  # faces that the shipping choice never scores
+  [ -d cache/celeba/calib_train_people ] && return
+  "$PY" - <<'PY'
+import os
+from pathlib import Path
+from edgeface.data.hygiene import CELEBA_STUDENT_VAL, LFW_PEOPLE_IN_CELEBA
+src, out = Path("cache/celeba/arcface112").resolve(), Path("cache/celeba/calib_train_people")
+tmp = out.with_name(out.name + ".tmp")
+for person in sorted(p for p in src.iterdir() if p.is_dir() and p.name not in CELEBA_STUDENT_VAL + LFW_PEOPLE_IN_CELEBA):
+    (tmp / person.name).mkdir(parents=True, exist_ok=True)
+    for f in person.iterdir():
+        if not (tmp / person.name / f.name).exists():
+            os.symlink(f, tmp / person.name / f.name)
+tmp.rename(out)
+PY
+}
+
+round4_file() {  # FILE: prints the path of models/FILE as round 4 shipped it (commit fe9d94c), extracted once
+  local f=cache/round4/$1
+  [ -f "$f" ] || { mkdir -p cache/round4 && git show "fe9d94c:models/$1" > "$f.tmp" && mv "$f.tmp" "$f"; }
+  echo "$f"
+}
+
+real_distill() {  # TIER INIT_TFLITE PEAK_LR EPOCHS RUN [RECOVERED]: round 9 (face_models.md): the student
+  # recovered from INIT_TFLITE into RECOVERED (default runs/recovered/TIER), distilled on the CelebA views + the
+  # real faces with 8% of those held out, frozen BatchNorm, relational term 10, the epoch kept by the mean of
+  # both validation cosines; resumes, keeps a finished run
+  local tier=$1 init=$2 lr=$3 epochs=$4 run=$5 rec=${6:-runs/recovered/$1} resume=()
+  real_faces
+  [ -f "$rec/model.keras" ] || "$EF" import "$init" --out "$rec"
+  run_done "$run" && return
+  [ -f "$run/config.toml" ] && resume=(--resume)
+  step "real-face distillation: $tier, $epochs epochs, peak lr $lr -> $run"
+  nice -n 5 "$EF" train face --data cache/celeba/views8 --out "$run" --config "recipes/configs/face_${tier}_real.toml" \
+    --set train.init="$rec/model.keras" --set "data.extra=[\"$CLEAN/utkface\", \"$CLEAN/all_age_faces\", \"$CLEAN/scut_fbp5500\"]" \
+    --set data.extra_val_fraction=0.08 --set data.select=teacher_cos_both --set train.freeze_bn=true \
+    --set optim.lr="$lr" --set optim.min_lr=1e-6 --set optim.warmup_epochs=0.0 --set loss.relational_weight=10.0 \
+    --epochs "$epochs" "${resume[@]}"
+}
+
 run_done() {  # RUN_DIR: true when the training run there has finished (its run.json says "done")
   "$PY" -c 'import json,sys; sys.exit(json.load(open(sys.argv[1])).get("status") != "done")' "$1/run.json" 2>/dev/null
 }
