@@ -15,4 +15,4 @@ esac
 lr=${2:-3e-4} epochs=${3:-4}
 run=runs/round9/$tier
 [ "$lr/$epochs" = 3e-4/4 ] || run=runs/round9/${tier}_lr${lr}_e$epochs
-real_distill "$tier" "$(round4_file $file)" "$lr" "$epochs" "$run"  # round 4's file, whatever models/ holds now
+real_distill "$tier" "$(shipped_at fe9d94c $file)" "$lr" "$epochs" "$run"  # round 4's file, whatever models/ holds now

@@ -72,9 +72,10 @@ tmp.rename(out)
 PY
 }
 
-round4_file() {  # FILE: prints the path of models/FILE as round 4 shipped it (commit fe9d94c), extracted once
-  local f=cache/round4/$1
-  [ -f "$f" ] || { mkdir -p cache/round4 && git show "fe9d94c:models/$1" > "$f.tmp" && mv "$f.tmp" "$f"; }
+shipped_at() {  # COMMIT FILE: prints the path of models/FILE as COMMIT shipped it, extracted once (round 4's
+  # students: fe9d94c; round 9's: 891e055)
+  local f=cache/shipped_at/$1/$2
+  [ -f "$f" ] || { mkdir -p "$(dirname "$f")" && git show "$1:models/$2" > "$f.tmp" && mv "$f.tmp" "$f"; }
   echo "$f"
 }
 
