@@ -72,10 +72,12 @@ tmp.rename(out)
 PY
 }
 
-shipped_at() {  # COMMIT FILE: prints the path of models/FILE as COMMIT shipped it, extracted once (round 4's
-  # students: fe9d94c; round 9's: 891e055)
-  local f=cache/shipped_at/$1/$2
-  [ -f "$f" ] || { mkdir -p "$(dirname "$f")" && git show "$1:models/$2" > "$f.tmp" && mv "$f.tmp" "$f"; }
+shipped_at() {  # COMMIT FILE: prints the path of models/FILE as COMMIT shipped it, with its model card,
+  # extracted once (round 4's students: fe9d94c; round 9's: 891e055)
+  local f=cache/shipped_at/$1/$2 card=${2%.tflite}.json
+  mkdir -p "$(dirname "$f")"
+  [ -f "${f%.tflite}.json" ] || { git show "$1:models/$card" > "$f.json.tmp" && mv "$f.json.tmp" "${f%.tflite}.json"; }
+  [ -f "$f" ] || { git show "$1:models/$2" > "$f.tmp" && mv "$f.tmp" "$f"; }
   echo "$f"
 }
 
