@@ -54,7 +54,9 @@ FACE_DEFAULTS: dict[str, dict[str, Any]] = {
         "select": "pair_acc",         # the validation metric that picks the kept epoch: pair_acc (best-threshold
                                       # pair accuracy) or teacher_cos (mean cosine to the teacher on the
                                       # validation images; label-free, and it does not saturate at the teacher's
-                                      # own pair accuracy as pair_acc does for a near-teacher student)
+                                      # own pair accuracy as pair_acc does for a near-teacher student) or
+                                      # teacher_cos_both (its mean with the same cosine on the held-out extra
+                                      # faces; needs extra_val_fraction > 0)
     },
     "loss": {
         "name": "arcface",            # softmax | center | arcface | cosface
