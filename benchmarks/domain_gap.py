@@ -35,6 +35,8 @@ def main(argv=None) -> int:
                     help="draw only from the faces data.extra_val_fraction = F holds out of training")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
+    if a.held_out is not None and not 0 < a.held_out < 1:
+        raise EdgefaceError(f"--held-out must be in (0, 1), got {a.held_out}")
     from edgeface.bench.embed import embed_paths
     from edgeface.data.distill_sets import split_extra_held_out
     from edgeface.utils.images import is_image_name
@@ -60,8 +62,6 @@ def main(argv=None) -> int:
             raise EdgefaceError(f"--set wants NAME=DIR of an existing folder, got {spec!r}")
         paths = sorted(str(p) for p in folder.rglob("*") if p.is_file() and is_image_name(p.name))
         if a.held_out is not None:
-            if not 0 < a.held_out < 1:
-                raise EdgefaceError(f"--held-out must be in (0, 1), got {a.held_out}")
             paths = split_extra_held_out([folder], paths, a.held_out)[1]
         if not paths:
             raise EdgefaceError(f"no images under {folder}" + (" held out" if a.held_out is not None else ""))

@@ -10,15 +10,8 @@ tier=${1:?usage: round9_select.sh mnv2|micro}
 run=${2:-runs/round9/$tier}
 OUT=$run/models RES=benchmarks/results/face_$(basename "$(dirname "$run")")/$(basename "$run")  # runs/round9/X: face_round9/X
 run_done "$run" || { echo "round9_select: $run has not finished (bash benchmarks/train_face_round9.sh $tier)" >&2; exit 2; }
-calib_train_people
-calib=cache/celeba/calib_train_people
-step "convert $run"
-case $tier in
-  mnv2) name=edgeface_face_mnv2
-        [ -f "$OUT/${name}_int8.tflite" ] || "$EF" convert "$run" --out "$OUT" --name $name --dtypes float32,float16,int8 --calib "$calib" ;;
-  micro) name=edgeface_face_micro
-        [ -f "$OUT/${name}_int8.tflite" ] || "$EF" convert "$run" --out "$OUT" --name $name --dtypes int8 --budget 300000 --calib "$calib" --c-array ;;
-esac
+convert_student "$tier" "$run" "$(calib_train_people)"
+name=edgeface_face_$tier
 mkdir -p "$RES"
 shipped=$(shipped_at "${3:-fe9d94c}" ${name}_int8.tflite)  # what the candidate must beat
 step "held-out real faces + the 13 CelebA people: cosine to the teacher"

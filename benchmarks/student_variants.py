@@ -50,9 +50,10 @@ def main() -> None:
         from edgeface.teachers.base import load_teacher, teacher_embeddings
 
         weights = load_model(a.init).get_weights()
-        _, paths, _ = load_faces_split(a.faces, (112, 112, 3), PIXEL_MEAN, PIXEL_STD, exclude=LFW_PEOPLE_IN_CELEBA,
-                                       as_paths=True, val_identities=CELEBA_STUDENT_VAL)
-        t, tm = teacher_embeddings(load_teacher(a.teacher), [str(p) for p in paths], None)
+        _, val, _ = load_faces_split(a.faces, (112, 112, 3), PIXEL_MEAN, PIXEL_STD, exclude=LFW_PEOPLE_IN_CELEBA,
+                                     as_paths=True, val_identities=CELEBA_STUDENT_VAL)
+        paths = [str(p) for p in val]
+        t, tm = teacher_embeddings(load_teacher(a.teacher), paths, None)
         ref = l2_normalize(t + tm)
     print("| variant | stages (t, c, n, s) | params | M MACs | est. int8 bytes | head input |"
           + (" cosine to teacher, warm-started |" if a.init else ""))
@@ -63,7 +64,7 @@ def main() -> None:
         cos = ""
         if weights is not None:
             m.set_weights(weights)
-            cos = f" {held_out_cosine(m, [str(p) for p in paths], ref):.4f} |"
+            cos = f" {held_out_cosine(m, paths, ref):.4f} |"
         print(f"| {name} | {stages} | {m.count_params():,} | {count_macs(m) / 1e6:.1f} | "
               f"{estimate_int8_bytes(m):,} | {h}x{w} |{cos}")
 

@@ -14,15 +14,9 @@ train_run face_edge_micro_morphs
 morph_set celeba_morphs_s1 1 blend
 train_run face_edge_micro_morphs2
 train_run face_edge_micro_morphs3
-R4=runs/face_edge_micro_morphs3/models
-step "convert round 4 (the warm start of round 9)"
-[ -f "$R4/edgeface_face_micro_int8.tflite" ] || "$EF" convert runs/face_edge_micro_morphs3 --out "$R4" \
-  --name edgeface_face_micro --dtypes int8 --budget 300000 --calib cache/celeba/arcface112 --c-array
-real_distill micro "$R4/edgeface_face_micro_int8.tflite" 1e-4 2 runs/face_micro_real_r9
-calib_train_people
+convert_student micro runs/face_edge_micro_morphs3 cache/celeba/arcface112  # round 4: round 9's warm start
+real_distill micro runs/face_edge_micro_morphs3/models/edgeface_face_micro_int8.tflite 1e-4 2 runs/face_micro_real_r9
+convert_student micro runs/face_micro_real_r9 "$(calib_train_people)"
 OUT=runs/face_micro_real_r9/models
-step "convert (int8 + C array, 300,000-byte budget)"
-"$EF" convert runs/face_micro_real_r9 --out "$OUT" --name edgeface_face_micro --dtypes int8 --budget 300000 \
-  --calib cache/celeba/calib_train_people --c-array
 bench_out edgeface_face_micro "$OUT"/edgeface_face_micro_int8.tflite
 ship_note "$OUT" edgeface_face_micro

@@ -15,15 +15,9 @@ morph_set celeba_parts_s2 2 parts
 train_run face_edge_morphs2
 morph_set celeba_parts_s3 3 parts              # round 4: + 60k part swaps (shipped: best CelebA validation)
 train_run face_edge_morphs3
-R4=runs/face_edge_morphs3/models
-step "convert round 4 (the warm start of round 9)"
-[ -f "$R4/edgeface_face_mnv2_float32.tflite" ] || "$EF" convert runs/face_edge_morphs3 --out "$R4" \
-  --name edgeface_face_mnv2 --dtypes float32,float16,int8 --calib cache/celeba/arcface112
-real_distill mnv2 "$R4/edgeface_face_mnv2_float32.tflite" 3e-4 4 runs/face_mnv2_real_r9  # round 9: + real faces
-calib_train_people
+convert_student mnv2 runs/face_edge_morphs3 cache/celeba/arcface112  # round 4: round 9's warm start
+real_distill mnv2 runs/face_edge_morphs3/models/edgeface_face_mnv2_float32.tflite 3e-4 4 runs/face_mnv2_real_r9
+convert_student mnv2 runs/face_mnv2_real_r9 "$(calib_train_people)"
 OUT=runs/face_mnv2_real_r9/models
-step "convert"
-"$EF" convert runs/face_mnv2_real_r9 --out "$OUT" --name edgeface_face_mnv2 --dtypes float32,float16,int8 \
-  --calib cache/celeba/calib_train_people
 bench_out edgeface_face_mnv2 "$OUT"/edgeface_face_mnv2_{float32,float16,int8}.tflite
 ship_note "$OUT" edgeface_face_mnv2

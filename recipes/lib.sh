@@ -53,11 +53,10 @@ real_faces() {  # the 39,207 cleaned public real faces with their teacher target
   [ -f "$CLEAN/teacher_scut_fbp5500.npz" ] || DATA_OUT="$(dirname "$CLEAN")" bash benchmarks/rebuild_data.sh
 }
 
-calib_train_people() {  # cache/celeba/calib_train_people: the aligned CelebA crops of the students' training
-  # people only (not their 13 validation people, not CelebA's four LFW people), as symlinks: int8 calibration
-  # faces that the shipping choice never scores
-  [ -d cache/celeba/calib_train_people ] && return
-  "$PY" - <<'PY'
+calib_train_people() {  # prints cache/celeba/calib_train_people, made once: the aligned CelebA crops of the
+  # students' training people only (not their 13 validation people, not CelebA's four LFW people), as symlinks:
+  # int8 calibration faces that the shipping choice never scores
+  [ -d cache/celeba/calib_train_people ] || "$PY" - <<'PY'
 import os
 from pathlib import Path
 from edgeface.data.hygiene import CELEBA_STUDENT_VAL, LFW_PEOPLE_IN_CELEBA
@@ -70,6 +69,20 @@ for person in sorted(p for p in src.iterdir() if p.is_dir() and p.name not in CE
             os.symlink(f, tmp / person.name / f.name)
 tmp.rename(out)
 PY
+  echo cache/celeba/calib_train_people
+}
+
+convert_student() {  # TIER RUN CALIB: RUN's model as the tier ships it, into RUN/models (MobileNetV2: float32,
+  # float16, int8; micro: int8 within 300,000 bytes + the TFLite Micro C array); kept once its int8 file exists
+  local name=edgeface_face_$1 run=$2 calib=$3 dtypes extra=()
+  case $1 in
+    mnv2) dtypes=float32,float16,int8 ;;
+    micro) dtypes=int8 extra=(--budget 300000 --c-array) ;;
+    *) echo "convert_student: unknown tier $1 (mnv2|micro)" >&2; return 2 ;;
+  esac
+  step "convert $run ($name, $dtypes)"
+  [ -f "$run/models/${name}_int8.tflite" ] ||
+    "$EF" convert "$run" --out "$run/models" --name "$name" --dtypes "$dtypes" --calib "$calib" "${extra[@]}"
 }
 
 shipped_at() {  # COMMIT FILE: prints the path of models/FILE as COMMIT shipped it, with its model card,

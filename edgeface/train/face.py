@@ -33,6 +33,7 @@ SELECT_METRICS = {"pair_acc": ("val_acc", "val_pair_accuracy"),
                   # the mean of the two cosines: the held-out people's photos and the held-out extra faces
                   # weigh the same, so neither domain alone picks the epoch (benchmarks/face_models.md, round 9)
                   "teacher_cos_both": ("val_both_teacher_cos", "val_both_teacher_cosine")}
+TEACHER_SELECTS = ("teacher_cos", "teacher_cos_both")  # the choices scored against a teacher's embeddings
 LOSSES = ("softmax", "center", "arcface", "cosface")
 
 # (section, key, smallest allowed value): integers that divide, count or size something
@@ -68,7 +69,7 @@ def check_config(cfg: dict) -> None:
         raise EdgefaceError("loss.relational_weight > 0 needs a --teacher")
     if d["select"] not in SELECT_METRICS:
         raise EdgefaceError(f"unknown data.select {d['select']!r}; choose from {', '.join(SELECT_METRICS)}")
-    if d["select"] in ("teacher_cos", "teacher_cos_both") and not tr["teacher"]:
+    if d["select"] in TEACHER_SELECTS and not tr["teacher"]:
         raise EdgefaceError(f"data.select = {d['select']} needs a teacher")
     if d["select"] == "teacher_cos_both" and not d["extra_val_fraction"] > 0:
         raise EdgefaceError("data.select = teacher_cos_both needs data.extra_val_fraction > 0")
@@ -339,7 +340,7 @@ class FaceTask(Task):
         self.dim = int(self.model.output_shape[-1])
         say(describe(self.model))
         if self.t_val is not None and self.t_val.shape[1] != self.dim:  # a projection head: no direct cosine
-            if self.cfg["data"]["select"] in ("teacher_cos", "teacher_cos_both"):
+            if self.cfg["data"]["select"] in TEACHER_SELECTS:
                 raise EdgefaceError(f"data.select = {self.cfg['data']['select']} needs the student's embedding size ({self.dim}) "
                                     f"to be the teacher's ({self.t_val.shape[1]})")
             self.t_val = None
