@@ -36,9 +36,11 @@ def table(bench: dict) -> str:
     for m in models:
         name = Path(m["path"]).stem
         card = _card(m["path"])
-        arena = ((card.get("micro") or {}).get("arena_bytes"))
+        micro = card.get("micro") or {}
+        arena, flash = micro.get("arena_bytes"), micro.get("flash_bytes")
         tier = "MCU tier, " if "micro" in name else ""
-        label = f"`{name}`" + (f" ({tier}TFLM arena {arena:,} B)" if arena else "")
+        label = f"`{name}`" + (f" ({tier}TFLM arena {arena:,} B" + (f", C array {flash:,} B" if flash else "") + ")"
+                               if arena else "")
         budget = f"{m['budget']:,} {'ok' if m['budget_ok'] else 'OVER'}" if m.get("budget") else "-"
         lat = (m.get("latency_ms") or {}).get("median")
         e2e = (m.get("end_to_end_ms") or {}).get("median")

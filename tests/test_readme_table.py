@@ -23,7 +23,7 @@ def test_table_between_markers(tmp_path, capsys):
         {"path": str(tmp_path / "f_float32.tflite"), "task": "face_embedding", "dtype": "float32", "bytes": 2378112,
          "budget": None, "budget_ok": None, "latency_ms": {"median": 1.2}, "lfw": None},
     ]}
-    (tmp_path / "f_int8.json").write_text(json.dumps({"micro": {"arena_bytes": 1234}}))
+    (tmp_path / "f_int8.json").write_text(json.dumps({"micro": {"arena_bytes": 1234, "flash_bytes": 5678}}))
     (tmp_path / "bench.json").write_text(json.dumps(bench))
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- bench:start -->\nold table\n<!-- bench:end -->\noutro\n")
@@ -31,7 +31,7 @@ def test_table_between_markers(tmp_path, capsys):
     text = readme.read_text()
     assert text.startswith("intro\n<!-- bench:start -->\n") and text.endswith("<!-- bench:end -->\noutro\n")
     assert "old table" not in text
-    assert ("| `f_int8` (TFLM arena 1,234 B) | int8 | 862,144 | 1,000,000 ok | 95.12 ± 1.01 | 0.9877 | "
+    assert ("| `f_int8` (TFLM arena 1,234 B, C array 5,678 B) | int8 | 862,144 | 1,000,000 ok | 95.12 ± 1.01 | 0.9877 | "
             "0.500 | 0.70 | 8.00x | 1 | 13.2 |") in text
     assert "x ncnn teacher (5.60 ms)" in text
     assert text.index("f_int8") < text.index("f_float32")  # int8 first

@@ -195,8 +195,8 @@ def _export_micro(cards: list[dict], out_dir: Path) -> None:
     for card in cards:
         if card["dtype"] in MICRO_DTYPES:
             info = export_micro(Path(out_dir) / card["file"])
-            click.echo(f"  micro: {out_dir / info['dir']}/ ({len(info['ops'])} ops, arena {info['arena_bytes']:,} B, "
-                       f"{info['arena_method'].split(':')[0]})")
+            click.echo(f"  micro: {out_dir / info['dir']}/ ({len(info['ops'])} ops, flash {info['flash_bytes']:,} B, "
+                       f"arena {info['arena_bytes']:,} B, {info['arena_method'].split(':')[0]})")
         else:
             click.echo(f"  micro: skipped {card['file']} (TFLite Micro runs int8 and float32 models only)")
 
