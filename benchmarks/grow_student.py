@@ -1,0 +1,81 @@
+"""Grow a trained MobileNetV2 student wider and deeper at 28x28 and 14x14, keeping its function (issue 15).
+
+    .venv/bin/python benchmarks/grow_student.py runs/round10/mnv2/model.keras \
+        --stages '[[1,16,1,1],[6,32,3,2],[6,64,3,2],[6,64,4,2],[6,96,3,1],[4,128,2,1]]' \
+        --calib "$(source recipes/lib.sh; calib_train_people)" --out runs/grown/mnv2_w14
+
+The shipped students spend their parameters at 7x7 (MobileFaceNet, the teacher, at 14x14 and 28x28;
+face_models.md, round 9). `edgeface.nets.grow` moves capacity there without a restart: a wider stream
+and inner width and extra residual blocks, initialised so the grown model computes what the trained one
+does. Writes OUT/model.keras (for `train.init`, with `--set model.stages=...`) and OUT/grow.json:
+parameters, MACs, the real int8 size (converted with CALIB faces of the training people), and on the
+313 crops of the 13 held-out CelebA people the grown model's cosine to the trained one (must be ~1) and
+to the teacher (where training resumes). No LFW.
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+import edgeface  # noqa: F401  (tf-keras before TensorFlow)
+from edgeface.errors import run_main
+from student_variants import held_out_cosine, held_out_faces
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("init", help="the trained student's model.keras")
+    ap.add_argument("--stages", required=True, help="the grown model's stages, JSON [[t, c, n, s], ...]")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--calib", help="calibration faces (training people only) for the real int8 size")
+    ap.add_argument("--faces", default="cache/celeba/arcface112")
+    ap.add_argument("--teacher", default="../shared/teachers/mobilefacenet-ncnn")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    from edgeface.nets.grow import grow_mobilenetv2
+    from edgeface.nets.io import load_model, save_model
+    from edgeface.nets.mobilenetv2 import count_macs, mobilenetv2
+    from edgeface.utils.io import write_json_atomic
+
+    t0 = time.time()
+    stages = [[int(v) for v in s] for s in json.loads(a.stages)]
+    old = load_model(a.init)
+    head = old.get_layer("head_gdconv").input.shape[1:3]
+    alpha = old.get_layer("stem_conv").filters / 32  # the students' stems are make_divisible(32 * alpha)
+    new = mobilenetv2(input_size=int(old.input_shape[1]), alpha=alpha, stages=stages,
+                      last_channels=old.get_layer("last_conv").filters, embedding_dim=int(old.output_shape[-1]))
+    if new.get_layer("head_gdconv").input.shape[1:3] != head:
+        raise SystemExit(f"grow_student: the stages change the head's {tuple(head)} map; keep the strides")
+    grow_mobilenetv2(old, new, seed=a.seed)
+    paths, ref = held_out_faces(a.faces, a.teacher)
+    report = {"init": a.init, "stages": stages, "seed": a.seed, "val_faces": len(paths),
+              "params": [old.count_params(), new.count_params()],
+              "macs": [count_macs(old), count_macs(new)]}
+    from edgeface.data.pipeline import load_images
+    from edgeface.spec import normalize_pixels
+    x = normalize_pixels(load_images(paths, 112))
+    e_old, e_new = old.predict(x, verbose=0), new.predict(x, verbose=0)
+    cos = np.sum(e_old * e_new, axis=1) / (np.linalg.norm(e_old, axis=1) * np.linalg.norm(e_new, axis=1))
+    report["min_cosine_grown_to_trained"] = float(cos.min())
+    report["cosine_to_teacher"] = [held_out_cosine(old, paths, ref), held_out_cosine(new, paths, ref)]
+    if a.calib:
+        from edgeface.data.calibration import load_calibration
+        from edgeface.optimize.tflite_bytes import convert_bytes
+        reps, _ = load_calibration(a.calib, (112, 112, 3))
+        report["int8_bytes"] = [len(convert_bytes(m, "int8", reps)) for m in (old, new)]
+    out = Path(a.out)
+    save_model(new, out / "model.keras")
+    report["wall_s"] = round(time.time() - t0, 1)
+    write_json_atomic(out / "grow.json", report)
+    for k in ("params", "macs", "int8_bytes", "cosine_to_teacher"):
+        if k in report:
+            print(f"{k:>20}: {report[k][0]:,} -> {report[k][1]:,}" if k != "cosine_to_teacher"
+                  else f"{k:>20}: {report[k][0]:.4f} -> {report[k][1]:.4f}")
+    print(f"min cosine grown/trained: {report['min_cosine_grown_to_trained']:.6f}; wrote {out}/model.keras")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))
