@@ -1,13 +1,14 @@
 """Grow a trained MobileNetV2 student wider and deeper at 28x28 and 14x14, keeping its function (issue 15).
 
-    .venv/bin/python benchmarks/grow_student.py runs/round10/mnv2/model.keras \
-        --stages '[[1,16,1,1],[6,32,3,2],[6,64,3,2],[6,64,4,2],[6,96,3,1],[4,128,2,1]]' \
+    .venv/bin/python benchmarks/grow_student.py runs/recovered/mnv2_r9/model.keras \
+        --config recipes/configs/face_mnv2_grown_real.toml \
         --calib "$(source recipes/lib.sh; calib_train_people)" --out runs/grown/mnv2_w14
 
 The shipped students spend their parameters at 7x7 (MobileFaceNet, the teacher, at 14x14 and 28x28;
 face_models.md, round 9). `edgeface.nets.grow` moves capacity there without a restart: a wider stream
 and inner width and extra residual blocks, initialised so the grown model computes what the trained one
-does. Writes OUT/model.keras (for `train.init`, with `--set model.stages=...`) and OUT/grow.json:
+does. The grown stages: a training config's [model] stages (--config) or JSON (--stages). Writes
+OUT/model.keras (`train.init` of a run with those stages) and OUT/grow.json:
 parameters, MACs, the real int8 size (converted with CALIB faces of the training people), and on the
 313 crops of the 13 held-out CelebA people the grown model's cosine to the trained one (must be ~1) and
 to the teacher (where training resumes). No LFW.
@@ -27,7 +28,9 @@ from student_variants import held_out_cosine, held_out_faces
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("init", help="the trained student's model.keras")
-    ap.add_argument("--stages", required=True, help="the grown model's stages, JSON [[t, c, n, s], ...]")
+    grown = ap.add_mutually_exclusive_group(required=True)
+    grown.add_argument("--config", help="a training config (TOML) whose [model] stages the grown model takes")
+    grown.add_argument("--stages", help="the grown model's stages, JSON [[t, c, n, s], ...]")
     ap.add_argument("--out", required=True)
     ap.add_argument("--calib", help="calibration faces (training people only) for the real int8 size")
     ap.add_argument("--faces", default="cache/celeba/arcface112")
@@ -40,7 +43,12 @@ def main(argv=None) -> int:
     from edgeface.utils.io import write_json_atomic
 
     t0 = time.time()
-    stages = [[int(v) for v in s] for s in json.loads(a.stages)]
+    if a.config:
+        from edgeface.train.config import load_toml
+        stages = load_toml(a.config)["model"]["stages"]
+    else:
+        stages = json.loads(a.stages)
+    stages = [[int(v) for v in s] for s in stages]
     old = load_model(a.init)
     head = old.get_layer("head_gdconv").input.shape[1:3]
     alpha = old.get_layer("stem_conv").filters / 32  # the students' stems are make_divisible(32 * alpha)

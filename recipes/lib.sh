@@ -94,17 +94,18 @@ shipped_at() {  # COMMIT FILE: prints the path of models/FILE as COMMIT shipped 
   echo "$f"
 }
 
-real_distill() {  # TIER INIT_TFLITE PEAK_LR EPOCHS RUN [RECOVERED]: round 9 (face_models.md): the student
-  # recovered from INIT_TFLITE into RECOVERED (default runs/recovered/TIER), distilled on the CelebA views + the
-  # real faces with 8% of those held out, frozen BatchNorm, relational term 10, the epoch kept by the mean of
-  # both validation cosines; resumes, keeps a finished run
-  local tier=$1 init=$2 lr=$3 epochs=$4 run=$5 rec=${6:-runs/recovered/$1} resume=()
+real_distill() {  # TIER INIT_TFLITE PEAK_LR EPOCHS RUN [RECOVERED [CONFIG]]: round 9 (face_models.md): the
+  # student recovered from INIT_TFLITE into RECOVERED (default runs/recovered/TIER; a RECOVERED/model.keras
+  # already there is used as it is), distilled on the CelebA views + the real faces with 8% of those held out,
+  # frozen BatchNorm, relational term 10, the epoch kept by the mean of both validation cosines; CONFIG:
+  # default recipes/configs/face_TIER_real.toml. Resumes, keeps a finished run
+  local tier=$1 init=$2 lr=$3 epochs=$4 run=$5 rec=${6:-runs/recovered/$1} config=${7:-recipes/configs/face_$1_real.toml} resume=()
   real_faces
   [ -f "$rec/model.keras" ] || "$EF" import "$init" --out "$rec"
   run_done "$run" && return
   [ -f "$run/config.toml" ] && resume=(--resume)
   step "real-face distillation: $tier, $epochs epochs, peak lr $lr -> $run"
-  nice -n 5 "$EF" train face --data cache/celeba/views8 --out "$run" --config "recipes/configs/face_${tier}_real.toml" \
+  nice -n 5 "$EF" train face --data cache/celeba/views8 --out "$run" --config "$config" \
     --set train.init="$rec/model.keras" --set "data.extra=[\"$CLEAN/utkface\", \"$CLEAN/all_age_faces\", \"$CLEAN/scut_fbp5500\"]" \
     --set data.extra_val_fraction=0.08 --set data.select=teacher_cos_both --set train.freeze_bn=true \
     --set optim.lr="$lr" --set optim.min_lr=1e-6 --set optim.warmup_epochs=0.0 --set loss.relational_weight=10.0 \
