@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import edgeface  # noqa: F401  (tf-keras before TensorFlow)
-from edgeface.errors import run_main
+from edgeface.errors import EdgefaceError, run_main
 from student_variants import held_out_cosine, held_out_faces
 
 
@@ -47,15 +47,21 @@ def main(argv=None) -> int:
         from edgeface.train.config import load_toml
         stages = load_toml(a.config)["model"]["stages"]
     else:
-        stages = json.loads(a.stages)
-    stages = [[int(v) for v in s] for s in stages]
+        try:
+            stages = json.loads(a.stages)
+        except json.JSONDecodeError as e:
+            raise EdgefaceError(f"--stages is not JSON: {e}") from None
+    try:
+        stages = [[int(v) for v in s] for s in stages]
+    except (TypeError, ValueError):
+        raise EdgefaceError(f"stages must be a list of [t, c, n, s] integer lists, got {stages!r}") from None
     old = load_model(a.init)
     head = old.get_layer("head_gdconv").input.shape[1:3]
     alpha = old.get_layer("stem_conv").filters / 32  # the students' stems are make_divisible(32 * alpha)
     new = mobilenetv2(input_size=int(old.input_shape[1]), alpha=alpha, stages=stages,
                       last_channels=old.get_layer("last_conv").filters, embedding_dim=int(old.output_shape[-1]))
     if new.get_layer("head_gdconv").input.shape[1:3] != head:
-        raise SystemExit(f"grow_student: the stages change the head's {tuple(head)} map; keep the strides")
+        raise EdgefaceError(f"the stages change the head's {tuple(head)} map; keep the strides")
     grow_mobilenetv2(old, new, seed=a.seed)
     paths, ref = held_out_faces(a.faces, a.teacher)
     report = {"init": a.init, "stages": stages, "seed": a.seed, "val_faces": len(paths),
