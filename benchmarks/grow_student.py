@@ -35,6 +35,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calib", help="calibration faces (training people only) for the real int8 size")
     ap.add_argument("--faces", default="cache/celeba/arcface112")
     ap.add_argument("--teacher", default="../shared/teachers/mobilefacenet-ncnn")
+    ap.add_argument("--per-tensor", action="store_true", help="int8 sizes with one scale per weight tensor "
+                    "(as `edgeface convert --per-tensor`)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     from edgeface.nets.grow import grow_mobilenetv2
@@ -78,7 +80,8 @@ def main(argv=None) -> int:
         from edgeface.data.calibration import load_calibration
         from edgeface.optimize.tflite_bytes import convert_bytes
         reps, _ = load_calibration(a.calib, (112, 112, 3))
-        report["int8_bytes"] = [len(convert_bytes(m, "int8", reps)) for m in (old, new)]
+        report["int8_bytes"] = [len(convert_bytes(m, "int8", reps, per_channel=not a.per_tensor)) for m in (old, new)]
+        report["int8_per_tensor"] = a.per_tensor
     out = Path(a.out)
     save_model(new, out / "model.keras")
     report["wall_s"] = round(time.time() - t0, 1)

@@ -72,12 +72,13 @@ PY
   echo cache/celeba/calib_train_people
 }
 
-convert_student() {  # TIER RUN CALIB: RUN's model as the tier ships it, into RUN/models (MobileNetV2: float32,
-  # float16, int8; micro: int8 within 300,000 bytes + the TFLite Micro C array); kept once its int8 file exists
-  local name=edgeface_face_$1 run=$2 calib=$3 dtypes extra=()
+convert_student() {  # TIER RUN CALIB [CONVERT FLAGS...]: RUN's model as the tier ships it, into RUN/models
+  # (MobileNetV2: float32, float16, int8; micro: int8 within 300,000 bytes + the TFLite Micro C array), plus any
+  # flags (round 11: --per-tensor); kept once its int8 file exists
+  local name=edgeface_face_$1 run=$2 calib=$3 dtypes extra=("${@:4}")
   case $1 in
     mnv2) dtypes=float32,float16,int8 ;;
-    micro) dtypes=int8 extra=(--budget 300000 --c-array) ;;
+    micro) dtypes=int8 extra+=(--budget 300000 --c-array) ;;
     *) echo "convert_student: unknown tier $1 (mnv2|micro)" >&2; return 2 ;;
   esac
   step "convert $run ($name, $dtypes)"
