@@ -7,14 +7,13 @@
 The shipped students spend their parameters at 7x7 (MobileFaceNet, the teacher, at 14x14 and 28x28;
 face_models.md, round 9). `edgeface.nets.grow` moves capacity there without a restart: a wider stream
 and inner width and extra residual blocks, initialised so the grown model computes what the trained one
-does. The grown stages: a training config's [model] stages (--config) or JSON (--stages). Writes
-OUT/model.keras (`train.init` of a run with those stages) and OUT/grow.json:
+does. The grown model is the one CONFIG's [model] builds (as `edgeface train face --config CONFIG` would).
+Writes OUT/model.keras (that run's `train.init`) and OUT/grow.json:
 parameters, MACs, the real int8 size (converted with CALIB faces of the training people), and on the
 313 crops of the 13 held-out CelebA people the grown model's cosine to the trained one (must be ~1) and
 to the teacher (where training resumes). No LFW.
 """
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -28,9 +27,7 @@ from student_variants import held_out_cosine, held_out_faces
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("init", help="the trained student's model.keras")
-    grown = ap.add_mutually_exclusive_group(required=True)
-    grown.add_argument("--config", help="a training config (TOML) whose [model] stages the grown model takes")
-    grown.add_argument("--stages", help="the grown model's stages, JSON [[t, c, n, s], ...]")
+    ap.add_argument("--config", required=True, help="the training config (TOML) of the grown model: its [model]")
     ap.add_argument("--out", required=True)
     ap.add_argument("--calib", help="calibration faces (training people only) for the real int8 size")
     ap.add_argument("--faces", default="cache/celeba/arcface112")
@@ -39,34 +36,22 @@ def main(argv=None) -> int:
                     "(as `edgeface convert --per-tensor`)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    from edgeface.nets import get_model
     from edgeface.nets.grow import grow_mobilenetv2
     from edgeface.nets.io import load_model, save_model
-    from edgeface.nets.mobilenetv2 import count_macs, mobilenetv2
+    from edgeface.nets.mobilenetv2 import count_macs
+    from edgeface.train.face import resolve_config
     from edgeface.utils.io import write_json_atomic
 
     t0 = time.time()
-    if a.config:
-        from edgeface.train.config import load_toml
-        stages = load_toml(a.config)["model"]["stages"]
-    else:
-        try:
-            stages = json.loads(a.stages)
-        except json.JSONDecodeError as e:
-            raise EdgefaceError(f"--stages is not JSON: {e}") from None
-    try:
-        stages = [[int(v) for v in s] for s in stages]
-    except (TypeError, ValueError):
-        raise EdgefaceError(f"stages must be a list of [t, c, n, s] integer lists, got {stages!r}") from None
+    model_cfg = dict(resolve_config(Path(a.out), a.config)["model"])
     old = load_model(a.init)
-    head = old.get_layer("head_gdconv").input.shape[1:3]
-    alpha = old.get_layer("stem_conv").filters / 32  # the students' stems are make_divisible(32 * alpha)
-    new = mobilenetv2(input_size=int(old.input_shape[1]), alpha=alpha, stages=stages,
-                      last_channels=old.get_layer("last_conv").filters, embedding_dim=int(old.output_shape[-1]))
-    if new.get_layer("head_gdconv").input.shape[1:3] != head:
-        raise EdgefaceError(f"the stages change the head's {tuple(head)} map; keep the strides")
+    new = get_model(model_cfg.pop("name"), **model_cfg)
+    if new.get_layer("head_gdconv").input.shape[1:3] != old.get_layer("head_gdconv").input.shape[1:3]:
+        raise EdgefaceError("the config's stages change the head's input map; keep the strides")
     grow_mobilenetv2(old, new, seed=a.seed)
     paths, ref = held_out_faces(a.faces, a.teacher)
-    report = {"init": a.init, "stages": stages, "seed": a.seed, "val_faces": len(paths),
+    report = {"init": a.init, "config": a.config, "model": model_cfg, "seed": a.seed, "val_faces": len(paths),
               "params": [old.count_params(), new.count_params()],
               "macs": [count_macs(old), count_macs(new)]}
     from edgeface.data.pipeline import load_images
