@@ -22,31 +22,30 @@ VARIANTS = {
 }
 
 
-def held_out_cosine(model, paths, ref) -> float:
+def held_out_cosine(model, x, ref) -> float:
+    """Mean cosine of `model`'s flip-TTA embeddings of the normalised faces `x` to the teacher's `ref`."""
     import numpy as np
 
-    from edgeface.data.pipeline import load_images
-    from edgeface.spec import normalize_pixels
-
-    x = normalize_pixels(load_images(paths, 112))
     e = model.predict(x, verbose=0) + model.predict(x[:, :, ::-1], verbose=0)  # flip TTA
     e /= np.linalg.norm(e, axis=1, keepdims=True)
     return float(np.mean(np.sum(e * ref, axis=1)))
 
 
-def held_out_faces(faces: str, teacher: str) -> tuple[list[str], "np.ndarray"]:
-    """(paths, the teacher's flip-TTA embeddings) of the 313 crops of the 13 CelebA people no student trained on."""
+def held_out_faces(faces: str, teacher: str) -> tuple["np.ndarray", "np.ndarray"]:
+    """(normalised pixels, the teacher's flip-TTA embeddings) of the 313 crops of the 13 CelebA people no
+    student trained on, loaded once for every model scored on them."""
     from edgeface.data.hygiene import CELEBA_STUDENT_VAL, LFW_PEOPLE_IN_CELEBA
+    from edgeface.data.pipeline import load_images
     from edgeface.optimize.compress import load_faces_split
     from edgeface.runtime.interpreter import l2_normalize
-    from edgeface.spec import PIXEL_MEAN, PIXEL_STD
+    from edgeface.spec import PIXEL_MEAN, PIXEL_STD, normalize_pixels
     from edgeface.teachers.base import load_teacher, teacher_embeddings
 
     _, val, _ = load_faces_split(faces, (112, 112, 3), PIXEL_MEAN, PIXEL_STD, exclude=LFW_PEOPLE_IN_CELEBA,
                                  as_paths=True, val_identities=CELEBA_STUDENT_VAL)
     paths = [str(p) for p in val]
     t, tm = teacher_embeddings(load_teacher(teacher), paths, None)
-    return paths, l2_normalize(t + tm)
+    return normalize_pixels(load_images(paths, 112)), l2_normalize(t + tm)
 
 
 def main() -> None:
@@ -55,12 +54,12 @@ def main() -> None:
     ap.add_argument("--faces", default="cache/celeba/arcface112")
     ap.add_argument("--teacher", default="../shared/teachers/mobilefacenet-ncnn")
     a = ap.parse_args()
-    weights = ref = paths = None
+    weights = ref = x = None
     if a.init:
         from edgeface.nets.io import load_model
 
         weights = load_model(a.init).get_weights()
-        paths, ref = held_out_faces(a.faces, a.teacher)
+        x, ref = held_out_faces(a.faces, a.teacher)
     print("| variant | stages (t, c, n, s) | params | M MACs | est. int8 bytes | head input |"
           + (" cosine to teacher, warm-started |" if a.init else ""))
     print("|---|---|---:|---:|---:|---|" + ("---:|" if a.init else ""))
@@ -70,7 +69,7 @@ def main() -> None:
         cos = ""
         if weights is not None:
             m.set_weights(weights)
-            cos = f" {held_out_cosine(m, paths, ref):.4f} |"
+            cos = f" {held_out_cosine(m, x, ref):.4f} |"
         print(f"| {name} | {stages} | {m.count_params():,} | {count_macs(m) / 1e6:.1f} | "
               f"{estimate_int8_bytes(m):,} | {h}x{w} |{cos}")
 

@@ -83,3 +83,5 @@ def test_refuses_to_narrow_or_change_stages():
         grow_mobilenetv2(old, mobilenetv2(**SMALL, stages=STAGES[:2]))
     with pytest.raises(EdgefaceError, match="same stages"):
         grow_mobilenetv2(old, mobilenetv2(**SMALL, stages=[(1, 8, 1, 1), (4, 8, 1, 2), (4, 16, 2, 2)]))
+    with pytest.raises(EdgefaceError, match="keeps the strides"):  # same stages and widths, a stride moved
+        grow_mobilenetv2(old, mobilenetv2(**SMALL, stages=[(1, 8, 1, 1), (4, 8, 2, 2), (4, 16, 2, 1)]))

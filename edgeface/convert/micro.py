@@ -56,21 +56,26 @@ def parse_model(data: bytes):
         raise EdgefaceError(f"cannot parse the TFLite flatbuffer: {type(e).__name__}: {e}") from None
 
 
-def op_names(data: bytes) -> list[str]:
-    """Builtin op names the model uses, in first-use order (CUSTOM ops as CUSTOM:name)."""
-    model, schema = parse_model(data)
+def _operators(model, schema):
+    """(subgraph, operator, builtin name) for every operator of a parsed model."""
     by_code = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    names = []
     for sg in model.subgraphs:
         for op in sg.operators or []:
             oc = model.operatorCodes[op.opcodeIndex]
             code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))  # schema v3a split field
-            name = by_code.get(code, f"BUILTIN_{code}")
-            if name == "CUSTOM":
-                cc = oc.customCode
-                name = "CUSTOM:" + (cc.decode() if isinstance(cc, bytes) else str(cc))
-            if name not in names:
-                names.append(name)
+            yield sg, op, by_code.get(code, f"BUILTIN_{code}")
+
+
+def op_names(data: bytes) -> list[str]:
+    """Builtin op names the model uses, in first-use order (CUSTOM ops as CUSTOM:name)."""
+    model, schema = parse_model(data)
+    names = []
+    for _, op, name in _operators(model, schema):
+        if name == "CUSTOM":
+            cc = model.operatorCodes[op.opcodeIndex].customCode
+            name = "CUSTOM:" + (cc.decode() if isinstance(cc, bytes) else str(cc))
+        if name not in names:
+            names.append(name)
     return names
 
 
@@ -203,20 +208,16 @@ def strip_bias_quantization(data: bytes) -> tuple[bytes, int]:
     import flatbuffers
 
     model, schema = parse_model(data)
-    by_code = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     changed = 0
-    for sg in model.subgraphs:
-        for op in sg.operators or []:
-            oc = model.operatorCodes[op.opcodeIndex]
-            name = by_code.get(max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)))
-            inputs = list(op.inputs if op.inputs is not None else [])
-            if name not in ("CONV_2D", "DEPTHWISE_CONV_2D") or len(inputs) < 3 or inputs[2] < 0:
-                continue
-            bias = sg.tensors[inputs[2]]
-            q = bias.quantization
-            if bias.type == schema.TensorType.INT32 and q is not None and q.scale is not None and len(q.scale) > 1:
-                bias.quantization = None
-                changed += 1
+    for sg, op, name in _operators(model, schema):
+        inputs = list(op.inputs if op.inputs is not None else [])
+        if name not in ("CONV_2D", "DEPTHWISE_CONV_2D") or len(inputs) < 3 or inputs[2] < 0:
+            continue
+        bias = sg.tensors[inputs[2]]
+        q = bias.quantization
+        if bias.type == schema.TensorType.INT32 and q is not None and q.scale is not None and len(q.scale) > 1:
+            bias.quantization = None
+            changed += 1
     if not changed:
         return data, 0
     builder = flatbuffers.Builder(len(data))
@@ -264,9 +265,10 @@ def resolver_header(ops: list[str], arena_bytes: int, arena_note: str, source_na
             f"{body}\n  return kTfLiteOk;\n}}\n\n#endif  // EDGEFACE_OPS_RESOLVER_H_\n")
 
 
-def _lean_flatbuffer(data: bytes, measured: dict | None, out: Path) -> tuple[bytes, int, str]:
+def _lean_flatbuffer(data: bytes, measured: dict | None, planned_bytes: int, out: Path) -> tuple[bytes, int, str]:
     """(bytes for the C array, bias tensors stripped, how that was checked): the stripped flatbuffer
-    only when TFLM gives the same output on it as on the full file (same seeded input), else `data`."""
+    only when TFLM gives the same output on it as on the full file (same seeded input), else `data`.
+    planned_bytes: the full file's activation plan (stripping leaves the activations as they are)."""
     lean, n = strip_bias_quantization(data)
     if not n:
         return data, 0, "nothing to strip"
@@ -277,7 +279,7 @@ def _lean_flatbuffer(data: bytes, measured: dict | None, out: Path) -> tuple[byt
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         probe = Path(tmp) / "lean.tflite"
         probe.write_bytes(lean)
-        again = measure_arena_tflm(probe, plan_activations(lean)["planned_bytes"])
+        again = measure_arena_tflm(probe, planned_bytes)
     if again.get("output") != measured["output"]:
         return data, 0, "kept: TFLM output differs on the stripped flatbuffer (" + again.get("error", "values") + ")"
     return lean, n, "TFLM output identical to the full .tflite's (seeded input)"
@@ -300,7 +302,7 @@ def export_micro(tflite_path: str | os.PathLike, out_dir: str | os.PathLike | No
         arena = plan["planned_bytes"]
         method = "estimated: greedy memory plan of tensor lifetimes (activations only; tflite-micro " + (
             f"failed: {measured['error']})" if measured else "not installed)")
-    flash, stripped, strip_note = _lean_flatbuffer(data, measured, out)
+    flash, stripped, strip_note = _lean_flatbuffer(data, measured, plan["planned_bytes"], out)
 
     header, source = c_array(flash, source_name=tflite_path.name + (" without its bias quantisation" if stripped else ""))
     write_bytes_atomic(out / "model.tflite", flash)

@@ -85,6 +85,12 @@ def grow_mobilenetv2(old: keras.Model, new: keras.Model, seed: int = 0) -> keras
             raise EdgefaceError(f"cannot grow: layer {name} is in one model and not the other")
     if old.output_shape != new.output_shape or old.input_shape != new.input_shape:
         raise EdgefaceError(f"cannot grow {old.input_shape}->{old.output_shape} into {new.input_shape}->{new.output_shape}")
+    for a, b in zip(g_old, g_new):  # the kept blocks at the same strides (added ones are residual: stride 1)
+        for i_old, i_new in zip(a, b):
+            s_old, s_new = (m.get_layer(f"block{i}_dw").strides for m, i in ((old, i_old), (new, i_new)))
+            if s_old != s_new:
+                raise EdgefaceError(f"cannot grow: block{i_new} has stride {s_new[0]} where the trained block{i_old} "
+                                    f"has {s_old[0]}; growing keeps the strides")
 
     def width(model, name):
         return int(model.get_layer(name).output.shape[-1])
