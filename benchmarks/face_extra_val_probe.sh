@@ -9,7 +9,7 @@ ALL="[\"$CLEAN/utkface\", \"$CLEAN/all_age_faces\", \"$CLEAN/scut_fbp5500\"]"
 for lr in 3e-5 3e-4; do
   run=runs/xval/micro_all_lr$lr
   run_done "$run" && continue
-  resume=(); [ -f "$run/config.toml" ] && resume=(--resume)
+  resume=(); has_checkpoint "$run" && resume=(--resume)
   step "xval arm lr $lr"
   "$EF" train face --data cache/celeba/views8 --out "$run" --config recipes/configs/face_micro_real.toml \
     --set "data.extra=$ALL" --set data.extra_val_fraction=0.08 --set train.freeze_bn=true --set optim.lr=$lr \

@@ -25,7 +25,7 @@ for arm in "${ARMS[@]}"; do
   [ -n "${EXTRA[$arm]:-}" ] || { echo "unknown arm $arm (one of: ${!EXTRA[*]})" >&2; exit 2; }
   run="$OUT/micro_$arm"
   run_done "$run" && continue
-  resume=(); [ -f "$run/config.toml" ] && resume=(--resume)
+  resume=(); has_checkpoint "$run" && resume=(--resume)
   rel=0.0; [ "$arm" = all_rel ] && rel=10.0  # ~0.2 of loss at batch cos gaps of ~0.15: the size of the cosine term
   step "ablation arm $arm"
   nice -n 5 "$EF" train face --data cache/celeba/views8 --out "$run" --config recipes/configs/face_micro_real.toml \

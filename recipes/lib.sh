@@ -104,13 +104,18 @@ real_distill() {  # TIER INIT_TFLITE PEAK_LR EPOCHS RUN [RECOVERED [CONFIG]]: ro
   real_faces
   [ -f "$rec/model.keras" ] || "$EF" import "$init" --out "$rec"
   run_done "$run" && return
-  [ -f "$run/config.toml" ] && resume=(--resume)
+  has_checkpoint "$run" && resume=(--resume)
   step "real-face distillation: $tier, $epochs epochs, peak lr $lr -> $run"
   nice -n 5 "$EF" train face --data cache/celeba/views8 --out "$run" --config "$config" \
     --set train.init="$rec/model.keras" --set "data.extra=[\"$CLEAN/utkface\", \"$CLEAN/all_age_faces\", \"$CLEAN/scut_fbp5500\"]" \
     --set data.extra_val_fraction=0.08 --set data.select=teacher_cos_both --set train.freeze_bn=true \
     --set optim.lr="$lr" --set optim.min_lr=1e-6 --set optim.warmup_epochs=0.0 --set loss.relational_weight=10.0 \
     --epochs "$epochs" "${resume[@]}"
+}
+
+has_checkpoint() {  # RUN_DIR: true when a training run there saved a checkpoint to resume from (a run cut
+  # before its first checkpoint starts again)
+  [ -f "$1/checkpoints/checkpoint" ]
 }
 
 run_done() {  # RUN_DIR: true when the training run there has finished (its run.json says "done")
@@ -123,7 +128,7 @@ train_run() {  # CONFIG: train runs/CONFIG with recipes/configs/CONFIG.toml (els
   [ -f "$file" ] || file=$1
   step "train runs/$config"
   if run_done "runs/$config"; then return; fi
-  if [ -f "runs/$config/config.toml" ]; then resume=(--resume); fi
+  if has_checkpoint "runs/$config"; then resume=(--resume); fi
   nice -n 5 "$EF" train face --data cache/celeba/views8 --out "runs/$config" --config "$file" "${resume[@]}"
 }
 

@@ -60,3 +60,22 @@ def test_in_place_builders_are_skipped_only_when_complete(script):
         if IN_PLACE.search(line):
             guard = line if "||" in line.split('"$EF"')[0] else lines[i - 1]
             assert re.search(r"-f \S*manifest\.jsonl\"? \]", guard), f"{script.name}:{i + 1}: {guard.strip()}"
+
+
+def _has_checkpoint(run: Path) -> bool:
+    cmd = f'source recipes/lib.sh && has_checkpoint "{run}"'
+    return subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True).returncode == 0
+
+
+def test_resume_needs_a_checkpoint_not_a_config(tmp_path):
+    """A run cut before its first checkpoint has config.toml and run.json only; `train --resume` refuses it
+    ("nothing to resume"), so recipes start it again (found when a session ended minutes into a run)."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.toml").write_text("[train]\n")
+    assert not _has_checkpoint(run)
+    (run / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-500"\n')
+    assert _has_checkpoint(run)
+    scripts = SCRIPTS + [RECIPES / "lib.sh", *(ROOT / "benchmarks").glob("*.sh")]
+    stale = [p.name for p in scripts if re.search(r'config\.toml"? \]\s*(&&|;\s*then)\s*resume', p.read_text())]
+    assert not stale, stale
