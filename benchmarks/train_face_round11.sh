@@ -18,9 +18,5 @@ case $tier in
 esac
 config=recipes/configs/face_${tier}_grown_real.toml
 shipped=$(shipped_at "$base" $file)
-rec=runs/recovered/${tier}_$base grown=runs/grown/${tier}_$base
-[ -f "$rec/model.keras" ] || "$EF" import "$shipped" --out "$rec"
-step "grow $rec -> $grown ($config)"
-[ -f "$grown/model.keras" ] || "$PY" benchmarks/grow_student.py "$rec/model.keras" --config "$config" \
-  --calib "$(calib_train_people)" --per-tensor --teacher "$TEACHER" --out "$grown"
-real_distill "$tier" "$shipped" "$lr" "$epochs" runs/round11/$tier "$grown" "$config"
+grow_student "$shipped" runs/recovered/${tier}_$base runs/grown/${tier}_$base "$config"
+real_distill "$tier" "$shipped" "$lr" "$epochs" runs/round11/$tier runs/grown/${tier}_$base "$config"

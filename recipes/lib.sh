@@ -86,6 +86,16 @@ convert_student() {  # TIER RUN CALIB [CONVERT FLAGS...]: RUN's model as the tie
     "$EF" convert "$run" --out "$run/models" --name "$name" --dtypes "$dtypes" --calib "$calib" "${extra[@]}"
 }
 
+grow_student() {  # INIT_TFLITE RECOVERED GROWN CONFIG: INIT_TFLITE recovered to Keras in RECOVERED, then
+  # widened and deepened to CONFIG's architecture with its function kept (edgeface.nets.grow; round 11) into
+  # GROWN; each step is kept once its model.keras exists
+  local init=$1 rec=$2 grown=$3 config=$4
+  [ -f "$rec/model.keras" ] || "$EF" import "$init" --out "$rec"
+  step "grow $rec -> $grown ($config)"
+  [ -f "$grown/model.keras" ] || "$PY" benchmarks/grow_student.py "$rec/model.keras" --config "$config" \
+    --calib "$(calib_train_people)" --per-tensor --teacher "$TEACHER" --out "$grown"
+}
+
 shipped_at() {  # COMMIT FILE: prints the path of models/FILE as COMMIT shipped it, with its model card,
   # extracted once (round 4's students: fe9d94c; round 9's: 891e055)
   local f=cache/shipped_at/$1/$2 card=${2%.tflite}.json

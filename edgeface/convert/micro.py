@@ -202,8 +202,8 @@ def measure_arena_tflm(tflite_path: str | os.PathLike, planned_bytes: int) -> di
 
 def strip_bias_quantization(data: bytes) -> tuple[bytes, int]:
     """(flatbuffer, tensors changed): `data` without the per-channel scales and zero points of the int32
-    biases of CONV_2D and DEPTHWISE_CONV_2D, 12 bytes per output channel (17% of the 282 KB micro face
-    model). TFLM's int8 kernels take the bias scale to be input scale x filter scale and never read these;
+    biases of CONV_2D and DEPTHWISE_CONV_2D, 12 bytes per output channel (17% of round 10's 282 KB per-channel micro face
+    model; a per-tensor file has none). TFLM's int8 kernels take the bias scale to be input scale x filter scale and never read these;
     XNNPACK does read them (it refuses such nodes), so the .tflite for LiteRT keeps them."""
     import flatbuffers
 
