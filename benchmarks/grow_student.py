@@ -9,7 +9,8 @@ face_models.md, round 9). `edgeface.nets.grow` moves capacity there without a re
 and inner width and extra residual blocks, initialised so the grown model computes what the trained one
 does. The grown model is the one CONFIG's [model] builds (as `edgeface train face --config CONFIG` would).
 Writes OUT/model.keras (that run's `train.init`) and OUT/grow.json:
-parameters, MACs, the real int8 size (converted with CALIB faces of the training people), and on the
+parameters, MACs, the int8 size of the trained file (converted with CALIB faces of the training people, weights
+made distinct: the converter stores equal buffers once), and on the
 313 crops of the 13 held-out CelebA people the grown model's cosine to the trained one (must be ~1) and
 to the teacher (where training resumes). No LFW.
 """
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     from edgeface.nets import get_model
-    from edgeface.nets.grow import grow_mobilenetv2
+    from edgeface.nets.grow import distinct_weights, grow_mobilenetv2
     from edgeface.nets.io import load_model, save_model
     from edgeface.nets.mobilenetv2 import count_macs
     from edgeface.train.face import resolve_config
@@ -60,7 +61,10 @@ def main(argv=None) -> int:
         from edgeface.data.calibration import load_calibration
         from edgeface.optimize.tflite_bytes import convert_bytes
         reps, _ = load_calibration(a.calib, (112, 112, 3))
-        report["int8_bytes"] = [len(convert_bytes(m, "int8", reps, per_channel=not a.per_tensor)) for m in (old, new)]
+        # The converter stores equal weight buffers once, and a grown model's copied blocks and zero projections
+        # are equal until training moves them: measure a copy with distinct weights, the size of the trained file
+        report["int8_bytes"] = [len(convert_bytes(distinct_weights(m, a.seed), "int8", reps, per_channel=not a.per_tensor))
+                                for m in (old, new)]
         report["int8_per_tensor"] = a.per_tensor
     out = Path(a.out)
     save_model(new, out / "model.keras")

@@ -150,3 +150,14 @@ def grow_mobilenetv2(old: keras.Model, new: keras.Model, seed: int = 0) -> keras
     put("embedding", [_grow_conv(old.get_layer("embedding").get_weights()[0], stream, None)])
     put("embedding_bn", old.get_layer("embedding_bn").get_weights())
     return new
+
+
+def distinct_weights(model: keras.Model, seed: int = 0) -> keras.Model:
+    """A copy of `model` whose weight tensors all differ, each moved by 1e-4 of its largest magnitude. The TFLite
+    converter stores equal buffers once, and a grown model's copied blocks and zero projections stay equal until
+    training moves them, so its file measures small; this copy measures what the trained file will."""
+    rng = np.random.default_rng(seed)
+    copy = keras.models.clone_model(model)
+    copy.set_weights([w + (1e-4 * (np.abs(w).max() + 1e-3) * rng.standard_normal(w.shape)).astype(w.dtype)
+                      for w in model.get_weights()])
+    return copy
