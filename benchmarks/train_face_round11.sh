@@ -18,5 +18,6 @@ case $tier in
 esac
 config=recipes/configs/face_${tier}_grown_real.toml
 shipped=$(shipped_at "$base" $file)
-grow_student "$shipped" runs/recovered/${tier}_$base runs/grown/${tier}_$base "$config"
-real_distill "$tier" "$shipped" "$lr" "$epochs" runs/round11/$tier runs/grown/${tier}_$base "$config"
+grown=runs/grown/${tier}_$base
+grow_student "$shipped" runs/recovered/${tier}_$base "$grown" "$config"
+real_distill "$tier" "$shipped" "$lr" "$epochs" runs/round11/$tier "$grown" "$config"

@@ -95,11 +95,12 @@ def test_distinct_weights_measures_the_trained_size():
     old = _trained_like(mobilenetv2(**SMALL, stages=STAGES))
     new = grow_mobilenetv2(old, mobilenetv2(**SMALL, stages=[(1, 8, 1, 1), (4, 8, 4, 2), (4, 16, 4, 2)]))
     trained = _trained_like(mobilenetv2(**SMALL, stages=[(1, 8, 1, 1), (4, 8, 4, 2), (4, 16, 4, 2)]), seed=5)
+    distinct = distinct_weights(new)
     reps = np.random.default_rng(3).uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32)
     size = {name: len(convert_bytes(m, "float32", reps)) for name, m in
-            [("grown", new), ("distinct", distinct_weights(new)), ("trained", trained)]}
+            [("grown", new), ("distinct", distinct), ("trained", trained)]}
     per_block = 4 * (8 * 32 + 9 * 32 + 32 * 8)  # one added 8-wide block's three kernels (float32)
     assert size["grown"] < size["trained"] - per_block  # the naive measure undercounts by blocks
     assert size["distinct"] == size["trained"]
-    x = reps[:4]
-    np.testing.assert_allclose(distinct_weights(new)(x).numpy(), new(x).numpy(), atol=2e-2 * np.abs(new(x).numpy()).max())
+    y = new(reps[:4]).numpy()
+    np.testing.assert_allclose(distinct(reps[:4]).numpy(), y, atol=2e-2 * np.abs(y).max())
